@@ -1,0 +1,60 @@
+"""Shared pieces of the CLI: the app context, error translation, output helpers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from newsletter.config import Settings
+
+
+class NewsletterGroup(click.Group):
+    """A click group that turns library errors into ``ClickException`` with a hint."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            message = exc.message
+            if exc.hint:
+                message += f"\n  hint: {exc.hint}"
+            raise click.ClickException(message) from None
+
+
+@dataclass
+class AppContext:
+    """What every command gets through ``click.pass_obj``: lazily loaded settings."""
+
+    config: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _settings: Settings | None = None
+
+    def settings(self, **more: Any) -> Settings:
+        """The settings, with ``more`` (command flags) taking precedence over everything."""
+        from newsletter.config import load_settings
+
+        if more:
+            return load_settings(self.config, {**self.overrides, **more})
+        if self._settings is None:
+            self._settings = load_settings(self.config, self.overrides)
+        return self._settings
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console (imported on first use to keep start-up fast)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output for ``--json``: plain JSON on stdout, nothing else."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,215 @@
+"""``newsletter issue``: the author's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from newsletter.cli.base import AppContext, console, print_json
+
+
+@click.group()
+def issue() -> None:
+    """Write, check, list and read the monthly issues in issues/.
+
+    \b
+    Example:
+        newsletter issue new 2026-12
+        newsletter issue check issues/2026-12.md
+    """
+
+
+@issue.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@click.pass_obj
+def check(app: AppContext, paths: tuple[Path, ...], strict: bool) -> None:
+    """Check issue files and report every problem as path:line.
+
+    Without PATHS, checks every file in the issues folder. Exits 1 if any file has an
+    error (or, with --strict, a warning).
+
+    \b
+    Example:
+        newsletter issue check
+        newsletter issue check --strict issues/2026-12.md
+    """
+    from newsletter.content.files import check_issues, format_problem
+
+    settings = app.settings()
+    resolved = [_as_path(p, settings.issues_dir) for p in paths]
+    checked = check_issues(resolved, settings.issues_dir)
+    errors = warnings = 0
+    for item in checked:
+        for problem in item.result.problems:
+            click.echo(format_problem(problem), err=False)
+        errors += len(item.result.errors)
+        warnings += len(item.result.warnings)
+    files = len(checked)
+    bad = sum(1 for c in checked if c.result.errors)
+    summary = (
+        f"{files} file{'s' if files != 1 else ''} checked: "
+        f"{errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}"
+    )
+    if bad:
+        summary += f" ({bad} file{'s' if bad != 1 else ''} with errors)"
+    click.echo(summary, err=True)
+    if errors or (strict and warnings):
+        raise SystemExit(1)
+
+
+def _as_path(p: Path, issues_dir: Path) -> Path:
+    """Accept a month (2026-12) where a path is expected."""
+    from newsletter.content.parser import MONTH_RE
+
+    if MONTH_RE.match(str(p)) and not p.exists():
+        return issues_dir / f"{p}.md"
+    return p
+
+
+@issue.command()
+@click.argument("month")
+@click.pass_obj
+def new(app: AppContext, month: str) -> None:
+    """Create issues/MONTH.md with a commented skeleton (never overwrites).
+
+    \b
+    Example:
+        newsletter issue new 2026-12
+    """
+    from newsletter.content.files import new_issue_file
+
+    path = new_issue_file(app.settings().issues_dir, month)
+    click.echo(f"wrote {path}\nedit it, then run: newsletter issue check {month}")
+
+
+@issue.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def list_(app: AppContext, as_json: bool) -> None:
+    """List the issues: month, subject, status, summaries and topics.
+
+    \b
+    Example:
+        newsletter issue list
+        newsletter issue list --json | jq '.[0].subject'
+    """
+    from newsletter.content.files import list_issues
+
+    infos = list_issues(app.settings().issues_dir)
+    rows = []
+    for info in infos:
+        i = info.issue
+        rows.append(
+            {
+                "month": info.month,
+                "path": str(info.path),
+                "valid": i is not None,
+                "errors": info.errors,
+                "warnings": info.warnings,
+                "subject": i.effective_subject if i else None,
+                "status": i.status if i else "invalid",
+                "summaries": len(i.summaries) if i else None,
+                "topics": [t.slug for t in i.topics] if i else [],
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} issues", title_justify="left")
+    for col in ("Month", "Status", "Subject", "Summaries", "Topics"):
+        table.add_column(col, overflow="fold")
+    for info, row in zip(infos, rows, strict=True):
+        if info.issue is None:
+            table.add_row(
+                row["month"],
+                "[red]invalid[/red]",
+                f"{info.errors} error(s): run newsletter issue check {info.path.name}",
+                "",
+                "",
+            )
+            continue
+        table.add_row(
+            row["month"],
+            row["status"],
+            row["subject"],
+            str(row["summaries"]),
+            str(len(row["topics"])),
+        )
+    console().print(table)
+
+
+@issue.command()
+@click.argument("month")
+@click.option("--json", "as_json", is_flag=True, help="Print the parsed issue as JSON.")
+@click.pass_obj
+def show(app: AppContext, month: str, as_json: bool) -> None:
+    """Print one parsed issue readably.
+
+    MONTH is YYYY-MM (the file issues/YYYY-MM.md) or a path.
+
+    \b
+    Example:
+        newsletter issue show 2026-11
+    """
+    from newsletter.content.files import get_issue
+
+    i = get_issue(app.settings().issues_dir, month)
+    if as_json:
+        print_json(issue_to_dict(i))
+        return
+    from rich.markdown import Markdown
+    from rich.panel import Panel
+
+    out = console()
+    out.print(f"[bold]{i.month_name}[/bold]  ({i.status})  {i.path or ''}")
+    out.print(f"Subject: {i.effective_subject}" + ("" if i.subject else "  [dim](default)[/dim]"))
+    if i.intro:
+        out.print(Markdown(i.intro))
+    for n, s in enumerate(i.summaries, 1):
+        lines = [f"[bold]{n}. {_esc(s.title)}[/bold]"]
+        if s.citation:
+            lines.append(f"[italic]{_esc(s.citation)}[/italic]")
+        lines.append("Topics: " + "; ".join(t.name for t in s.topics))
+        if s.research:
+            lines.append(f"Research: {s.research.name}")
+        if s.link:
+            lines.append(f"Link: {s.link}")
+        out.print(Panel("\n".join(lines), expand=True))
+        out.print(Markdown(s.body))
+        out.print("[bold]Practice Implications[/bold]")
+        out.print(Markdown(s.implications))
+        out.print()
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def issue_to_dict(i) -> dict:
+    """A JSON-able view of an Issue."""
+    return {
+        "month": i.month,
+        "status": i.status,
+        "subject": i.effective_subject,
+        "intro": i.intro,
+        "summaries": [
+            {
+                "key": s.key,
+                "title": s.title,
+                "citation": s.citation,
+                "topics": [{"slug": t.slug, "name": t.name} for t in s.topics],
+                "research": s.research.slug if s.research else None,
+                "link": s.link,
+                "body": s.body,
+                "implications": s.implications,
+            }
+            for s in i.summaries
+        ],
+    }

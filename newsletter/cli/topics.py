@@ -1,0 +1,49 @@
+"""``newsletter topics``: the taxonomy."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli.base import console, print_json
+
+
+@click.group()
+def topics() -> None:
+    """The 36 topics subscribers choose from.
+
+    \b
+    Example:
+        newsletter topics list
+    """
+
+
+@topics.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def list_(as_json: bool) -> None:
+    """List every topic with its slug and display name.
+
+    Issue files and commands accept the slug, the name or the published spelling.
+
+    \b
+    Example:
+        newsletter topics list
+        newsletter topics list --json
+    """
+    from newsletter.content.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    rows = [
+        {"slug": t.slug, "name": t.name, "published": t.published or t.name}
+        for t in taxonomy
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} topics", title_justify="left")
+    table.add_column("Slug", no_wrap=True)
+    table.add_column("Name")
+    for row in rows:
+        table.add_row(row["slug"], row["name"])
+    console().print(table)

@@ -1,0 +1,287 @@
+"""The one settings object.
+
+Precedence, lowest to highest: built-in defaults < ``newsletter.toml`` < ``NEWSLETTER_*``
+environment variables < command-line flags. Every setting, its default and its meaning is
+listed once, in :data:`SETTINGS`; the README's configuration table and the file written by
+``newsletter init`` are generated from it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from newsletter.errors import ConfigError, MissingSettingError
+
+ENV_PREFIX = "NEWSLETTER_"
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+DEFAULT_CONFIG = "newsletter.toml"
+NO_MATCH_POLICIES = ("skip", "full", "teaser")
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """Documentation of one setting."""
+
+    name: str
+    default: Any
+    help: str
+    kind: type = str
+    in_init: bool = False  # written (commented where empty) into a new newsletter.toml
+
+
+SETTINGS: tuple[SettingInfo, ...] = (
+    SettingInfo("newsletter_name", "Psychotherapy Research Digest",
+                "Name shown in the email header and the web pages.", in_init=True),
+    SettingInfo("sender_name", "", "Name in the From header.", in_init=True),
+    SettingInfo("sender_address", "", "Address in the From header (required to send).",
+                in_init=True),
+    SettingInfo("postal_address", "",
+                "Sender's postal address, shown in every email's footer (required to send).",
+                in_init=True),
+    SettingInfo("reply_to", "", "Reply-To address; empty for none.", in_init=True),
+    SettingInfo("author_address", "",
+                "Where send reports and scheduler warnings go; empty for none.", in_init=True),
+    SettingInfo("base_url", "http://127.0.0.1:8000",
+                "Public address of the web pages, used in every link.", in_init=True),
+    SettingInfo("timezone", "UTC", "Time zone for schedules and dates (IANA name).",
+                in_init=True),
+    SettingInfo("secret_key", "",
+                "Key that signs links; a comma-separated list rotates keys (the first signs, "
+                "all verify).", in_init=True),
+    SettingInfo("database_url", "sqlite:///subscribers/newsletter.db",
+                "SQLAlchemy URL of the subscriber store."),
+    SettingInfo("smtp_url", "outbox:///outbox",
+                "smtp://[user:pass@]host:port[?starttls=true], smtps://..., or outbox:///dir "
+                "(writes .eml files)."),
+    SettingInfo("issues_dir", "issues", "Folder of the monthly issue files."),
+    SettingInfo("templates_dir", "templates", "Folder of the email and web templates."),
+    SettingInfo("no_match_policy", "skip",
+                "What a subscriber gets when no summary matches their topics: skip, full "
+                "or teaser."),
+    SettingInfo("also_in_issue", True,
+                "List the month's other summaries (\"Also in this issue\") in each email.",
+                kind=bool),
+    SettingInfo("dev_redirect", "", "Send every message to this one address instead (staging)."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+# The env var names of DESIGN.md; every other setting is NEWSLETTER_<NAME> too.
+ENV_NAMES = {s.name: ENV_PREFIX + s.name.upper() for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :func:`load_settings`; paths are absolute."""
+
+    newsletter_name: str
+    sender_name: str
+    sender_address: str
+    postal_address: str
+    reply_to: str
+    author_address: str
+    base_url: str
+    timezone: str
+    secret_key: str
+    database_url: str
+    smtp_url: str
+    issues_dir: Path
+    templates_dir: Path
+    no_match_policy: str
+    also_in_issue: bool
+    dev_redirect: str
+    root: Path = field(default_factory=Path.cwd)
+    config_path: Path | None = None
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The signing keys, newest first (the first signs, all verify)."""
+        return [k.strip() for k in self.secret_key.split(",") if k.strip()]
+
+    def require(self, name: str, purpose: str | None = None) -> Any:
+        """The value of ``name``; :class:`MissingSettingError` naming it if empty."""
+        value = getattr(self, name)
+        if value in ("", None):
+            raise MissingSettingError(name, purpose)
+        return value
+
+    def __repr__(self) -> str:  # never show the secret in logs or tracebacks
+        shown = ", ".join(
+            f"{f.name}={'***' if f.name == 'secret_key' else getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name != "sources"
+        )
+        return f"Settings({shown})"
+
+
+def _coerce(info: SettingInfo, value: Any, source: str) -> Any:
+    if info.kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(
+            f"{info.name} = {value!r} (from {source}) is not true or false",
+            hint="write true or false",
+        )
+    if not isinstance(value, str | int | float):
+        raise ConfigError(
+            f"{info.name} (from {source}) must be text", hint='write it as name = "value"'
+        )
+    return str(value)
+
+
+def config_file_path(explicit: str | Path | None = None) -> Path:
+    """Where ``newsletter.toml`` is: the flag, else ``NEWSLETTER_CONFIG``, else ``./``."""
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env).expanduser().absolute() if env else Path.cwd() / DEFAULT_CONFIG
+
+
+def load_settings(
+    config: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting: defaults < config file < environment < ``overrides``.
+
+    A missing config file is fine (defaults apply); a config file that is not valid TOML
+    or names an unknown setting is a :class:`ConfigError`.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    path = config_file_path(config)
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    sources = {s.name: "default" for s in SETTINGS}
+
+    file_values: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            file_values = tomllib.loads(path.read_text("utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not valid TOML: {exc}", hint="check quotes and '=' signs"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from None
+    elif config is not None or CONFIG_ENV in environ:
+        raise ConfigError(
+            f"config file {path} does not exist", hint="create one with `newsletter init`"
+        )
+    for key, value in file_values.items():
+        if key not in _BY_NAME:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(_BY_NAME), n=1)
+            raise ConfigError(
+                f"{path}: unknown setting {key!r}",
+                hint=f"did you mean {close[0]!r}?" if close else "see the README's table",
+            )
+        values[key] = _coerce(_BY_NAME[key], value, str(path))
+        sources[key] = str(path)
+
+    for name, env in ENV_NAMES.items():
+        if env in environ:
+            values[name] = _coerce(_BY_NAME[name], environ[env], env)
+            sources[name] = env
+
+    for name, value in (overrides or {}).items():
+        if name not in _BY_NAME:
+            raise ConfigError(f"unknown setting {name!r}", hint="see the README's table")
+        if value is not None:
+            values[name] = _coerce(_BY_NAME[name], value, "command line")
+            sources[name] = "command line"
+
+    root = path.parent if path.is_file() else Path.cwd()
+    if values["no_match_policy"] not in NO_MATCH_POLICIES:
+        raise ConfigError(
+            f"no_match_policy = {values['no_match_policy']!r} (from "
+            f"{sources['no_match_policy']})",
+            hint="one of: " + ", ".join(NO_MATCH_POLICIES),
+        )
+    values["base_url"] = values["base_url"].rstrip("/")
+    values["database_url"] = _absolute_sqlite(values["database_url"], root)
+    values["smtp_url"] = _absolute_outbox(values["smtp_url"], root)
+    for key in ("issues_dir", "templates_dir"):
+        p = Path(values[key]).expanduser()
+        values[key] = p if p.is_absolute() else root / p
+    return Settings(
+        **values,
+        root=root,
+        config_path=path if path.is_file() else None,
+        sources=sources,
+    )
+
+
+def _absolute_sqlite(url: str, root: Path) -> str:
+    """Make a relative SQLite path relative to the project folder, not the process cwd."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        rel = url[len(prefix) :]
+        return prefix + str(root / rel)
+    return url
+
+
+def _absolute_outbox(url: str, root: Path) -> str:
+    prefix = "outbox:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        return "outbox://" + str(root / url[len(prefix) :])
+    return url
+
+
+def generate_secret_key() -> str:
+    """A fresh random key for signing links."""
+    return secrets.token_urlsafe(32)
+
+
+def render_config_file(values: dict[str, str] | None = None) -> str:
+    """The text of a new, commented ``newsletter.toml``."""
+    values = dict(values or {})
+    values.setdefault("secret_key", generate_secret_key())
+    lines = [
+        "# newsletter.toml: settings of the monthly research newsletter.",
+        "#",
+        "# Precedence: defaults < this file < NEWSLETTER_* environment variables < flags.",
+        "# Every setting can also be set as NEWSLETTER_<NAME>, e.g. NEWSLETTER_DATABASE_URL.",
+        "",
+    ]
+    for info in SETTINGS:
+        lines.append(f"# {info.help}")
+        value = values.get(info.name, info.default)
+        if info.kind is bool:
+            text = "true" if value else "false"
+        else:
+            text = _toml_string(str(value))
+        commented = not info.in_init and info.name not in values
+        lines.append(f"{'# ' if commented else ''}{info.name} = {text}")
+        if info.name == "secret_key":
+            lines.append("# Keep it secret: anyone with it can forge unsubscribe links.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def write_config_file(path: Path, values: dict[str, str] | None = None, force: bool = False) -> Path:
+    """Write a new ``newsletter.toml``; refuses to replace an existing one unless ``force``."""
+    if path.exists() and not force:
+        raise ConfigError(
+            f"{path} already exists", hint="keep it, or pass --force to write a new one"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_config_file(values), "utf-8")
+    os.chmod(tmp, 0o600)  # it holds the signing key
+    tmp.replace(path)
+    return path

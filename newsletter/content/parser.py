@@ -1,0 +1,541 @@
+"""Read and check issue files (``issues/YYYY-MM.md``).
+
+The parser never stops at the first mistake: it collects every :class:`Problem` of a file
+with its line number, so the author fixes them all in one pass. :func:`parse_issue` returns
+the problems and, when there are no errors, the :class:`Issue`; :func:`load_issue` raises
+:class:`IssueFormatError` instead. No other exception escapes either, whatever the input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from newsletter.content.model import ISSUE_STATUSES, MAX_SUBJECT, Issue, Problem, Summary
+from newsletter.content.taxonomy import load_taxonomy, resolve_research_type, slugify
+from newsletter.errors import (
+    IssueFormatError,
+    IssueNotFoundError,
+    UnknownResearchTypeError,
+    UnknownTopicError,
+)
+
+MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+FILE_NAME_RE = re.compile(r"^\d{4}-\d{2}\.md$")
+FRONT_KEYS = ("month", "subject", "intro", "status")
+META_KEYS = ("citation", "topics", "research", "link")
+META_LINE = re.compile(r"^([A-Za-z][A-Za-z \-]*?)\s*:\s*(.*)$")
+# APA puts the year in parentheses: (2025), (2025, March 3), (2025a), (n.d.), (in press).
+CITATION_YEAR = re.compile(r"\((?:\d{4}[a-z]?(?:,[^)]*)?|n\.\s?d\.|in press)\)", re.IGNORECASE)
+IMPLICATIONS_RE = re.compile(r"^###\s+practice\s+implications\s*:?\s*#*\s*$", re.IGNORECASE)
+COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
+
+MIN_SUMMARIES, MAX_SUMMARIES = 1, 4
+
+
+@dataclass
+class _Collector:
+    path: str
+    problems: list[Problem]
+
+    def error(self, line: int, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(self.path, line, "error", message, hint))
+
+    def warning(self, line: int, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(self.path, line, "warning", message, hint))
+
+
+@dataclass
+class ParseResult:
+    """What :func:`parse_issue` found: the issue (None if any error) and every problem."""
+
+    issue: Issue | None
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        """The problems that stop the issue from being used."""
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """The problems worth a look that do not stop the issue."""
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def decode_issue_bytes(data: bytes, path: str) -> tuple[str | None, list[Problem]]:
+    """Decode UTF-8 (a BOM is tolerated); any other encoding is one clear error."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        return None, [
+            Problem(
+                path,
+                line,
+                "error",
+                f"file is not UTF-8 (byte 0x{byte} cannot be decoded)",
+                "save the file as UTF-8 (in most editors: File > Save with Encoding > UTF-8)",
+            )
+        ]
+
+
+def read_issue_file(path: Path) -> ParseResult:
+    """Read and parse one issue file. An unreadable file is a problem, not an exception."""
+    shown = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ParseResult(None, [Problem(shown, 0, "error", "no such file")])
+    except IsADirectoryError:
+        return ParseResult(None, [Problem(shown, 0, "error", "is a directory, not a file")])
+    except OSError as exc:
+        return ParseResult(None, [Problem(shown, 0, "error", f"cannot read: {exc.strerror}")])
+    text, problems = decode_issue_bytes(data, shown)
+    if text is None:
+        return ParseResult(None, problems)
+    return parse_issue(text, shown)
+
+
+def load_issue(path: Path) -> Issue:
+    """Read one issue file; :class:`IssueFormatError` listing every problem if invalid."""
+    result = read_issue_file(path)
+    if result.issue is None:
+        if result.problems and result.problems[0].line == 0 and not path.exists():
+            raise IssueNotFoundError(
+                f"no issue file {path}",
+                hint=f"create it with `newsletter issue new {path.stem}`",
+            )
+        raise IssueFormatError(result.problems)
+    return result.issue
+
+
+def issue_path(issues_dir: Path, month: str) -> Path:
+    """The file of ``month`` in ``issues_dir``; accepts ``YYYY-MM`` or a path."""
+    if month.endswith(".md") or "/" in month:
+        return Path(month)
+    if not MONTH_RE.match(month):
+        raise IssueNotFoundError(
+            f"{month!r} is not a month", hint="write the month as YYYY-MM, e.g. 2026-12"
+        )
+    return issues_dir / f"{month}.md"
+
+
+def find_issue_files(issues_dir: Path) -> list[Path]:
+    """Every ``*.md`` file in the issues folder, oldest month first."""
+    if not issues_dir.is_dir():
+        raise IssueNotFoundError(
+            f"no issues folder at {issues_dir}",
+            hint="run the command from the project folder, or set issues_dir in newsletter.toml",
+        )
+    return sorted(p for p in issues_dir.glob("*.md") if p.is_file())
+
+
+def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
+    """Parse the text of an issue file, collecting every problem with its line number."""
+    out = _Collector(path, [])
+    text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
+    # Author comments are not content; blank them out but keep the line count.
+    text = COMMENT_RE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    lines = text.split("\n")
+
+    front, body_start = _split_front_matter(lines, out)
+    month, status, subject, intro = _check_front_matter(front, path, out)
+    summaries = _parse_body(lines, body_start, out)
+
+    if not summaries and not any(p.severity == "error" and p.line > 0 for p in out.problems):
+        out.error(
+            body_start + 1 if body_start < len(lines) else len(lines),
+            "the issue has no summaries",
+            "start each summary with a '## Title' line",
+        )
+    elif len(summaries) > MAX_SUMMARIES:
+        out.error(
+            summaries[MAX_SUMMARIES].line,
+            f"{len(summaries)} summaries; an issue holds at most {MAX_SUMMARIES}",
+            "move the extra summaries to next month's issue",
+        )
+    elif summaries and len(summaries) not in (2, 3):
+        out.warning(
+            summaries[0].line,
+            f"{len(summaries)} summaries; issues usually have 2 or 3",
+        )
+
+    seen: dict[str, int] = {}
+    for s in summaries:
+        norm = " ".join(s.title.casefold().split())
+        if norm in seen:
+            out.error(s.line, f"duplicate title {s.title!r} (first at line {seen[norm]})")
+        else:
+            seen[norm] = s.line
+    keys: dict[str, int] = {}
+    fixed = []
+    for s in summaries:
+        key = s.key
+        n = keys.get(key, 0)
+        keys[key] = n + 1
+        if n:
+            key = f"{key}-{n + 1}"
+        fixed.append(_replace_key(s, key))
+
+    problems = sorted(out.problems, key=lambda p: (p.line, p.severity != "error"))
+    if any(p.severity == "error" for p in problems) or month is None:
+        return ParseResult(None, problems)
+    issue = Issue(
+        month=month,
+        summaries=tuple(fixed),
+        status=status,
+        subject=subject,
+        intro=intro,
+        path=Path(path) if path and not path.startswith("<") else None,
+    )
+    return ParseResult(issue, problems)
+
+
+def _replace_key(s: Summary, key: str) -> Summary:
+    from dataclasses import replace
+
+    return s if s.key == key else replace(s, key=key)
+
+
+def _split_front_matter(lines: list[str], out: _Collector) -> tuple[dict, int]:
+    """Return the front matter (key -> (value, line)) and the index of the first body line."""
+    if not lines or lines[0].strip() != "---":
+        out.error(
+            1,
+            "missing front matter",
+            "begin the file with a '---' line, then 'month: YYYY-MM', then another '---' line",
+        )
+        return {}, 0
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+    if end is None:
+        out.error(1, "front matter is not closed", "add a '---' line after the front matter")
+        return {}, len(lines)
+    import yaml
+
+    source = "\n".join(lines[1:end])
+    try:
+        node = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = (mark.line + 2) if mark is not None else 2
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        out.error(
+            line,
+            f"front matter is not valid YAML: {problem}",
+            "values containing ': ' or starting with a quote must be quoted as a whole",
+        )
+        return {}, end + 1
+    except Exception as exc:  # pyyaml raises a few non-YAMLError errors on odd input
+        out.error(2, f"front matter is not valid YAML: {exc}")
+        return {}, end + 1
+    if node is None:
+        return {}, end + 1
+    if not isinstance(node, yaml.MappingNode):
+        out.error(2, "front matter must be 'key: value' lines")
+        return {}, end + 1
+    front: dict[str, tuple[object, int]] = {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 2
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if not isinstance(key, str):
+            out.error(line, "front matter keys must be plain words")
+            continue
+        if key in front:
+            out.error(line, f"{key!r} is given twice in the front matter")
+            continue
+        try:
+            value = yaml.SafeLoader(source).construct_object(value_node, deep=True)
+        except Exception:
+            value = value_node.value if isinstance(value_node, yaml.ScalarNode) else None
+        if isinstance(value_node, yaml.ScalarNode) and key == "month":
+            value = value_node.value  # keep "2026-12" as text whatever YAML thinks of it
+        front[key.lower()] = (value, line)
+    return front, end + 1
+
+
+def _check_front_matter(
+    front: dict, path: str, out: _Collector
+) -> tuple[str | None, str, str | None, str | None]:
+    for key, (_, line) in front.items():
+        if key not in FRONT_KEYS:
+            close = difflib.get_close_matches(key, FRONT_KEYS, n=1)
+            out.error(
+                line,
+                f"unknown front matter key {key!r}",
+                f"did you mean {close[0]!r}?"
+                if close
+                else "allowed keys: " + ", ".join(FRONT_KEYS),
+            )
+
+    month: str | None = None
+    if "month" not in front:
+        out.error(1, "front matter has no 'month'", "add a line 'month: YYYY-MM'")
+    else:
+        raw, line = front["month"]
+        value = str(raw).strip() if raw is not None else ""
+        m = MONTH_RE.match(value)
+        if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1900:
+            out.error(line, f"month {value!r} is not a valid month", "write it as YYYY-MM")
+        else:
+            month = value
+            name = Path(path).name
+            if FILE_NAME_RE.match(name) and name[:-3] != month:
+                out.error(
+                    line,
+                    f"month {month} does not match the file name {name}",
+                    f"rename the file to {month}.md or fix the month",
+                )
+    name = Path(path).name
+    if not path.startswith("<") and not FILE_NAME_RE.match(name):
+        out.warning(1, f"file name {name!r} is not YYYY-MM.md")
+
+    status = "draft"
+    if "status" in front:
+        raw, line = front["status"]
+        value = str(raw).strip().lower() if raw is not None else ""
+        if value not in ISSUE_STATUSES:
+            out.error(line, f"status {raw!r} is not one of: " + ", ".join(ISSUE_STATUSES))
+        else:
+            status = value
+
+    subject = _front_text(front, "subject", out)
+    if subject is not None:
+        if "\n" in subject:
+            out.error(front["subject"][1], "subject must be a single line")
+        elif len(subject) > MAX_SUBJECT:
+            out.warning(
+                front["subject"][1],
+                f"subject is {len(subject)} characters; mail clients cut it after about "
+                f"{MAX_SUBJECT}",
+            )
+    intro = _front_text(front, "intro", out)
+    if intro is not None:
+        _check_markdown_links(intro, front["intro"][1], out)
+    return month, status, subject, intro
+
+
+def _front_text(front: dict, key: str, out: _Collector) -> str | None:
+    if key not in front:
+        return None
+    raw, line = front[key]
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        out.error(line, f"{key} is empty", f"remove the '{key}:' line or write something")
+        return None
+    if isinstance(raw, dt.date | int | float | bool):
+        raw = str(raw)
+    if not isinstance(raw, str):
+        out.error(line, f"{key} must be text", "quote it if it contains ': '")
+        return None
+    return raw.strip()
+
+
+def _parse_body(lines: list[str], start: int, out: _Collector) -> list[Summary]:
+    """Split the body into summaries at '## ' lines and parse each."""
+    blocks: list[tuple[int, list[tuple[int, str]]]] = []  # (title line index, body lines)
+    in_fence = False
+    stray: int | None = None
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if FENCE_RE.match(line):
+            in_fence = not in_fence
+        if not in_fence and re.match(r"^##(?!#)", line):
+            blocks.append((i, []))
+            continue
+        if not in_fence and re.match(r"^#(?!#)", line):
+            out.error(
+                i + 1,
+                "a '# ' heading is not part of the format",
+                "start summaries with '## Title'; put the issue's title in 'subject:'",
+            )
+            continue
+        if blocks:
+            blocks[-1][1].append((i + 1, line))
+        elif line.strip() and stray is None:
+            stray = i + 1
+    if stray is not None:
+        out.error(
+            stray,
+            "text before the first summary",
+            "put an introduction in the front matter as 'intro:', or start a summary with '## '",
+        )
+    return [s for s in (_parse_summary(lines[i], i + 1, body, out) for i, body in blocks) if s]
+
+
+def _parse_summary(
+    title_line: str, lineno: int, body: list[tuple[int, str]], out: _Collector
+) -> Summary | None:
+    title = title_line[2:].strip().rstrip("#").strip()
+    ok = True
+    if not title:
+        out.error(lineno, "summary has no title", "write the title after '## '")
+        ok = False
+
+    # Metadata: 'Key: value' lines directly under the title, up to the first blank line.
+    meta: dict[str, tuple[str, int]] = {}
+    pos = 0
+    while pos < len(body) and body[pos][1].strip():
+        n, line = body[pos]
+        m = META_LINE.match(line.strip())
+        key = m.group(1).strip().lower() if m else None
+        if m is None or key not in META_KEYS:
+            shown = m.group(1).strip() if m else line.strip()[:30]
+            close = difflib.get_close_matches(key or "", META_KEYS, n=1) if key else []
+            out.error(
+                n,
+                f"unknown metadata key {shown!r}" if m else f"expected 'Key: value', got {shown!r}",
+                f"did you mean '{close[0].title()}:'?"
+                if close
+                else "metadata lines are Citation:, Topics:, Research: and Link:, "
+                "followed by a blank line before the summary text",
+            )
+            ok = False
+        elif key in meta:
+            out.error(n, f"{m.group(1).strip()!r} is given twice (first at line {meta[key][1]})")
+            ok = False
+        else:
+            meta[key] = (m.group(2).strip(), n)
+        pos += 1
+
+    taxonomy = load_taxonomy()
+    topics = []
+    if "topics" not in meta:
+        out.error(
+            lineno,
+            f"summary {title!r} has no 'Topics:' line",
+            "add e.g. 'Topics: Empathy; Therapist Factors' under the title",
+        )
+        ok = False
+    else:
+        value, n = meta["topics"]
+        parts = [p.strip() for p in value.split(";")]
+        if not any(parts):
+            out.error(n, "'Topics:' is empty", "name at least one topic")
+            ok = False
+        for part in parts:
+            if not part:
+                continue
+            try:
+                topic = taxonomy.resolve(part)
+            except UnknownTopicError as exc:
+                out.error(n, exc.message, exc.hint + " (topics are separated by ';')")
+                ok = False
+                continue
+            if topic in topics:
+                out.warning(n, f"topic {topic.name!r} is listed twice")
+            else:
+                topics.append(topic)
+
+    research = None
+    if "research" in meta:
+        value, n = meta["research"]
+        try:
+            research = resolve_research_type(value)
+        except UnknownResearchTypeError as exc:
+            out.error(n, exc.message, exc.hint)
+            ok = False
+
+    citation = None
+    if "citation" in meta:
+        citation, n = meta["citation"]
+        if not citation:
+            out.error(n, "'Citation:' is empty", "remove the line or write the reference")
+            ok = False
+            citation = None
+        elif not CITATION_YEAR.search(citation):
+            out.error(
+                n,
+                "citation has no year in parentheses",
+                "APA style: Author, A. A. (2025). Title. Journal, 12(3), 45-67.",
+            )
+            ok = False
+
+    link = None
+    if "link" in meta:
+        link, n = meta["link"]
+        if not _is_web_url(link):
+            out.error(n, f"link {link!r} is not an http(s) address", "e.g. https://doi.org/...")
+            ok = False
+            link = None
+
+    # Body up to '### Practice Implications', then the implications.
+    rest = body[pos:]
+    split = next((k for k, (_, line) in enumerate(rest) if IMPLICATIONS_RE.match(line)), None)
+    if split is None:
+        out.error(
+            lineno,
+            f"summary {title!r} has no '### Practice Implications' section",
+            "add a '### Practice Implications' heading followed by its paragraphs",
+        )
+        ok = False
+        text_lines, impl_lines = rest, []
+    else:
+        text_lines, impl_lines = rest[:split], rest[split + 1 :]
+        more = [n for n, line in impl_lines if IMPLICATIONS_RE.match(line)]
+        if more:
+            out.error(more[0], "a second 'Practice Implications' section in the same summary")
+            ok = False
+    body_md = _join(text_lines)
+    impl_md = _join(impl_lines)
+    if not body_md:
+        out.error(lineno, f"summary {title!r} has no text", "write the summary under the metadata")
+        ok = False
+    if split is not None and not impl_md:
+        out.error(rest[split][0], "'Practice Implications' section is empty")
+        ok = False
+    first_text = text_lines[0][0] if text_lines else lineno
+    _check_markdown_links(body_md, first_text, out)
+    if split is not None:
+        _check_markdown_links(impl_md, rest[split][0], out)
+
+    if not ok:
+        return Summary(key=slugify(title) or "summary", title=title, topics=(), body="",
+                       implications="", line=lineno)
+    return Summary(
+        key=slugify(title) or "summary",
+        title=title,
+        topics=tuple(topics),
+        body=body_md,
+        implications=impl_md,
+        citation=citation,
+        research=research,
+        link=link,
+        line=lineno,
+    )
+
+
+def _join(lines: list[tuple[int, str]]) -> str:
+    return "\n".join(line for _, line in lines).strip("\n").strip()
+
+
+def _is_web_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
+
+
+def _check_markdown_links(md: str, first_line: int, out: _Collector) -> None:
+    """Every link in Markdown text must be http(s) or mailto."""
+    if not md:
+        return
+    from newsletter.content.markdown import iter_links
+
+    for offset, href in iter_links(md):
+        if href.startswith("mailto:") and "@" in href:
+            continue
+        if not _is_web_url(href):
+            out.error(
+                first_line + offset,
+                f"link {href!r} is not an http(s) address",
+                "links must be absolute, e.g. https://doi.org/...",
+            )

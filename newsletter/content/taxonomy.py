@@ -1,0 +1,147 @@
+"""The 36-topic taxonomy and the research-type vocabulary, read from package data."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from functools import cache
+from importlib import resources
+
+from newsletter.content.model import ResearchType, Topic
+from newsletter.errors import UnknownResearchTypeError, UnknownTopicError
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(text: str) -> str:
+    """Lowercase, ASCII letters and digits, words joined by single hyphens."""
+    import unicodedata
+
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _NON_ALNUM.sub("-", ascii_text.lower()).strip("-")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+class Taxonomy:
+    """Look topics up by slug, display name, published name or alias, case-insensitively."""
+
+    def __init__(self, topics: list[Topic]) -> None:
+        self.topics: tuple[Topic, ...] = tuple(topics)
+        self.by_slug: dict[str, Topic] = {t.slug: t for t in topics}
+        self._lookup: dict[str, Topic] = {}
+        for t in topics:
+            for key in (t.slug, t.name, t.published, *t.aliases):
+                if key:
+                    self._lookup[_norm(key)] = t
+                    self._lookup[slugify(key)] = t
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+    def __iter__(self):
+        return iter(self.topics)
+
+    def find(self, value: str) -> Topic | None:
+        """The topic ``value`` names, or None."""
+        value = value.strip()
+        return self._lookup.get(_norm(value)) or self._lookup.get(slugify(value))
+
+    def resolve(self, value: str) -> Topic:
+        """The topic ``value`` names; :class:`UnknownTopicError` with suggestions if none."""
+        topic = self.find(value)
+        if topic is None:
+            raise UnknownTopicError(value, self.suggest(value))
+        return topic
+
+    def resolve_list(self, text: str) -> list[Topic]:
+        """Resolve a ``;``-separated list of topics (names contain commas), keeping order."""
+        out: list[Topic] = []
+        for part in text.split(";"):
+            if part.strip():
+                topic = self.resolve(part)
+                if topic not in out:
+                    out.append(topic)
+        return out
+
+    def suggest(self, value: str, n: int = 3) -> list[str]:
+        """Display names closest to ``value``."""
+        names = {_norm(t.name): t.name for t in self.topics}
+        for t in self.topics:
+            names[t.slug] = t.name
+            for a in t.aliases:
+                names[_norm(a)] = t.name
+        query = _norm(value)
+        hits = difflib.get_close_matches(query, list(names), n=n * 2, cutoff=0.5)
+        # Substring matches help with partial names such as "therapeutic relationship".
+        hits += [k for k in names if len(query) >= 4 and query in k]
+        out: list[str] = []
+        for h in hits:
+            if names[h] not in out:
+                out.append(names[h])
+        return out[:n]
+
+
+@cache
+def load_taxonomy() -> Taxonomy:
+    """The taxonomy shipped with the package (``newsletter/content/taxonomy.toml``)."""
+    data = tomllib.loads(
+        resources.files("newsletter.content").joinpath("taxonomy.toml").read_text("utf-8")
+    )
+    topics = [
+        Topic(
+            slug=t["slug"],
+            name=t["name"],
+            published=t.get("published"),
+            aliases=tuple(t.get("aliases", ())),
+        )
+        for t in data["topic"]
+    ]
+    return Taxonomy(topics)
+
+
+RESEARCH_TYPES: tuple[ResearchType, ...] = (
+    ResearchType("meta-analysis", "Meta-analysis"),
+    ResearchType("systematic-review", "Systematic review"),
+    ResearchType("randomized-controlled-trial", "Randomized controlled trial"),
+    ResearchType("naturalistic-study", "Naturalistic study"),
+    ResearchType("survey", "Survey"),
+    ResearchType("qualitative-study", "Qualitative study"),
+    ResearchType("narrative-review", "Narrative review"),
+    ResearchType("other", "Other"),
+)
+
+_RESEARCH_ALIASES = {
+    "rct": "randomized-controlled-trial",
+    "randomised controlled trial": "randomized-controlled-trial",
+    "randomized trial": "randomized-controlled-trial",
+    "randomised trial": "randomized-controlled-trial",
+    "clinical trial": "randomized-controlled-trial",
+    "meta analysis": "meta-analysis",
+    "metaanalysis": "meta-analysis",
+    "review": "narrative-review",
+    "book chapter": "narrative-review",
+    "chapter": "narrative-review",
+    "qualitative": "qualitative-study",
+    "naturalistic": "naturalistic-study",
+    "observational study": "naturalistic-study",
+}
+
+
+def resolve_research_type(value: str) -> ResearchType:
+    """The research type ``value`` names (slug, name or common alias), case-insensitively."""
+    by_slug = {r.slug: r for r in RESEARCH_TYPES}
+    key = _norm(value)
+    slug = _RESEARCH_ALIASES.get(key) or slugify(value)
+    if slug in by_slug:
+        return by_slug[slug]
+    names = [r.name.lower() for r in RESEARCH_TYPES]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UnknownResearchTypeError(
+        f"unknown research type {value!r}",
+        hint=hint + "one of: " + ", ".join(r.name.lower() for r in RESEARCH_TYPES),
+    )
