@@ -35,37 +35,66 @@ class SettingInfo:
 
 
 SETTINGS: tuple[SettingInfo, ...] = (
-    SettingInfo("newsletter_name", "Psychotherapy Research Digest",
-                "Name shown in the email header and the web pages.", in_init=True),
+    SettingInfo(
+        "newsletter_name",
+        "Psychotherapy Research Digest",
+        "Name shown in the email header and the web pages.",
+        in_init=True,
+    ),
     SettingInfo("sender_name", "", "Name in the From header.", in_init=True),
-    SettingInfo("sender_address", "", "Address in the From header (required to send).",
-                in_init=True),
-    SettingInfo("postal_address", "",
-                "Sender's postal address, shown in every email's footer (required to send).",
-                in_init=True),
+    SettingInfo(
+        "sender_address", "", "Address in the From header (required to send).", in_init=True
+    ),
+    SettingInfo(
+        "postal_address",
+        "",
+        "Sender's postal address, shown in every email's footer (required to send).",
+        in_init=True,
+    ),
     SettingInfo("reply_to", "", "Reply-To address; empty for none.", in_init=True),
-    SettingInfo("author_address", "",
-                "Where send reports and scheduler warnings go; empty for none.", in_init=True),
-    SettingInfo("base_url", "http://127.0.0.1:8000",
-                "Public address of the web pages, used in every link.", in_init=True),
-    SettingInfo("timezone", "UTC", "Time zone for schedules and dates (IANA name).",
-                in_init=True),
-    SettingInfo("secret_key", "",
-                "Key that signs links; a comma-separated list rotates keys (the first signs, "
-                "all verify).", in_init=True),
-    SettingInfo("database_url", "sqlite:///subscribers/newsletter.db",
-                "SQLAlchemy URL of the subscriber store."),
-    SettingInfo("smtp_url", "outbox:///outbox",
-                "smtp://[user:pass@]host:port[?starttls=true], smtps://..., or outbox:///dir "
-                "(writes .eml files)."),
+    SettingInfo(
+        "author_address",
+        "",
+        "Where send reports and scheduler warnings go; empty for none.",
+        in_init=True,
+    ),
+    SettingInfo(
+        "base_url",
+        "http://127.0.0.1:8000",
+        "Public address of the web pages, used in every link.",
+        in_init=True,
+    ),
+    SettingInfo("timezone", "UTC", "Time zone for schedules and dates (IANA name).", in_init=True),
+    SettingInfo(
+        "secret_key",
+        "",
+        "Key that signs links; a comma-separated list rotates keys (the first signs, all verify).",
+        in_init=True,
+    ),
+    SettingInfo(
+        "database_url",
+        "sqlite:///subscribers/newsletter.db",
+        "SQLAlchemy URL of the subscriber store.",
+    ),
+    SettingInfo(
+        "smtp_url",
+        "outbox:///outbox",
+        "smtp://[user:pass@]host:port[?starttls=true], smtps://..., or outbox:///dir "
+        "(writes .eml files).",
+    ),
     SettingInfo("issues_dir", "issues", "Folder of the monthly issue files."),
     SettingInfo("templates_dir", "templates", "Folder of the email and web templates."),
-    SettingInfo("no_match_policy", "skip",
-                "What a subscriber gets when no summary matches their topics: skip, full "
-                "or teaser."),
-    SettingInfo("also_in_issue", True,
-                "List the month's other summaries (\"Also in this issue\") in each email.",
-                kind=bool),
+    SettingInfo(
+        "no_match_policy",
+        "skip",
+        "What a subscriber gets when no summary matches their topics: skip, full or teaser.",
+    ),
+    SettingInfo(
+        "also_in_issue",
+        True,
+        'List the month\'s other summaries ("Also in this issue") in each email.',
+        kind=bool,
+    ),
     SettingInfo("dev_redirect", "", "Send every message to this one address instead (staging)."),
 )
 
@@ -139,11 +168,13 @@ def _coerce(info: SettingInfo, value: Any, source: str) -> Any:
     return str(value)
 
 
-def config_file_path(explicit: str | Path | None = None) -> Path:
+def config_file_path(
+    explicit: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Path:
     """Where ``newsletter.toml`` is: the flag, else ``NEWSLETTER_CONFIG``, else ``./``."""
     if explicit:
         return Path(explicit).expanduser().absolute()
-    env = os.environ.get(CONFIG_ENV)
+    env = (os.environ if environ is None else environ).get(CONFIG_ENV)
     return Path(env).expanduser().absolute() if env else Path.cwd() / DEFAULT_CONFIG
 
 
@@ -158,7 +189,7 @@ def load_settings(
     or names an unknown setting is a :class:`ConfigError`.
     """
     environ = dict(os.environ) if environ is None else environ
-    path = config_file_path(config)
+    path = config_file_path(config, environ)
     values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
     sources = {s.name: "default" for s in SETTINGS}
 
@@ -203,8 +234,7 @@ def load_settings(
     root = path.parent if path.is_file() else Path.cwd()
     if values["no_match_policy"] not in NO_MATCH_POLICIES:
         raise ConfigError(
-            f"no_match_policy = {values['no_match_policy']!r} (from "
-            f"{sources['no_match_policy']})",
+            f"no_match_policy = {values['no_match_policy']!r} (from {sources['no_match_policy']})",
             hint="one of: " + ", ".join(NO_MATCH_POLICIES),
         )
     values["base_url"] = values["base_url"].rstrip("/")
@@ -273,7 +303,9 @@ def _toml_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-def write_config_file(path: Path, values: dict[str, str] | None = None, force: bool = False) -> Path:
+def write_config_file(
+    path: Path, values: dict[str, str] | None = None, force: bool = False
+) -> Path:
     """Write a new ``newsletter.toml``; refuses to replace an existing one unless ``force``."""
     if path.exists() and not force:
         raise ConfigError(

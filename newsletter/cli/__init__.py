@@ -54,9 +54,10 @@ def cli(ctx: click.Context, config: str | None, set_values: tuple[str, ...]) -> 
 
 
 def _register() -> None:
+    from newsletter.cli import demo, issue, topics
     from newsletter.cli import init as init_cmd
-    from newsletter.cli import issue, topics
 
+    cli.add_command(demo.demo)
     cli.add_command(init_cmd.init)
     cli.add_command(issue.issue)
     cli.add_command(topics.topics)

@@ -32,10 +32,7 @@ def list_(as_json: bool) -> None:
     from newsletter.content.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    rows = [
-        {"slug": t.slug, "name": t.name, "published": t.published or t.name}
-        for t in taxonomy
-    ]
+    rows = [{"slug": t.slug, "name": t.name, "published": t.published or t.name} for t in taxonomy]
     if as_json:
         print_json(rows)
         return

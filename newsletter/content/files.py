@@ -53,9 +53,7 @@ def list_issues(issues_dir: Path) -> list[IssueInfo]:
     for path in find_issue_files(issues_dir):
         result = read_issue_file(path)
         month = result.issue.month if result.issue else path.stem
-        out.append(
-            IssueInfo(path, month, result.issue, len(result.errors), len(result.warnings))
-        )
+        out.append(IssueInfo(path, month, result.issue, len(result.errors), len(result.warnings)))
     return sorted(out, key=lambda i: i.month, reverse=True)
 
 

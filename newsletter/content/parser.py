@@ -166,7 +166,8 @@ def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
     elif summaries and len(summaries) not in (2, 3):
         out.warning(
             summaries[0].line,
-            f"{len(summaries)} summaries; issues usually have 2 or 3",
+            f"{len(summaries)} summar{'y' if len(summaries) == 1 else 'ies'}; "
+            "issues usually have 2 or 3",
         )
 
     seen: dict[str, int] = {}
@@ -206,19 +207,22 @@ def _replace_key(s: Summary, key: str) -> Summary:
     return s if s.key == key else replace(s, key=key)
 
 
-def _split_front_matter(lines: list[str], out: _Collector) -> tuple[dict, int]:
-    """Return the front matter (key -> (value, line)) and the index of the first body line."""
+def _split_front_matter(lines: list[str], out: _Collector) -> tuple[dict | None, int]:
+    """Return the front matter (key -> (value, line)) and the index of the first body line.
+
+    The front matter is None when it is missing or broken (that is reported here).
+    """
     if not lines or lines[0].strip() != "---":
         out.error(
             1,
             "missing front matter",
             "begin the file with a '---' line, then 'month: YYYY-MM', then another '---' line",
         )
-        return {}, 0
+        return None, 0
     end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
     if end is None:
         out.error(1, "front matter is not closed", "add a '---' line after the front matter")
-        return {}, len(lines)
+        return None, len(lines)
     import yaml
 
     source = "\n".join(lines[1:end])
@@ -233,15 +237,15 @@ def _split_front_matter(lines: list[str], out: _Collector) -> tuple[dict, int]:
             f"front matter is not valid YAML: {problem}",
             "values containing ': ' or starting with a quote must be quoted as a whole",
         )
-        return {}, end + 1
+        return None, end + 1
     except Exception as exc:  # pyyaml raises a few non-YAMLError errors on odd input
         out.error(2, f"front matter is not valid YAML: {exc}")
-        return {}, end + 1
+        return None, end + 1
     if node is None:
         return {}, end + 1
     if not isinstance(node, yaml.MappingNode):
         out.error(2, "front matter must be 'key: value' lines")
-        return {}, end + 1
+        return None, end + 1
     front: dict[str, tuple[object, int]] = {}
     for key_node, value_node in node.value:
         line = key_node.start_mark.line + 2
@@ -263,9 +267,9 @@ def _split_front_matter(lines: list[str], out: _Collector) -> tuple[dict, int]:
 
 
 def _check_front_matter(
-    front: dict, path: str, out: _Collector
+    front: dict | None, path: str, out: _Collector
 ) -> tuple[str | None, str, str | None, str | None]:
-    for key, (_, line) in front.items():
+    for key, (_, line) in (front or {}).items():
         if key not in FRONT_KEYS:
             close = difflib.get_close_matches(key, FRONT_KEYS, n=1)
             out.error(
@@ -277,7 +281,9 @@ def _check_front_matter(
             )
 
     month: str | None = None
-    if "month" not in front:
+    if front is None:
+        front = {}  # already reported as broken front matter
+    elif "month" not in front:
         out.error(1, "front matter has no 'month'", "add a line 'month: YYYY-MM'")
     else:
         raw, line = front["month"]
@@ -491,14 +497,19 @@ def _parse_summary(
     if split is not None and not impl_md:
         out.error(rest[split][0], "'Practice Implications' section is empty")
         ok = False
-    first_text = text_lines[0][0] if text_lines else lineno
-    _check_markdown_links(body_md, first_text, out)
+    _check_markdown_links(body_md, _first_line(text_lines, lineno), out)
     if split is not None:
-        _check_markdown_links(impl_md, rest[split][0], out)
+        _check_markdown_links(impl_md, _first_line(impl_lines, rest[split][0]), out)
 
     if not ok:
-        return Summary(key=slugify(title) or "summary", title=title, topics=(), body="",
-                       implications="", line=lineno)
+        return Summary(
+            key=slugify(title) or "summary",
+            title=title,
+            topics=(),
+            body="",
+            implications="",
+            line=lineno,
+        )
     return Summary(
         key=slugify(title) or "summary",
         title=title,
@@ -510,6 +521,11 @@ def _parse_summary(
         link=link,
         line=lineno,
     )
+
+
+def _first_line(lines: list[tuple[int, str]], default: int) -> int:
+    """The number of the first non-blank line (what Markdown offsets count from)."""
+    return next((n for n, line in lines if line.strip()), default)
 
 
 def _join(lines: list[tuple[int, str]]) -> str:

@@ -68,21 +68,29 @@ class Taxonomy:
         return out
 
     def suggest(self, value: str, n: int = 3) -> list[str]:
-        """Display names closest to ``value``."""
-        names = {_norm(t.name): t.name for t in self.topics}
-        for t in self.topics:
-            names[t.slug] = t.name
-            for a in t.aliases:
-                names[_norm(a)] = t.name
+        """Display names closest to ``value`` (whole-string and word-by-word similarity)."""
         query = _norm(value)
-        hits = difflib.get_close_matches(query, list(names), n=n * 2, cutoff=0.5)
-        # Substring matches help with partial names such as "therapeutic relationship".
-        hits += [k for k in names if len(query) >= 4 and query in k]
-        out: list[str] = []
-        for h in hits:
-            if names[h] not in out:
-                out.append(names[h])
-        return out[:n]
+        words = query.replace("-", " ").split()
+        scored: list[tuple[float, str]] = []
+        for t in self.topics:
+            keys = [_norm(k) for k in (t.name, t.slug, t.published, *t.aliases) if k]
+            whole = max(difflib.SequenceMatcher(None, query, k).ratio() for k in keys)
+            key_words = {w for k in keys for w in k.replace("-", " ").split()}
+            by_word = (
+                sum(
+                    max(difflib.SequenceMatcher(None, w, kw).ratio() for kw in key_words)
+                    for w in words
+                )
+                / len(words)
+                if words
+                else 0.0
+            )
+            scored.append((max(whole, by_word), t.name))
+        scored.sort(key=lambda x: -x[0])
+        best = scored[0][0] if scored else 0.0
+        # Only names about as close as the best one; a clear winner is suggested alone.
+        floor = max(0.6, best - 0.08)
+        return [name for score, name in scored[:n] if score >= floor]
 
 
 @cache

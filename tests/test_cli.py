@@ -1,0 +1,215 @@
+"""The CLI: exit codes, messages without tracebacks, --json, and help on every command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import cli
+
+from .conftest import FIXTURES
+
+
+def run(*args: str, **kw) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False, **kw)
+    return result.exit_code, result.output
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, cmd in sorted(group.commands.items()):
+        yield (*prefix, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from all_commands(cmd, (*prefix, name))
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    commands = list(all_commands(cli))
+    assert len(commands) >= 8
+    for path, cmd in commands:
+        code, out = run(*path, "--help")
+        assert code == 0, path
+        assert cmd.help and len(cmd.help.strip()) > 20, f"{' '.join(path)} has no help"
+        assert "Example:" in out and f"newsletter {' '.join(path)}" in out, (
+            f"`newsletter {' '.join(path)} --help` shows no example of itself"
+        )
+
+
+def test_issue_check_reports_every_planted_mistake_and_exits_1() -> None:
+    code, out = run("issue", "check", str(FIXTURES / "issues" / "several_mistakes.md"))
+    assert code == 1
+    lines = [line for line in out.splitlines() if ": error: " in line]
+    assert [line.split(":")[1] for line in lines] == ["2", "8", "17", "19", "23"]
+    assert "hint: did you mean 'Therapist Factors'" in out
+    assert "5 errors" in out
+    assert "Traceback" not in out
+
+
+def test_issue_check_of_the_samples_passes(project: Path) -> None:
+    code, out = run("issue", "check", "--strict")
+    assert code == 0, out
+    assert "3 files checked: 0 errors, 0 warnings" in out
+
+
+def test_warnings_fail_only_with_strict(project: Path) -> None:
+    one = project / "issues" / "2027-01.md"
+    text = (FIXTURES / "issues" / "unknown_topic.md").read_text()
+    one.write_text(text.replace("2026-12", "2027-01").replace("; Therapeutic Aliance", ""))
+    assert run("issue", "check", "2027-01")[0] == 0
+    assert run("issue", "check", "--strict", "2027-01")[0] == 1
+
+
+def test_missing_issues_folder_is_a_one_line_error(isolated_env: Path) -> None:
+    code, out = run("issue", "check")
+    assert code == 1
+    assert out.startswith("Error: no issues folder at ")
+    assert "hint:" in out and "Traceback" not in out
+
+
+def test_unreadable_path_is_reported_not_raised(project: Path) -> None:
+    code, out = run("issue", "check", str(project / "nothing.md"))
+    assert code == 1
+    assert "nothing.md:0: error: no such file" in out
+
+
+def test_issue_new_scaffolds_a_valid_file_and_refuses_to_overwrite(project: Path) -> None:
+    code, out = run("issue", "new", "2027-02")
+    assert code == 0, out
+    path = project / "issues" / "2027-02.md"
+    assert "Topics:" in path.read_text() and "<!--" in path.read_text()
+    assert run("issue", "check", "2027-02")[0] == 0
+    path.write_text(path.read_text() + "\nmy edits\n")
+    code, out = run("issue", "new", "2027-02")
+    assert code == 1 and "already exists" in out
+    assert path.read_text().endswith("my edits\n")
+    code, out = run("issue", "new", "2027-13")
+    assert code == 1 and "is not a month" in out
+
+
+def test_issue_list_json(project: Path) -> None:
+    code, out = run("issue", "list", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["month"] for r in rows] == ["2026-11", "2026-10", "2026-09"]
+    assert rows[0]["status"] == "ready"
+    assert rows[0]["summaries"] == 3
+    assert "psychodynamic-therapy-pdt" in rows[0]["topics"]
+    assert rows[1]["subject"] == rows[1]["subject"][:78]
+
+
+def test_issue_list_shows_invalid_files_too(project: Path) -> None:
+    bad = (FIXTURES / "issues" / "several_mistakes.md").read_text()
+    (project / "issues" / "2027-03.md").write_text(bad.replace("2026-13", "2027-03"))
+    code, out = run("issue", "list")
+    assert code == 0
+    assert "2027-03" in out and "invalid" in out
+
+
+def test_issue_show_prints_the_parsed_issue(project: Path) -> None:
+    code, out = run("issue", "show", "2026-11")
+    assert code == 0, out
+    assert "November 2026" in out
+    assert "Do Therapists Improve With Experience?" in out
+    assert "Practice Implications" in out
+    code, out = run("issue", "show", "2026-11", "--json")
+    data = json.loads(out)
+    assert data["summaries"][1]["research"] == "naturalistic-study"
+
+
+def test_issue_show_of_a_missing_month_says_how_to_create_it(project: Path) -> None:
+    code, out = run("issue", "show", "2030-01")
+    assert code == 1
+    assert "no issue file" in out and "newsletter issue new 2030-01" in out
+
+
+def test_topics_list_json_has_36_topics() -> None:
+    code, out = run("topics", "list", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 36
+    assert {k: rows[0][k] for k in ("slug", "name", "published")} == {
+        "slug": "adherence",
+        "name": "Adherence",
+        "published": "Adherance",
+    }
+
+
+def test_init_writes_config_and_never_overwrites(isolated_env: Path) -> None:
+    code, out = run("init", "--sender-address", "news@example.org", "--timezone", "Europe/Oslo")
+    assert code == 0, out
+    text = (isolated_env / "newsletter.toml").read_text()
+    assert 'sender_address = "news@example.org"' in text
+    assert 'timezone = "Europe/Oslo"' in text
+    assert (isolated_env / "issues").is_dir() and (isolated_env / "subscribers").is_dir()
+    code, out = run("init")
+    assert code == 1 and "already exists" in out and "--force" in out
+    assert (isolated_env / "newsletter.toml").read_text() == text
+    assert run("init", "--force")[0] == 0
+    assert (isolated_env / "newsletter.toml").read_text() != text
+
+
+def test_init_rejects_an_unknown_timezone(isolated_env: Path) -> None:
+    code, out = run("init", "--timezone", "Mars/Olympus")
+    assert code == 1 and "unknown time zone" in out
+    assert not (isolated_env / "newsletter.toml").exists()
+
+
+def test_bad_config_is_a_clear_error_not_a_traceback(project: Path) -> None:
+    (project / "newsletter.toml").write_text("issues_dir = [\n")
+    code, out = run("issue", "list")
+    assert code == 1 and "not valid TOML" in out and "Traceback" not in out
+
+
+def test_set_flag_overrides_settings(project: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other-issues"
+    other.mkdir()
+    code, out = run("--set", f"issues_dir={other}", "issue", "list", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out = run("--set", "nonsense", "issue", "list")
+    assert code == 2 and "NAME=VALUE" in out
+
+
+def test_demo_sets_up_and_checks_the_samples(isolated_env: Path) -> None:
+    code, out = run("demo", "trial")
+    assert code == 0, out
+    assert (isolated_env / "trial" / "newsletter.toml").exists()
+    assert "checked 3 issue files: 0 errors" in out
+    assert run("demo", "trial")[0] == 0  # safe to run again
+
+
+def test_python_dash_m_and_fast_help_import_no_heavy_libraries() -> None:
+    code = (
+        "import sys, runpy; sys.argv=['newsletter','--help'];\n"
+        "try: runpy.run_module('newsletter', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "heavy = [m for m in ('sqlalchemy','jinja2','mjml','yaml','markdown_it','rich',"
+        "'apscheduler','flask') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "Usage: newsletter" in out
+    assert "HEAVY []" in out
+
+
+@pytest.mark.parametrize("args", [["issue", "show"], ["issue", "nope"], ["--bogus"]])
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    assert run(*args)[0] == 2
+
+
+def test_readme_documents_every_setting() -> None:
+    from newsletter.config import ENV_NAMES
+
+    from .conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for name, env in ENV_NAMES.items():
+        assert f"`{name}`" in readme and f"`{env}`" in readme, name

@@ -1,0 +1,133 @@
+"""Settings: defaults < newsletter.toml < NEWSLETTER_* env < flags."""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import SETTINGS, load_settings, render_config_file, write_config_file
+from newsletter.errors import ConfigError, MissingSettingError
+
+
+def test_defaults_without_a_config_file(isolated_env: Path) -> None:
+    s = load_settings(environ={})
+    assert s.database_url == f"sqlite:///{isolated_env}/subscribers/newsletter.db"
+    assert s.smtp_url == f"outbox://{isolated_env}/outbox"
+    assert s.base_url == "http://127.0.0.1:8000"
+    assert s.issues_dir == isolated_env / "issues"
+    assert s.no_match_policy == "skip"
+    assert s.also_in_issue is True
+    assert s.config_path is None
+
+
+def test_precedence_file_then_env_then_flags(isolated_env: Path) -> None:
+    (isolated_env / "newsletter.toml").write_text(
+        'base_url = "https://file.example/"\ntimezone = "Europe/Paris"\n'
+        'sender_name = "File"\nalso_in_issue = false\n'
+    )
+    env = {"NEWSLETTER_BASE_URL": "https://env.example", "NEWSLETTER_TIMEZONE": "Asia/Tokyo"}
+    s = load_settings(environ=env, overrides={"timezone": "America/Chicago"})
+    assert s.sender_name == "File"
+    assert s.base_url == "https://env.example"
+    assert s.timezone == "America/Chicago"
+    assert s.also_in_issue is False
+    assert s.sources["sender_name"].endswith("newsletter.toml")
+    assert s.sources["base_url"] == "NEWSLETTER_BASE_URL"
+    assert s.sources["timezone"] == "command line"
+
+
+def test_env_names_from_design_are_honoured(isolated_env: Path) -> None:
+    env = {
+        "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://u@h/db",
+        "NEWSLETTER_SMTP_URL": "smtp://mail.example:587?starttls=true",
+        "NEWSLETTER_BASE_URL": "https://news.example",
+        "NEWSLETTER_SECRET_KEY": "new,old",
+    }
+    s = load_settings(environ=env)
+    assert s.database_url == "postgresql+psycopg://u@h/db"
+    assert s.smtp_url == "smtp://mail.example:587?starttls=true"
+    assert s.secret_keys == ["new", "old"]
+
+
+def test_newsletter_config_env_points_at_another_file(tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere" / "conf.toml"
+    other.parent.mkdir()
+    other.write_text('issues_dir = "my-issues"\n')
+    s = load_settings(environ={"NEWSLETTER_CONFIG": str(other)})
+    assert s.issues_dir == other.parent / "my-issues"  # relative to the config file
+    assert s.database_url == f"sqlite:///{other.parent}/subscribers/newsletter.db"
+
+
+def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('base_url = "x', "not valid TOML"),
+        ('sender_adress = "a@b.c"', "unknown setting 'sender_adress'"),
+        ('no_match_policy = "maybe"', "no_match_policy"),
+        ('also_in_issue = "perhaps"', "is not true or false"),
+    ],
+)
+def test_bad_config_files_give_clear_errors(isolated_env: Path, text: str, message: str) -> None:
+    (isolated_env / "newsletter.toml").write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(environ={})
+    assert info.value.hint
+
+
+def test_unknown_setting_suggests_the_right_name(isolated_env: Path) -> None:
+    (isolated_env / "newsletter.toml").write_text('sender_adress = "a@b.c"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={})
+    assert info.value.hint == "did you mean 'sender_address'?"
+
+
+def test_require_names_the_setting_and_the_env_var(isolated_env: Path) -> None:
+    s = load_settings(environ={})
+    with pytest.raises(MissingSettingError) as info:
+        s.require("sender_address", "to send")
+    assert "sender_address" in str(info.value) and "to send" in str(info.value)
+    assert "NEWSLETTER_SENDER_ADDRESS" in info.value.hint
+
+
+def test_secret_never_in_repr(isolated_env: Path) -> None:
+    s = load_settings(environ={"NEWSLETTER_SECRET_KEY": "supersecretvalue"})
+    assert "supersecretvalue" not in repr(s)
+
+
+def test_written_config_is_valid_commented_and_private(isolated_env: Path) -> None:
+    path = write_config_file(isolated_env / "newsletter.toml", {"sender_name": 'A "quoted" name'})
+    text = path.read_text()
+    data = tomllib.loads(text)
+    assert data["sender_name"] == 'A "quoted" name'
+    assert len(data["secret_key"]) >= 32
+    assert "database_url" not in data  # documented but commented out
+    assert "# database_url = " in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for info in SETTINGS:
+        assert info.help in text
+    s = load_settings(path, environ={})
+    assert s.sender_name == 'A "quoted" name'
+
+
+def test_each_new_config_gets_a_fresh_secret() -> None:
+    a = tomllib.loads(render_config_file())["secret_key"]
+    b = tomllib.loads(render_config_file())["secret_key"]
+    assert a != b
+
+
+def test_write_refuses_to_overwrite_without_force(isolated_env: Path) -> None:
+    path = isolated_env / "newsletter.toml"
+    path.write_text("# mine\n")
+    with pytest.raises(ConfigError, match="already exists"):
+        write_config_file(path)
+    assert path.read_text() == "# mine\n"
+    write_config_file(path, force=True)
+    assert "secret_key" in path.read_text()

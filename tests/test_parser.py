@@ -1,0 +1,199 @@
+"""The issue file parser: one sample file per edge case, named for the case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter.content.parser import load_issue, parse_issue, read_issue_file
+from newsletter.errors import IssueFormatError, IssueNotFoundError
+
+from .conftest import FIXTURES, SAMPLE_ISSUES
+
+CASES = FIXTURES / "issues"
+
+
+def problems(name: str) -> list[tuple[int, str, str]]:
+    """(line, severity, message) of a fixture, ignoring the file-name warning."""
+    result = read_issue_file(CASES / name)
+    return [
+        (p.line, p.severity, p.message)
+        for p in result.problems
+        if "is not YYYY-MM.md" not in p.message
+    ]
+
+
+def errors(name: str) -> list[tuple[int, str]]:
+    return [(line, msg) for line, sev, msg in problems(name) if sev == "error"]
+
+
+def test_valid_issue_parses_into_dataclasses() -> None:
+    issue = read_issue_file(CASES / "valid_two_summaries.md").issue
+    assert issue is not None
+    assert issue.month == "2026-12"
+    assert issue.status == "ready"
+    assert issue.subject == "Two studies"
+    assert issue.intro == "A short *intro*."
+    first, second = issue.summaries
+    assert first.title == "First study"
+    assert first.key == "first-study"
+    assert first.citation == "Doe, J. (2024). A study. Journal, 1(2), 3-4."
+    assert [t.slug for t in first.topics] == ["empathy", "therapist-factors"]
+    assert first.research is not None and first.research.slug == "randomized-controlled-trial"
+    assert first.link == "https://doi.org/10.1000/1"
+    assert first.body == "First body with a [link](https://example.org/a)."
+    assert first.implications == "First implications."
+    assert first.line == 8
+    assert second.citation is None and second.link is None
+    assert second.research is not None and second.research.slug == "meta-analysis"
+    assert issue.month_name == "December 2026"
+
+
+@pytest.mark.parametrize("name", ["bom.md", "crlf_line_endings.md"])
+def test_bom_and_crlf_parse_like_the_plain_file(name: str) -> None:
+    plain = read_issue_file(CASES / "valid_two_summaries.md").issue
+    other = read_issue_file(CASES / name).issue
+    assert other is not None
+    assert other.summaries == plain.summaries
+    assert other.subject == plain.subject
+
+
+def test_non_utf8_file_is_one_clear_error_on_the_right_line() -> None:
+    result = read_issue_file(CASES / "latin1_encoding.md")
+    assert result.issue is None
+    [p] = result.problems
+    assert (p.line, p.severity) == (5, "error")
+    assert "not UTF-8" in p.message and "0xe9" in p.message
+    assert "UTF-8" in p.hint
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("missing_front_matter.md", [(1, "missing front matter")]),
+        ("unclosed_front_matter.md", [(1, "front matter is not closed")]),
+        ("bad_yaml.md", [(3, "front matter is not valid YAML")]),
+        ("unknown_front_key.md", [(3, "unknown front matter key 'stauts'")]),
+        ("unknown_topic.md", [(6, "unknown topic 'Therapeutic Aliance'")]),
+        ("comma_instead_of_semicolon.md", [(6, "unknown topic 'Empathy, Training'")]),
+        ("missing_topics.md", [(5, "has no 'Topics:' line")]),
+        ("missing_practice_implications.md", [(5, "no '### Practice Implications' section")]),
+        (
+            "empty_sections.md",
+            [
+                (3, "intro is empty"),
+                (6, "summary 'A study' has no text"),
+                (9, "'Practice Implications' section is empty"),
+            ],
+        ),
+        ("unknown_metadata_key.md", [(7, "unknown metadata key 'Citaton'")]),
+        ("citation_without_year.md", [(6, "citation has no year in parentheses")]),
+        (
+            "bad_links.md",
+            [
+                (7, "link 'ftp://example.org/paper.pdf' is not an http(s) address"),
+                (9, "link 'paper.html' is not an http(s) address"),
+            ],
+        ),
+        ("too_many_summaries.md", [(45, "5 summaries; an issue holds at most 4")]),
+        (
+            "text_before_first_summary.md",
+            [(5, "text before the first summary"), (7, "a '# ' heading is not part")],
+        ),
+    ],
+)
+def test_each_mistake_is_reported_on_its_line(name: str, expected: list[tuple[int, str]]) -> None:
+    found = errors(name)
+    assert len(found) == len(expected), found
+    for (line, message), (want_line, want_text) in zip(found, expected, strict=True):
+        assert line == want_line, (message, found)
+        assert want_text in message
+
+
+def test_several_planted_mistakes_are_all_reported_in_one_run() -> None:
+    found = errors("several_mistakes.md")
+    assert [line for line, _ in found] == [2, 8, 17, 19, 23]
+    messages = [m for _, m in found]
+    assert "month '2026-13' is not a valid month" in messages[0]
+    assert "unknown topic 'Therapist Factorz'" in messages[1]
+    assert "no '### Practice Implications' section" in messages[2]
+    assert "'www.example.org/paper' is not an http(s) address" in messages[3]
+    assert "duplicate title 'Alliance and Outcome' (first at line 6)" in messages[4]
+
+
+def test_unknown_topic_suggests_the_closest_name() -> None:
+    result = read_issue_file(CASES / "several_mistakes.md")
+    [p] = [p for p in result.problems if "Factorz" in p.message]
+    assert p.hint.startswith("did you mean 'Therapist Factors'")
+
+
+def test_published_spelling_aliases_and_commas_in_names() -> None:
+    result = read_issue_file(CASES / "adherance_published_spelling.md")
+    assert result.issue is not None
+    [summary] = result.issue.summaries
+    assert [t.slug for t in summary.topics] == [
+        "adherence",
+        "attendance-attrition-and-drop-out",
+        "cognitive-therapy-ct-and-cognitive-behavioural-therapy-cbt",
+    ]
+    assert summary.topics[0].name == "Adherence"
+    assert (6, "warning", "topic 'Adherence' is listed twice") in problems(
+        "adherance_published_spelling.md"
+    )
+
+
+def test_comments_are_dropped_and_raw_html_is_kept_as_text() -> None:
+    issue = read_issue_file(CASES / "comments_and_raw_html.md").issue
+    assert issue is not None
+    [summary] = issue.summaries  # the '## Not a summary' inside the comment is ignored
+    assert summary.line == 10
+    assert summary.title == "A study <b>bold</b>"
+    assert "<script>alert(1)</script> and {{ 7*7 }}" in summary.body
+
+
+def test_one_summary_is_only_a_warning() -> None:
+    assert (5, "warning", "1 summary; issues usually have 2 or 3") in problems("unknown_topic.md")
+
+
+def test_month_must_match_the_file_name(tmp_path: Path) -> None:
+    text = (CASES / "valid_two_summaries.md").read_text()
+    path = tmp_path / "2026-11.md"
+    path.write_text(text)
+    result = read_issue_file(path)
+    assert [(p.line, p.message) for p in result.errors] == [
+        (2, "month 2026-12 does not match the file name 2026-11.md")
+    ]
+
+
+def test_load_issue_raises_format_error_listing_every_problem() -> None:
+    with pytest.raises(IssueFormatError) as info:
+        load_issue(CASES / "several_mistakes.md")
+    assert len([p for p in info.value.problems if p.severity == "error"]) == 5
+    assert "several_mistakes.md:2: error:" in str(info.value)
+
+
+def test_load_issue_of_a_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
+    with pytest.raises(IssueNotFoundError) as info:
+        load_issue(tmp_path / "2027-01.md")
+    assert "newsletter issue new 2027-01" in info.value.hint
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLE_ISSUES.glob("*.md")), ids=lambda p: p.name)
+def test_sample_issues_are_valid_without_warnings(path: Path) -> None:
+    result = read_issue_file(path)
+    assert result.problems == []
+    assert result.issue is not None and 2 <= len(result.issue.summaries) <= 3
+
+
+def test_default_subject_is_built_from_titles_within_78_characters() -> None:
+    text = (CASES / "valid_two_summaries.md").read_text().replace("subject: Two studies\n", "")
+    issue = parse_issue(text).issue
+    assert issue is not None
+    assert issue.subject is None
+    assert issue.effective_subject == "First study; Second study"
+    long = text.replace("## First study", "## " + "Very long title words " * 6)
+    issue = parse_issue(long).issue
+    assert issue is not None
+    assert len(issue.effective_subject) <= 78
+    assert issue.effective_subject.endswith("…") or "more" in issue.effective_subject
