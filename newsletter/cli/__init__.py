@@ -54,11 +54,12 @@ def cli(ctx: click.Context, config: str | None, set_values: tuple[str, ...]) -> 
 
 
 def _register() -> None:
+    from newsletter.cli import archive, issue, topics
     from newsletter.cli import init as init_cmd
-    from newsletter.cli import issue, topics
 
     cli.add_command(init_cmd.init)
     cli.add_command(issue.issue)
+    issue.issue.add_command(archive.import_archive_cmd)
     cli.add_command(topics.topics)
 
 
