@@ -39,7 +39,7 @@ _MONTH_ABBR = {m[:3]: i + 1 for i, m in enumerate(MONTHS)} | {"sept": 9}
 MONTH_HEADING = re.compile(r"^([A-Za-z]+)\.?\s+(\d{4})$")
 PRACTICE_HEADING = re.compile(r"^practice\s+implications\s*:?$", re.IGNORECASE)
 CONTACT_LINE = re.compile(
-    r"^(?:(?:the\s+)?authors?(?:'s|’s)?\s+)?"
+    r"^(?:(?:the\s+)?authors?(?:'s|’s|'|’)?\s+)?"
     r"(?:e-?mail(?:\s+address)?|contact(?:\s+information)?|correspondence|corresponding\s+author)"
     r"\s*:\s*\S",
     re.IGNORECASE,
@@ -709,9 +709,10 @@ def escape_paragraph(text: str) -> str:
     """Escape what Markdown would read as structure at the start of a line.
 
     Headings, quotes, list items, fences and HTML at the start stay literal text; an
-    HTML comment opener anywhere is escaped because the issue parser strips comments.
+    HTML comment opener anywhere is broken up (``<\\!--``) because the issue parser
+    strips comments even after a backslash.
     """
-    text = text.replace("<!--", "\\<!--")
+    text = text.replace("<!--", "<\\!--")
     m = _LINE_START.match(text)
     if not m:
         return text
