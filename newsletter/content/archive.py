@@ -631,42 +631,93 @@ def _content(e: ArchiveEntry) -> tuple:
 # Topic suggestions
 
 
+_WORD = re.compile(r"\w+")
+
+
 @dataclass(frozen=True)
+class Keyword:
+    """One keyword of a rule, as words: ``drop-out`` is ("drop", "out")."""
+
+    text: str
+    words: tuple[str, ...]  # lower case, or as written when ``exact_case``
+    prefix: bool  # written with a final "*": the last word is a prefix
+    exact_case: bool  # short all-capital keywords (CBT, IPT) match only in capitals
+
+    @classmethod
+    def parse(cls, text: str) -> Keyword:
+        """Read one keyword as written in the rules file."""
+        word = text.strip()
+        exact = word.isupper() and len(word) <= 5
+        words = tuple(_WORD.findall(word if exact else word.lower()))
+        return cls(word, words, word.endswith("*"), exact)
+
+    def matches(self, tokens: list[str], lower: list[str], i: int) -> bool:
+        """Whether the keyword's words appear at ``tokens[i:]`` (whole words only)."""
+        seq = tokens if self.exact_case else lower
+        if i + len(self.words) > len(seq):
+            return False
+        *head, last = self.words
+        if any(seq[i + k] != w for k, w in enumerate(head)):
+            return False
+        token = seq[i + len(head)]
+        if self.prefix:
+            return token.startswith(last)
+        return token in (last, last + "s", last + "es")
+
+
 class KeywordRules:
-    """Compiled keyword rules: (topic, patterns) and (research type, patterns)."""
+    """Keyword rules indexed by their first word, so a text is read once for all rules."""
 
-    topics: tuple[tuple[Topic, tuple[re.Pattern, ...]], ...]
-    research: tuple[tuple[ResearchType, tuple[re.Pattern, ...]], ...]
+    def __init__(self, rules: list[tuple[Topic | ResearchType, list[str]]]) -> None:
+        self.targets = [target for target, _ in rules]
+        self._by_first: dict[str, list[tuple[int, Keyword]]] = {}
+        self._prefixes: list[tuple[int, Keyword]] = []
+        for index, (_, words) in enumerate(rules):
+            for text in words:
+                kw = Keyword.parse(text)
+                if kw.prefix and len(kw.words) == 1:
+                    self._prefixes.append((index, kw))
+                    continue
+                first = kw.words[0].lower()
+                forms = (first, first + "s", first + "es") if len(kw.words) == 1 else (first,)
+                for form in forms:
+                    self._by_first.setdefault(form, []).append((index, kw))
+
+    def find(self, text: str) -> dict[int, set[str]]:
+        """Rule index -> the keywords of that rule found in ``text``."""
+        tokens = _WORD.findall(text)
+        lower = [t.lower() for t in tokens]
+        found: dict[int, set[str]] = {}
+        for i, token in enumerate(lower):
+            for index, kw in self._by_first.get(token, ()):
+                if kw.matches(tokens, lower, i):
+                    found.setdefault(index, set()).add(kw.text)
+            for index, kw in self._prefixes:
+                if kw.matches(tokens, lower, i):
+                    found.setdefault(index, set()).add(kw.text)
+        return found
 
 
-def _keyword_pattern(keyword: str) -> re.Pattern:
-    word = keyword.strip()
-    prefix = word.endswith("*")
-    parts = [re.escape(p) for p in re.split(r"[\s\-]+", word.rstrip("*")) if p]
-    body = r"[\s\-]+".join(parts)
-    tail = r"\w*" if prefix else r"(?:s|es)?"
-    # Short all-capital keywords (CBT, IPT, GAD) must match in capitals only.
-    flags = 0 if word.isupper() and len(word) <= 5 else re.IGNORECASE
-    return re.compile(rf"(?<![\w-]){body}{tail}(?![\w])", flags)
+@dataclass(frozen=True)
+class KeywordRuleSet:
+    """The topic rules and the research-type rules of ``topic_keywords.toml``."""
+
+    topics: KeywordRules
+    research: KeywordRules
 
 
 @cache
-def load_keyword_rules() -> KeywordRules:
+def load_keyword_rules() -> KeywordRuleSet:
     """The rules of ``topic_keywords.toml``; unknown slugs there are a bug, so they raise."""
     data = tomllib.loads(
         resources.files("newsletter.content").joinpath("topic_keywords.toml").read_text("utf-8")
     )
     taxonomy = load_taxonomy()
-    topics = tuple(
-        (taxonomy.by_slug[slug], tuple(_keyword_pattern(k) for k in words))
-        for slug, words in data["topics"].items()
-    )
     by_slug = {r.slug: r for r in RESEARCH_TYPES}
-    research = tuple(
-        (by_slug[slug], tuple(_keyword_pattern(k) for k in words))
-        for slug, words in data["research"].items()
+    return KeywordRuleSet(
+        KeywordRules([(taxonomy.by_slug[slug], words) for slug, words in data["topics"].items()]),
+        KeywordRules([(by_slug[slug], words) for slug, words in data["research"].items()]),
     )
-    return KeywordRules(topics, research)
 
 
 MAX_SUGGESTED = 3
@@ -675,26 +726,22 @@ MAX_SUGGESTED = 3
 def suggest_topics(entry: ArchiveEntry, page_topic: Topic | None = None) -> TopicSuggestion:
     """Topics (best first, at most three) and a research type from the keyword rules.
 
-    A keyword in the title counts three times a keyword in the text; each keyword counts
-    once per place, so one word repeated does not swamp the others.
+    A topic's score is 3 if one of its keywords is in the title, plus the number of
+    different keyword forms found in the text, so one word repeated does not swamp the
+    others.
     """
     rules = load_keyword_rules()
-    title = entry.title
-    text = " ".join([entry.citation or "", *entry.body, *entry.implications])
-    scored: list[tuple[int, int, Topic]] = []
-    for order, (topic, patterns) in enumerate(rules.topics):
-        score = sum(3 * bool(p.search(title)) + bool(p.search(text)) for p in patterns)
-        if score:
-            scored.append((-score, order, topic))
-    suggested = tuple(t for _, _, t in sorted(scored)[:MAX_SUGGESTED])
-    research = next(
-        (
-            r
-            for r, patterns in rules.research
-            if any(p.search(title + " " + text) for p in patterns)
-        ),
-        None,
+    in_title = rules.topics.find(entry.title)
+    in_text = rules.topics.find(" ".join([entry.citation or "", *entry.body, *entry.implications]))
+    scored = sorted(
+        (-(3 * (index in in_title) + len(in_text.get(index, ()))), index)
+        for index in set(in_title) | set(in_text)
     )
+    suggested = tuple(rules.topics.targets[index] for _, index in scored[:MAX_SUGGESTED])
+    kinds = rules.research.find(
+        " ".join([entry.title, entry.citation or "", *entry.body, *entry.implications])
+    )
+    research = rules.research.targets[min(kinds)] if kinds else None
     return TopicSuggestion((page_topic,) if page_topic else (), suggested, research)
 
 
@@ -768,6 +815,11 @@ def _write_atomic(path: Path, text: str, overwrite: bool) -> bool:
             os.link(tmp, path)
         except FileExistsError:
             return False
+        except OSError:
+            # No hard links on this file system: fall back to check-then-rename.
+            if path.exists():
+                return False
+            os.replace(tmp, path)
         return True
     finally:
         if os.path.exists(tmp):

@@ -336,12 +336,11 @@ def test_duplicate_with_different_text_is_reported() -> None:
 
 def test_keyword_rules_cover_every_topic_but_miscellaneous() -> None:
     rules = load_keyword_rules()
-    covered = {t.slug for t, _ in rules.topics}
+    covered = {t.slug for t in rules.topics.targets}
     every = {t.slug for t in load_taxonomy()}
     assert covered == every - {"miscellaneous"}
     assert len(covered) == 35
-    assert {r.slug for r, _ in rules.research} == {r.slug for r in RESEARCH_TYPES} - {"other"}
-    assert all(patterns for _, patterns in rules.topics)
+    assert {r.slug for r in rules.research.targets} == {r.slug for r in RESEARCH_TYPES} - {"other"}
 
 
 def entry(title: str, body: str = "Some text.", implications: str = "Do this."):
