@@ -214,3 +214,15 @@ def test_realistic_pages(run_import, pages: Path) -> None:
     assert "trauma-and-or-ptsd" in by_title["Prolonged Exposure for PTSD"]["topics"]
     assert by_title["Prolonged Exposure for PTSD"]["research"] == "meta-analysis"
     assert "personality-disorders" in by_title["Dialectical Behavior Therapy (DBT)"]["topics"]
+
+
+def test_written_files_pass_issue_check(run_import, pages: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli
+
+    result = run_import(pages / "realistic_all_topics.txt", "--into", "issues")
+    assert result.exit_code == 0, result.output
+    checked = CliRunner().invoke(cli, ["issue", "check", *map(str, Path("issues").glob("*.md"))])
+    assert checked.exit_code == 0, checked.output
+    assert "6 files checked: 0 errors" in checked.output

@@ -434,3 +434,9 @@ def test_every_generated_file_passes_the_checker(name: str, pages: Path) -> None
         assert result.errors == [], (name, month, [p.format() for p in result.errors])
         assert result.issue.status == "published"
         assert [s.title for s in result.issue.summaries] == [s.entry.title for s in items[:4]]
+
+
+def test_keyword_spaces_hyphens_and_plurals() -> None:
+    s = suggest_topics(entry("Why Clients Drop Out", "Meta analyses of attrition."))
+    assert s.suggested[0].slug == "attendance-attrition-and-drop-out"
+    assert s.research is not None and s.research.slug == "meta-analysis"
