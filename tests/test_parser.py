@@ -197,3 +197,10 @@ def test_default_subject_is_built_from_titles_within_78_characters() -> None:
     assert issue is not None
     assert len(issue.effective_subject) <= 78
     assert issue.effective_subject.endswith("…") or "more" in issue.effective_subject
+
+
+def test_a_published_back_issue_may_hold_more_than_four_summaries() -> None:
+    text = (CASES / "too_many_summaries.md").read_text()
+    result = parse_issue(text.replace("month: 2026-12\n", "month: 2026-12\nstatus: published\n"))
+    assert result.issue is not None and len(result.issue.summaries) == 5
+    assert [p.severity for p in result.problems] == ["warning"]

@@ -53,14 +53,26 @@ def cli(ctx: click.Context, config: str | None, set_values: tuple[str, ...]) -> 
     ctx.obj = AppContext(config=config, overrides=overrides)
 
 
-def _register() -> None:
-    from newsletter.cli import demo, issue, topics
-    from newsletter.cli import init as init_cmd
+# Each line registers one command or group: (module, attribute, parent group or None).
+# Modules are imported here, but each imports only click at module level.
+COMMANDS: list[tuple[str, str, str | None]] = [
+    ("demo", "demo", None),
+    ("init", "init", None),
+    ("issue", "issue", None),
+    ("archive", "import_archive_cmd", "issue"),
+    ("topics", "topics", None),
+]
 
-    cli.add_command(demo.demo)
-    cli.add_command(init_cmd.init)
-    cli.add_command(issue.issue)
-    cli.add_command(topics.topics)
+
+def _register() -> None:
+    import importlib
+
+    groups: dict[str, click.Group] = {}
+    for module, attr, parent in COMMANDS:
+        cmd = getattr(importlib.import_module(f"newsletter.cli.{module}"), attr)
+        (groups[parent] if parent else cli).add_command(cmd)
+        if isinstance(cmd, click.Group):
+            groups[cmd.name] = cmd
 
 
 _register()
