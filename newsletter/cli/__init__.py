@@ -61,6 +61,11 @@ def _register() -> None:
     cli.add_command(issue.issue)
     cli.add_command(topics.topics)
 
+    from newsletter.cli import preview
+
+    issue.issue.add_command(preview.preview)
+    issue.issue.add_command(preview.variants)
+
 
 _register()
 
