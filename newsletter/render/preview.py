@@ -13,6 +13,8 @@ from newsletter.render.errors import NoMatchingVariantError
 from newsletter.render.personalise import PersonalMessage, RecipientFields, personalise
 
 if TYPE_CHECKING:
+    import http.server
+
     from newsletter.config import Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -198,6 +200,17 @@ def serve_preview(
     The issue file and templates are read again on every request, so saving the file and
     reloading the page shows the change; an invalid file shows its problems instead.
     """
+    server = preview_server(settings, month, host, port)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def preview_server(
+    settings: Settings, month: str, host: str = "127.0.0.1", port: int = 8025
+) -> http.server.ThreadingHTTPServer:
+    """The (not yet running) preview server of :func:`serve_preview`; port 0 picks one."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import parse_qs, urlparse
 
@@ -235,11 +248,7 @@ def serve_preview(
         def log_message(self, format: str, *args: object) -> None:  # quiet
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+    return ThreadingHTTPServer((host, port), Handler)
 
 
 def _switcher_page(built: BuiltIssue, current: Variant) -> str:
