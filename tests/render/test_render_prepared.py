@@ -11,7 +11,9 @@ def test_fill_puts_values_in_every_hole():
     part = prepare("text", f"Hi {marker('name')}, see {marker('url')} or {marker('url')}.")
     assert part.names == ("name", "url", "url")
     assert part.fields == {"name", "url"}
-    assert part.fill({"name": "Ann", "url": "http://x/1"}) == "Hi Ann, see http://x/1 or http://x/1."
+    assert (
+        part.fill({"name": "Ann", "url": "http://x/1"}) == "Hi Ann, see http://x/1 or http://x/1."
+    )
 
 
 def test_html_values_are_escaped_text_values_are_not():
