@@ -19,6 +19,8 @@ email templates and the web pages agree on them.
 
 from __future__ import annotations
 
+import hmac
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,9 +28,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
-from newsletter.errors import NewsletterError
+from newsletter.errors import MissingSettingError, NewsletterError
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -115,9 +117,36 @@ def _keys(settings: Settings) -> tuple[str, ...]:
 
 
 def make_token(settings: Settings, purpose: str, payload: Payload) -> str:
-    """Sign ``payload`` (a subscriber id or email address) for ``purpose``."""
+    """Sign ``payload`` (a subscriber id or email address) for ``purpose``.
+
+    Builds exactly the token ``URLSafeTimedSerializer.dumps`` would (uncompressed), with the
+    HMAC computed by :func:`hmac.digest` on a cached key: itsdangerous' own path costs
+    several times more, and this runs three times per recipient of every send.
+    """
+    key = _signing_key(settings.secret_key, purpose)
+    value = (
+        base64_encode(_json_compact(payload)) + b"." + base64_encode(int_to_bytes(int(_clock())))
+    )
+    return (value + b"." + base64_encode(hmac.digest(key, value, "sha1"))).decode("ascii")
+
+
+def _json_compact(payload: Payload) -> bytes:
+    # Same bytes as itsdangerous' compact JSON for an int or a str, without its overhead.
+    if isinstance(payload, int) and not isinstance(payload, bool):
+        return str(payload).encode()
+    if isinstance(payload, str):
+        return json.dumps(payload).encode()
+    raise TypeError("a token payload is a subscriber id (int) or an email address (str)")
+
+
+@lru_cache(maxsize=32)
+def _signing_key(secret_key: str, purpose: str) -> bytes:
     _check_purpose(purpose)
-    return _serializer(_keys(settings), purpose).dumps(payload)
+    keys = [k.strip() for k in secret_key.split(",") if k.strip()]
+    if not keys:
+        raise MissingSettingError("secret_key", "to sign the links in emails")
+    signer = _serializer(tuple(keys), purpose).make_signer()
+    return signer.derive_key()
 
 
 def read_token(settings: Settings, purpose: str, token: str, max_age: int | None = None) -> Payload:

@@ -43,18 +43,16 @@ class PreparedPart:
     kind: str
     segments: tuple[str, ...]
     names: tuple[str, ...]
-    _format: str = field(init=False, repr=False, compare=False)
+    _interleaved: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _unique: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.segments) != len(self.names) + 1:
             raise ValueError("segments must have one more item than names")
-        # str.format_map does the join in C; braces in static text are doubled first.
-        pieces = [self.segments[0].replace("{", "{{").replace("}", "}}")]
+        interleaved = [self.segments[0]]
         for name, seg in zip(self.names, self.segments[1:], strict=True):
-            pieces.append("{" + name + "}")
-            pieces.append(seg.replace("{", "{{").replace("}", "}}"))
-        object.__setattr__(self, "_format", "".join(pieces))
+            interleaved += [name, seg]
+        object.__setattr__(self, "_interleaved", tuple(interleaved))
         object.__setattr__(self, "_unique", tuple(dict.fromkeys(self.names)))
 
     @property
@@ -66,10 +64,16 @@ class PreparedPart:
         """The part with ``values`` put in (HTML-escaped for HTML parts)."""
         try:
             if self.kind == "html":
-                return self._format.format_map({k: escape(values[k]) for k in self._unique})
-            return self._format.format_map(values)
+                escaped = {k: escape(values[k]) for k in self._unique}
+                filled = [escaped[n] for n in self.names]
+            else:
+                filled = [values[n] for n in self.names]
         except KeyError as exc:
             raise MissingFieldError(f"no value for field {exc.args[0]!r}") from None
+        # One join over the interleaved list: a single copy of the static text.
+        out = list(self._interleaved)
+        out[1::2] = filled
+        return "".join(out)
 
     def fill_bytes(self, values: Mapping[str, str], encoding: str = "utf-8") -> bytes:
         """:meth:`fill`, encoded."""

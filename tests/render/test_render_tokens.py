@@ -99,3 +99,15 @@ def test_link_layout(settings):
         "https://news.example.org/topic/TOK/empathy"
     )
     assert link(settings, "unsubscribe", "TOK") == "https://news.example.org/unsubscribe/TOK"
+
+
+def test_non_ascii_email_payload_round_trips(settings):
+    token = make_token(settings, "confirm", "zoë@example.org")
+    assert read_token(settings, "confirm", token) == "zoë@example.org"
+    stock = URLSafeTimedSerializer(settings.secret_keys, salt="newsletter.confirm")
+    assert stock.loads(token) == "zoë@example.org"
+
+
+def test_tokens_differ_per_subscriber_and_purpose(settings):
+    tokens = {make_token(settings, p, s) for p in PURPOSES for s in (1, 2, "a@example.org")}
+    assert len(tokens) == 12
