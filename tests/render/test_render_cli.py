@@ -104,3 +104,13 @@ def test_preview_server_rereads_the_issue(project):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_png_without_chromium_is_a_clear_error(project, monkeypatch):
+    import newsletter.render.preview as preview
+
+    monkeypatch.setattr(preview, "CHROMIUM", str(project / "no-chromium-here"))
+    result = run("issue", "preview", "2026-10", "--png")
+    assert result.exit_code == 1
+    assert "headless Chromium is not installed" in result.output
+    assert "apt-get install -y chromium" in result.output
