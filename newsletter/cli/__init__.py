@@ -74,6 +74,11 @@ def _register() -> None:
         if isinstance(cmd, click.Group):
             groups[cmd.name] = cmd
 
+    from newsletter.cli import preview
+
+    issue.issue.add_command(preview.preview)
+    issue.issue.add_command(preview.variants)
+
 
 _register()
 

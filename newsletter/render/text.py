@@ -1,0 +1,141 @@
+"""Plain text from issue content: Markdown to wrapped text with numbered link references.
+
+The text part of an email is rendered from the same content as the HTML part, not by
+converting HTML: paragraphs wrapped at :data:`WIDTH` columns, each link shown as
+``text [1]`` and listed at the end of its section.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+
+WIDTH = 72
+
+
+@dataclass
+class References:
+    """The numbered links of one section of the text part."""
+
+    urls: list[str] = field(default_factory=list)
+
+    def add(self, url: str) -> int:
+        """The number of ``url`` in this section (the same URL keeps its number)."""
+        if url in self.urls:
+            return self.urls.index(url) + 1
+        self.urls.append(url)
+        return len(self.urls)
+
+    def ref(self, url: str) -> str:
+        """``[n]`` for ``url``."""
+        return f"[{self.add(url)}]"
+
+    def listing(self) -> str:
+        """``[1] url`` lines, one per link (URLs are never wrapped)."""
+        return "\n".join(f"[{n}] {url}" for n, url in enumerate(self.urls, 1))
+
+
+def wrap(text: str, width: int = WIDTH, indent: str = "", subsequent: str | None = None) -> str:
+    """Wrap ``text`` to ``width`` columns, keeping its hard line breaks.
+
+    Long words (URLs, placeholders) are never broken: they stand on a line of their own.
+    """
+    out = []
+    for line in text.split("\n"):
+        if not line.strip():
+            out.append("")
+            continue
+        out.append(
+            textwrap.fill(
+                " ".join(line.split()),
+                width=width,
+                initial_indent=indent,
+                subsequent_indent=indent if subsequent is None else subsequent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    return "\n".join(out)
+
+
+def markdown_to_text(source: str, refs: References, width: int = WIDTH, indent: str = "") -> str:
+    """Markdown ``source`` as plain text wrapped at ``width``; links go into ``refs``."""
+    from newsletter.content.markdown import _parser
+
+    tokens = _parser().parse(source or "")
+    blocks: list[str] = []
+    prefix_stack: list[str] = []  # indentation of nested lists and quotes
+    list_stack: list[list[int | None]] = []  # per list: [next number] or [None] if bullets
+    pending_bullet: list[str] = []
+    for tok in tokens:
+        t = tok.type
+        if t in ("bullet_list_open", "ordered_list_open"):
+            start = tok.attrs.get("start", 1) if t == "ordered_list_open" else None
+            list_stack.append([int(start) if start is not None else None])
+        elif t in ("bullet_list_close", "ordered_list_close"):
+            list_stack.pop()
+        elif t == "list_item_open":
+            counter = list_stack[-1]
+            if counter[0] is None:
+                bullet = "- "
+            else:
+                bullet = f"{counter[0]}. "
+                counter[0] += 1
+            pending_bullet.append(bullet)
+            prefix_stack.append(" " * len(bullet))
+        elif t == "list_item_close":
+            prefix_stack.pop()
+            if pending_bullet:
+                pending_bullet.pop()
+        elif t == "blockquote_open":
+            prefix_stack.append("> ")
+        elif t == "blockquote_close":
+            prefix_stack.pop()
+        elif t == "inline":
+            text = _inline_text(tok.children or [], refs)
+            base = indent + "".join(prefix_stack)
+            first = base
+            if pending_bullet:
+                # The bullet replaces the indentation of the item's first line.
+                first = base[: -len(pending_bullet[-1])] + pending_bullet.pop()
+            heading = blocks and blocks[-1] == "\x00heading"
+            if heading:
+                blocks.pop()
+                text = text.upper()
+            blocks.append(wrap(text, width, first, base))
+        elif t == "heading_open":
+            blocks.append("\x00heading")
+        elif t in ("fence", "code_block"):
+            base = indent + "".join(prefix_stack) + "    "
+            blocks.append("\n".join(base + line for line in tok.content.rstrip("\n").split("\n")))
+        elif t == "hr":
+            blocks.append(indent + "-" * min(20, width))
+    # Items of a tight list stay together; everything else is separated by a blank line.
+    return "\n\n".join(b for b in blocks if b != "\x00heading")
+
+
+def _inline_text(children: list, refs: References) -> str:
+    parts: list[str] = []
+    link_stack: list[str] = []
+    for c in children:
+        t = c.type
+        if t in ("text", "code_inline", "html_inline"):
+            parts.append(c.content)
+        elif t == "softbreak":
+            parts.append(" ")
+        elif t == "hardbreak":
+            parts.append("\n")
+        elif t in ("em_open", "em_close"):
+            parts.append("_")
+        elif t in ("strong_open", "strong_close"):
+            parts.append("*")
+        elif t == "link_open":
+            link_stack.append(str(c.attrs.get("href", "")))
+        elif t == "link_close":
+            href = link_stack.pop() if link_stack else ""
+            if href:
+                parts.append(" " + refs.ref(href))
+        elif t == "image":
+            alt = c.content or "image"
+            parts.append(f"[{alt}] {refs.ref(str(c.attrs.get('src', '')))}")
+    return "".join(parts)

@@ -1,0 +1,116 @@
+"""The preview and variants commands, and the preview server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import cli
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", ["preview", "variants"])
+def test_help_has_an_example(command):
+    result = run("issue", command, "--help")
+    assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_preview_writes_html_and_text(project):
+    result = run("issue", "preview", "2026-10", "--topics", "Empathy; Training", "--text")
+    assert result.exit_code == 0, result.output
+    html = (project / "preview" / "2026-10-s1+s2.html").read_text()
+    text = (project / "preview" / "2026-10-s1+s2.txt").read_text()
+    assert "Therapist Empathy and Client Outcome</h2>" in html
+    assert "CBT Across Many Conditions" in html  # only under "Also in this issue"
+    assert "Your topics: Empathy; Training." in html
+    assert "Dear Alex," in text and text in result.output
+
+
+def test_preview_default_is_the_full_issue_in_a_chosen_folder(project, tmp_path):
+    result = run("issue", "preview", "2026-09", "--out", str(tmp_path / "p"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "2026-09-all.html").exists()
+
+
+def test_preview_subscriber_needs_the_store(project):
+    result = run("issue", "preview", "2026-10", "--subscriber", "a@example.org")
+    assert result.exit_code == 1
+    assert "subscriber store not available yet" in result.output
+
+
+def test_preview_unknown_topic_suggests(project):
+    result = run("issue", "preview", "2026-10", "--topics", "Empathie")
+    assert result.exit_code == 1 and "unknown topic" in result.output and "Empathy" in result.output
+
+
+def test_preview_of_invalid_issue_gives_path_and_line(project):
+    path = project / "issues" / "2026-10.md"
+    path.write_text(path.read_text().replace("Topics: Empathy;", "Topics: Nonsense Topic;"))
+    line = (
+        path.read_text()
+        .splitlines()
+        .index("Topics: Nonsense Topic; Therapist Factors; Common Factors")
+        + 1
+    )
+    result = run("issue", "preview", "2026-10")
+    assert result.exit_code == 1
+    assert f"{path}:{line}: error: unknown topic 'Nonsense Topic'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_variants_json(project):
+    result = run("issue", "variants", "2026-10", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == ["all", "s1+s2", "s1+s3", "s2+s3", "s1", "s2", "s3"]
+    assert all(0 < r["html_kb"] < 102 and not r["clipped_by_gmail"] for r in rows)
+
+
+def test_variants_table(project):
+    result = run("issue", "variants", "2026-11")
+    assert result.exit_code == 0 and "HTML KB" in result.output and "s1+s3" in result.output
+
+
+def test_preview_server_rereads_the_issue(project):
+    from newsletter.config import load_settings
+    from newsletter.render.preview import preview_server
+
+    server = preview_server(load_settings(), "2026-10", port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(base + path, timeout=10) as r:
+            return r.read().decode()
+
+    try:
+        page = get("/?variant=s2")
+        assert 'href="/?variant=s1%2Bs3"' in page and "iframe" in page
+        assert "Repairing Ruptures in the Alliance Pays Off</h2>" in get("/email.html?variant=s2")
+        assert "Dear Alex," in get("/email.txt?variant=all")
+        path = project / "issues" / "2026-10.md"
+        path.write_text(path.read_text().replace("Repairing Ruptures", "Mending Ruptures"))
+        assert "Mending Ruptures in the Alliance Pays Off</h2>" in get("/email.html?variant=s2")
+        path.write_text(path.read_text().replace("Topics: Empathy;", "Topics: Nonsense;"))
+        assert f"{path}:9: error: unknown topic" in get("/")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_png_without_chromium_is_a_clear_error(project, monkeypatch):
+    import newsletter.render.preview as preview
+
+    monkeypatch.setattr(preview, "CHROMIUM", str(project / "no-chromium-here"))
+    result = run("issue", "preview", "2026-10", "--png")
+    assert result.exit_code == 1
+    assert "headless Chromium is not installed" in result.output
+    assert "apt-get install -y chromium" in result.output
