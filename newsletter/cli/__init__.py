@@ -60,6 +60,8 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("init", "init", None),
     ("issue", "issue", None),
     ("archive", "import_archive_cmd", "issue"),
+    ("preview", "preview", "issue"),
+    ("preview", "variants", "issue"),
     ("topics", "topics", None),
 ]
 
@@ -73,11 +75,6 @@ def _register() -> None:
         (groups[parent] if parent else cli).add_command(cmd)
         if isinstance(cmd, click.Group):
             groups[cmd.name] = cmd
-
-    from newsletter.cli import preview
-
-    issue.issue.add_command(preview.preview)
-    issue.issue.add_command(preview.variants)
 
 
 _register()
