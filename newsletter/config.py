@@ -187,13 +187,33 @@ class Settings:
             raise MissingSettingError(name, purpose)
         return value
 
-    def __repr__(self) -> str:  # never show the secret in logs or tracebacks
-        shown = ", ".join(
-            f"{f.name}={'***' if f.name == 'secret_key' else getattr(self, f.name)!r}"
-            for f in fields(self)
-            if f.name != "sources"
+    def __repr__(self) -> str:  # never show the secret or the SMTP password in logs
+        def shown(name: str) -> str:
+            if name == "secret_key":
+                return "***"
+            if name == "smtp_url":
+                return repr(redact_url(self.smtp_url))
+            return repr(getattr(self, name))
+
+        return (
+            "Settings("
+            + ", ".join(f"{f.name}={shown(f.name)}" for f in fields(self) if f.name != "sources")
+            + ")"
         )
-        return f"Settings({shown})"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to log or show)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url else url
+    # The last "@" ends the user information even when an unencoded password holds
+    # "/" or "?", which would fool a URL parser.
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hostpart}"
 
 
 def _coerce(info: SettingInfo, value: Any, source: str) -> Any:

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from newsletter.config import redact_url
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.errors import ConfigError, NewsletterError
 
@@ -172,20 +173,6 @@ class TransportConfig:
     def address(self) -> str:
         """``host:port`` (or the outbox folder), for messages."""
         return str(self.outbox) if self.scheme == "outbox" else f"{self.host}:{self.port}"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to log or show)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "***" if "@" in url else url
-    # The last "@" ends the user information even when an unencoded password holds
-    # "/" or "?", which would fool a URL parser.
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{hostpart}"
 
 
 def _flag(name: str, value: str, shown: str) -> bool:

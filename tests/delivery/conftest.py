@@ -20,7 +20,11 @@ from typing import Any
 import pytest
 
 from newsletter.config import Settings, load_settings
-from tests.delivery.smtpserver import SmtpTestServer, make_certificate
+from tests.delivery.smtpserver import AUTH_WARNING_FILTER, SmtpTestServer, make_certificate
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("filterwarnings", AUTH_WARNING_FILTER)
 
 
 @pytest.fixture(scope="session")
