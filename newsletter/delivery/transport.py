@@ -295,6 +295,7 @@ def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
 # Control characters would let an address smuggle extra SMTP commands into the dialogue
 # ("a@b.c\r\nRCPT TO:<...>"); angle brackets would break the <...> framing.
 _BAD_ENVELOPE = re.compile(r"[\x00-\x1f\x7f<>]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def validate_envelope(envelope_from: str, recipients: list[str], message_id: str) -> None:
@@ -317,7 +318,7 @@ def validate_envelope(envelope_from: str, recipients: list[str], message_id: str
                 f"recipient {rcpt!r} is not a plain email address",
                 hint="an envelope address cannot hold line breaks, control characters or <>",
             )
-    if not message_id or _BAD_ENVELOPE.sub("", message_id.strip("<>")) != message_id.strip("<>"):
+    if not message_id.strip("<> ") or _CONTROL.search(message_id):
         raise EnvelopeError(f"Message-ID {message_id!r} is empty or holds control characters")
 
 
@@ -340,6 +341,8 @@ class Transport(abc.ABC):
         logs mention it. Raises :class:`EnvelopeError` for unsafe addresses and
         :class:`TransportConfigError` when the settings cannot work (see module doc).
         """
+        if isinstance(recipients, str):  # list("a@b") would be one recipient per letter
+            raise TypeError("recipients must be a list of addresses, not one string")
         recipients = list(recipients)
         validate_envelope(envelope_from, recipients, message_id)
         if not isinstance(message, bytes | bytearray | memoryview):
@@ -580,9 +583,11 @@ class SmtpTransport(Transport):
             raise TransportClosedError("the SMTP transport was closed")
         self.rate_limiter.acquire()
         with self._slot():
-            for _attempt in range(2):
+            for attempt in range(2):
                 try:
-                    conn = self._checkout()
+                    # After a stale connection, take a new one: other idle connections
+                    # probably died the same way (a server restart kills them all).
+                    conn = self._checkout(fresh=attempt > 0)
                 except _Unavailable as exc:
                     log.warning("SMTP %s unavailable: %s", self.config.address, exc.reply)
                     return SendOutcome("unavailable", exc.code, exc.reply)
@@ -592,6 +597,9 @@ class SmtpTransport(Transport):
                     log.info("SMTP connection to %s went stale; reconnecting", self.config.address)
                     self._discard(conn)
                     continue
+                except BaseException:
+                    self._discard(conn)
+                    raise
                 self._checkin(conn)
                 log.log(
                     logging.DEBUG if outcome.sent else logging.INFO,
@@ -603,8 +611,7 @@ class SmtpTransport(Transport):
                     " (connection lost)" if outcome.connection_lost else "",
                 )
                 return outcome
-        # Two stale connections in a row cannot happen (the second is fresh), but be safe.
-        return SendOutcome("retry", None, "the connection failed twice", connection_lost=True)
+        raise AssertionError("unreachable: a fresh connection is never stale")
 
     def _transaction(
         self, conn: _Pooled, envelope_from: str, recipients: list[str], message: bytes
@@ -694,11 +701,11 @@ class SmtpTransport(Transport):
         finally:
             self._slots.release()
 
-    def _checkout(self) -> _Pooled:
-        """An open connection: an idle one if any still works, else a new one."""
+    def _checkout(self, fresh: bool = False) -> _Pooled:
+        """An open connection: an idle one if any still works (unless ``fresh``), else new."""
         while True:
             with self._lock:
-                conn = self._idle.pop() if self._idle else None
+                conn = self._idle.pop() if self._idle and not fresh else None
             if conn is None:
                 return self._connect()
             if time.monotonic() - conn.last_used <= self.idle_check_after:
@@ -766,7 +773,8 @@ class SmtpTransport(Transport):
             with contextlib.suppress(Exception):
                 smtp.close()
             raise
-        self.connections_opened += 1
+        with self._lock:
+            self.connections_opened += 1
         log.info(
             "SMTP connected to %s (%s%s)",
             cfg.address,

@@ -186,7 +186,6 @@ def test_timeout_waiting_for_the_reply_is_retry_with_connection_lost(
     outcome = transport.send(SENDER, ["a@example.net"], message(), "<m1@x>")
     assert outcome.status == "retry" and outcome.connection_lost
     assert "timed out" in outcome.reply
-    time.sleep(0.8)  # let the slow server finish before the next, normal send
     assert transport.send(SENDER, ["a@example.net"], message(2), "<m2@x>").sent
     transport.close()
 
@@ -400,3 +399,38 @@ def test_rate_limiter_paces_smtp_sends(smtp_server: SmtpTestServer) -> None:
         assert transport.send(SENDER, ["a@example.net"], message(n), f"<m{n}@x>").sent
     transport.close()
     assert clock.sleeps == pytest.approx([0.2, 0.2, 0.2])
+
+
+def test_421_closes_the_connection_and_is_retry(
+    smtp_server: SmtpTestServer, transport: SmtpTransport
+) -> None:
+    smtp_server.rcpt_replies["busy"] = "421 4.3.2 Service shutting down"
+    outcome = transport.send(SENDER, ["busy@example.net"], message(1), "<m1@x>")
+    assert (outcome.status, outcome.code) == ("retry", 421)
+    assert transport.send(SENDER, ["a@example.net"], message(2), "<m2@x>").sent
+    assert transport.connections_opened == 2  # the 421 connection was not reused
+
+
+def test_recipients_must_be_a_list(transport: SmtpTransport) -> None:
+    with pytest.raises(TypeError):
+        transport.send(SENDER, "a@example.net", message(), "<m1@x>")  # type: ignore[arg-type]
+
+
+def test_server_restart_with_several_idle_connections(smtp_server: SmtpTestServer) -> None:
+    transport = transport_for(smtp_server, pool_size=2)
+    smtp_server.delay_next_data(0.3)  # holds the first connection while a second opens
+    slow = threading.Thread(
+        target=transport.send, args=(SENDER, ["a@example.net"], message(1), "<m1@x>")
+    )
+    slow.start()
+    deadline = time.monotonic() + 5
+    while transport.connections_opened < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the slow send now holds its connection for 0.3 s
+    assert transport.send(SENDER, ["b@example.net"], message(2), "<m2@x>").sent
+    slow.join()
+    assert transport.connections_opened == 2
+    smtp_server.restart()  # both pooled connections die
+    outcome = transport.send(SENDER, ["c@example.net"], message(3), "<m3@x>")
+    assert outcome.sent
+    assert transport.connections_opened == 3
+    transport.close()
