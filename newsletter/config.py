@@ -32,6 +32,7 @@ class SettingInfo:
     help: str
     kind: type = str
     in_init: bool = False  # written (commented where empty) into a new newsletter.toml
+    minimum: float | None = None  # for int/float settings: the smallest allowed value
 
 
 SETTINGS: tuple[SettingInfo, ...] = (
@@ -80,7 +81,47 @@ SETTINGS: tuple[SettingInfo, ...] = (
         "smtp_url",
         "outbox:///outbox",
         "smtp://[user:pass@]host:port[?starttls=true], smtps://..., or outbox:///dir "
-        "(writes .eml files).",
+        "(writes .eml files). Add ?ca_file=/path/ca.pem to trust a private CA, or "
+        "?verify=false to skip certificate checks (testing only).",
+    ),
+    SettingInfo(
+        "smtp_pool_size",
+        2,
+        "How many SMTP connections are kept open and used at once.",
+        kind=int,
+        minimum=1,
+    ),
+    SettingInfo(
+        "smtp_timeout",
+        30.0,
+        "Seconds to wait for the SMTP server before giving up on a command.",
+        kind=float,
+        minimum=0.1,
+    ),
+    SettingInfo(
+        "rate_per_second",
+        0.0,
+        "Most messages sent per second (fractions allowed, 0.5 = one every 2 s); 0 = no limit.",
+        kind=float,
+        minimum=0,
+    ),
+    SettingInfo(
+        "rate_per_hour",
+        0,
+        "Most messages sent in any 60 minutes (the provider's hourly cap); 0 = no cap.",
+        kind=int,
+        minimum=0,
+    ),
+    SettingInfo(
+        "dkim_domain",
+        "",
+        "Domain (d=) of the DKIM signature; empty = no DKIM signing.",
+    ),
+    SettingInfo("dkim_selector", "", "DKIM selector (s=): the DNS record <selector>._domainkey."),
+    SettingInfo(
+        "dkim_key_file",
+        "",
+        "PEM file of the DKIM private RSA key (relative to the project folder).",
     ),
     SettingInfo("issues_dir", "issues", "Folder of the monthly issue files."),
     SettingInfo("templates_dir", "templates", "Folder of the email and web templates."),
@@ -118,6 +159,13 @@ class Settings:
     secret_key: str
     database_url: str
     smtp_url: str
+    smtp_pool_size: int
+    smtp_timeout: float
+    rate_per_second: float
+    rate_per_hour: int
+    dkim_domain: str
+    dkim_selector: str
+    dkim_key_file: str
     issues_dir: Path
     templates_dir: Path
     no_match_policy: str
@@ -139,13 +187,33 @@ class Settings:
             raise MissingSettingError(name, purpose)
         return value
 
-    def __repr__(self) -> str:  # never show the secret in logs or tracebacks
-        shown = ", ".join(
-            f"{f.name}={'***' if f.name == 'secret_key' else getattr(self, f.name)!r}"
-            for f in fields(self)
-            if f.name != "sources"
+    def __repr__(self) -> str:  # never show the secret or the SMTP password in logs
+        def shown(name: str) -> str:
+            if name == "secret_key":
+                return "***"
+            if name == "smtp_url":
+                return repr(redact_url(self.smtp_url))
+            return repr(getattr(self, name))
+
+        return (
+            "Settings("
+            + ", ".join(f"{f.name}={shown(f.name)}" for f in fields(self) if f.name != "sources")
+            + ")"
         )
-        return f"Settings({shown})"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to log or show)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url else url
+    # The last "@" ends the user information even when an unencoded password holds
+    # "/" or "?", which would fool a URL parser.
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hostpart}"
 
 
 def _coerce(info: SettingInfo, value: Any, source: str) -> Any:
@@ -161,11 +229,43 @@ def _coerce(info: SettingInfo, value: Any, source: str) -> Any:
             f"{info.name} = {value!r} (from {source}) is not true or false",
             hint="write true or false",
         )
+    if info.kind in (int, float):
+        return _coerce_number(info, value, source)
     if not isinstance(value, str | int | float):
         raise ConfigError(
             f"{info.name} (from {source}) must be text", hint='write it as name = "value"'
         )
     return str(value)
+
+
+def _coerce_number(info: SettingInfo, value: Any, source: str) -> int | float:
+    what = "a whole number" if info.kind is int else "a number"
+    example = "2" if info.kind is int else "0.5"
+    number: int | float
+    try:
+        if isinstance(value, bool):  # TOML true/false is not a count
+            raise ValueError
+        if info.kind is int:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                value = int(value)
+            number = int(str(value).strip())
+        else:
+            number = float(str(value).strip())
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{info.name} = {value!r} (from {source}) is not {what}",
+            hint=f"write {what}, for example {info.name} = {example}",
+        ) from None
+    if info.minimum is not None and number < info.minimum:
+        raise ConfigError(
+            f"{info.name} = {value!r} (from {source}) is too small",
+            hint=f"use {info.minimum:g} or more",
+        )
+    return number
 
 
 def config_file_path(
@@ -240,6 +340,9 @@ def load_settings(
     values["base_url"] = values["base_url"].rstrip("/")
     values["database_url"] = _absolute_sqlite(values["database_url"], root)
     values["smtp_url"] = _absolute_outbox(values["smtp_url"], root)
+    if values["dkim_key_file"]:
+        key_file = Path(values["dkim_key_file"]).expanduser()
+        values["dkim_key_file"] = str(key_file if key_file.is_absolute() else root / key_file)
     for key in ("issues_dir", "templates_dir"):
         p = Path(values[key]).expanduser()
         values[key] = p if p.is_absolute() else root / p
@@ -288,6 +391,8 @@ def render_config_file(values: dict[str, str] | None = None) -> str:
         value = values.get(info.name, info.default)
         if info.kind is bool:
             text = "true" if value else "false"
+        elif info.kind in (int, float):
+            text = repr(info.kind(value))
         else:
             text = _toml_string(str(value))
         commented = not info.in_init and info.name not in values

@@ -1,0 +1,887 @@
+"""Transports: the one place that hands finished message bytes to a mail server or a folder.
+
+A transport knows nothing about subscribers, issues or the ledger. It takes an envelope
+(sender, recipients), the message bytes and the message's Message-ID, and answers with a
+:class:`SendOutcome` that says what the caller should do with that delivery:
+
+=============== ==================================================================
+``status``      meaning for the caller
+=============== ==================================================================
+``sent``        the server answered 2xx after DATA: mark the delivery sent.
+``retry``       a temporary refusal (4xx), or the connection dropped or timed out
+                during the transaction: try this message again later. When
+                ``connection_lost`` is true the server may or may not have the
+                message, so the retry MUST reuse the same Message-ID.
+``failed``      a permanent refusal (5xx): record it, never retry.
+``unavailable`` the server cannot be reached at all (connection refused, timeout or
+                a 4xx greeting while connecting). Nothing was sent and nothing is
+                wrong with this message: do not count it as an attempt; pause the
+                send and resume when :meth:`SmtpTransport.probe` (or a later send)
+                succeeds.
+=============== ==================================================================
+
+Problems no retry can fix, because the settings are wrong (login refused with 5xx, the
+server's certificate cannot be verified, STARTTLS or AUTH not offered), are not outcomes:
+they raise :class:`TransportConfigError` (a :class:`~newsletter.errors.ConfigError`), so a
+worker stops the whole send instead of failing every subscriber one by one. Envelope
+addresses with line breaks or other control characters raise :class:`EnvelopeError` (a
+``ValueError``) before anything is sent.
+
+Transports:
+
+- :class:`SmtpTransport` (``smtp://`` and ``smtps://``): a pool of persistent smtplib
+  connections shared by any number of threads, with STARTTLS, AUTH, reconnection, RSET
+  after failed transactions and a :class:`~newsletter.delivery.ratelimit.RateLimiter`.
+- :class:`OutboxTransport` (``outbox://``): one ``.eml`` file per Message-ID, written
+  atomically; a retry with the same Message-ID replaces the file instead of adding one.
+
+Both sign with DKIM when a :class:`~newsletter.delivery.dkimsign.DkimSigner` is given.
+Build the configured one with :func:`open_transport`; close it (or use ``with``) when done.
+
+Secrets: the SMTP password is kept out of ``repr``, log records, outcome replies and
+exception messages; :func:`redact_url` is the form of the URL that may be shown.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import functools
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import smtplib
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from newsletter.config import redact_url
+from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.errors import ConfigError, NewsletterError
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+    from newsletter.delivery.dkimsign import DkimSigner
+
+log = logging.getLogger("newsletter.delivery.transport")
+
+Status = Literal["sent", "retry", "failed", "unavailable"]
+STATUSES: tuple[Status, ...] = ("sent", "retry", "failed", "unavailable")
+
+_URL_HINT = (
+    "write smtp://user:password@host:port (add ?starttls=true for port 587), "
+    "smtps://user:password@host:465, or outbox:///folder; percent-encode special "
+    "characters in the user name and password (@ is %40, : is %3A, / is %2F)"
+)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class TransportConfigError(ConfigError):
+    """The SMTP settings do not work with this server (login, TLS, missing extension)."""
+
+
+class SmtpAuthError(TransportConfigError):
+    """The server refused the user name and password (the message never shows them)."""
+
+
+class EnvelopeError(NewsletterError, ValueError):
+    """An envelope address or Message-ID that must not reach the SMTP dialogue."""
+
+
+class TransportClosedError(NewsletterError):
+    """``send`` was called after ``close``."""
+
+
+# --------------------------------------------------------------------------- outcome
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What happened to one message; see the module docstring for what to do with it.
+
+    ``code`` is the server's reply code (None when there was no reply, e.g. a dropped
+    connection), ``reply`` the reply text or a description of the failure (never a
+    secret), ``connection_lost`` true when the connection broke mid-transaction so the
+    server may hold the message. ``refused`` lists recipients refused while others were
+    accepted (a multi-recipient message counts as sent); it is empty otherwise.
+    """
+
+    status: Status
+    code: int | None = None
+    reply: str = ""
+    connection_lost: bool = False
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def sent(self) -> bool:
+        """True when the server took the message."""
+        return self.status == "sent"
+
+
+def classify_code(code: int) -> Status:
+    """The status for an SMTP reply code: 2xx sent, 4xx retry, 5xx failed.
+
+    Codes that make no sense at the end of a transaction (1xx, 3xx) are treated as
+    temporary: retrying is safer than losing the message.
+    """
+    if 200 <= code < 300:
+        return "sent"
+    if 500 <= code < 600:
+        return "failed"
+    return "retry"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """The parts of ``smtp_url``. ``password`` is left out of ``repr``.
+
+    ``scheme`` is ``smtp``, ``smtps`` (TLS from the first byte) or ``outbox``; for
+    ``outbox`` only ``outbox`` (the folder) is set. ``verify`` false skips certificate
+    checks (for testing against a self-signed server only); ``ca_file`` trusts a
+    private certificate authority while keeping the checks on.
+    """
+
+    scheme: str
+    host: str = ""
+    port: int = 0
+    username: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = False
+    verify: bool = True
+    ca_file: Path | None = None
+    outbox: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        """True when the connection is encrypted (smtps, or smtp with STARTTLS)."""
+        return self.scheme == "smtps" or self.starttls
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (or the outbox folder), for messages."""
+        return str(self.outbox) if self.scheme == "outbox" else f"{self.host}:{self.port}"
+
+
+def _flag(name: str, value: str, shown: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"smtp_url {shown}: {name}={value!r} is not true or false", hint=_URL_HINT)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
+    """Parse ``smtp_url`` into a :class:`TransportConfig`; :class:`ConfigError` if bad.
+
+    Forms: ``smtp://[user:pass@]host[:port][?starttls=true]`` (port 25, or 587 with
+    STARTTLS), ``smtps://[user:pass@]host[:port]`` (port 465) and ``outbox://PATH``.
+    Query parameters: ``starttls``, ``verify`` (default true) and ``ca_file``. User
+    name and password are percent-decoded. A password is only accepted over TLS or to
+    a loopback host, so it never crosses a network in the clear.
+
+    ``url`` is expected as :func:`newsletter.config.load_settings` leaves it (an outbox
+    path is already absolute there); a relative outbox path or ``ca_file`` is taken
+    relative to ``root`` (default: the working folder).
+    """
+    shown = redact_url(url)
+    base = Path.cwd() if root is None else root
+    scheme, sep, rest = url.strip().partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("smtp", "smtps", "outbox"):
+        raise ConfigError(
+            f"smtp_url {shown!r} is not an smtp://, smtps:// or outbox:// address",
+            hint=_URL_HINT,
+        )
+    if scheme == "outbox":
+        path_text = unquote(rest.split("?", 1)[0])
+        if not path_text.strip("/"):
+            raise ConfigError(f"smtp_url {shown!r} names no outbox folder", hint=_URL_HINT)
+        path = Path(path_text).expanduser()
+        return TransportConfig(scheme="outbox", outbox=path if path.is_absolute() else base / path)
+
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+        host = parts.hostname or ""
+    except ValueError:
+        raise ConfigError(
+            f"smtp_url {shown!r}: the port is not a number from 1 to 65535", hint=_URL_HINT
+        ) from None
+    if not host:
+        raise ConfigError(f"smtp_url {shown!r} names no host", hint=_URL_HINT)
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ConfigError(
+            f"smtp_url {shown!r}: unexpected text after the host and port", hint=_URL_HINT
+        )
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in ("starttls", "verify", "ca_file"):
+            raise ConfigError(
+                f"smtp_url {shown!r}: unknown option {key!r}",
+                hint="the options are starttls=true, verify=false and ca_file=/path/ca.pem",
+            )
+        query[key] = value
+    starttls = _flag("starttls", query.get("starttls", "false"), repr(shown))
+    verify = _flag("verify", query.get("verify", "true"), repr(shown))
+    if scheme == "smtps" and starttls:
+        raise ConfigError(
+            f"smtp_url {shown!r}: smtps:// is already encrypted, starttls does not apply",
+            hint="use smtps://host:465, or smtp://host:587?starttls=true",
+        )
+    ca_file: Path | None = None
+    if query.get("ca_file"):
+        ca_file = Path(query["ca_file"]).expanduser()
+        ca_file = ca_file if ca_file.is_absolute() else base / ca_file
+        if not ca_file.is_file():
+            raise ConfigError(
+                f"smtp_url {shown!r}: ca_file {ca_file} does not exist",
+                hint="point ca_file at the PEM file of the certificate authority to trust",
+            )
+    if (ca_file or "verify" in query) and not (scheme == "smtps" or starttls):
+        raise ConfigError(
+            f"smtp_url {shown!r}: verify and ca_file only apply to encrypted connections",
+            hint="add ?starttls=true, or use smtps://",
+        )
+    username = unquote(parts.username or "")
+    password = unquote(parts.password or "")
+    if password and not username:
+        raise ConfigError(f"smtp_url {shown!r} has a password but no user name", hint=_URL_HINT)
+    if username and not password:
+        raise ConfigError(f"smtp_url {shown!r} has a user name but no password", hint=_URL_HINT)
+    if username and not (scheme == "smtps" or starttls) and not _is_loopback(host):
+        raise ConfigError(
+            f"smtp_url {shown!r} would send the password unencrypted",
+            hint="add ?starttls=true (port 587) or use smtps:// (port 465)",
+        )
+    if port is None:
+        port = 465 if scheme == "smtps" else 587 if starttls else 25
+    return TransportConfig(
+        scheme=scheme,
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        starttls=starttls,
+        verify=verify,
+        ca_file=ca_file,
+    )
+
+
+# --------------------------------------------------------------------------- interface
+
+# Control characters would let an address smuggle extra SMTP commands into the dialogue
+# ("a@b.c\r\nRCPT TO:<...>"); angle brackets would break the <...> framing.
+_BAD_ENVELOPE = re.compile(r"[\x00-\x1f\x7f<>]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_envelope(envelope_from: str, recipients: list[str], message_id: str) -> None:
+    """Raise :class:`EnvelopeError` unless the envelope is safe to put on the wire.
+
+    ``envelope_from`` may be empty (the null sender); recipients must be non-empty
+    addresses with an ``@``; nothing may hold control characters (CR, LF...) or ``<>``.
+    """
+    if not isinstance(envelope_from, str) or _BAD_ENVELOPE.search(envelope_from):
+        raise EnvelopeError(
+            f"envelope sender {envelope_from!r} holds a line break or another "
+            "character not allowed in an address",
+            hint="check the sender_address setting",
+        )
+    if not recipients:
+        raise EnvelopeError("a message needs at least one recipient")
+    for rcpt in recipients:
+        if not isinstance(rcpt, str) or "@" not in rcpt or _BAD_ENVELOPE.search(rcpt):
+            raise EnvelopeError(
+                f"recipient {rcpt!r} is not a plain email address",
+                hint="an envelope address cannot hold line breaks, control characters or <>",
+            )
+    if not message_id.strip("<> ") or _CONTROL.search(message_id):
+        raise EnvelopeError(f"Message-ID {message_id!r} is empty or holds control characters")
+
+
+class Transport(abc.ABC):
+    """Something that delivers message bytes: :meth:`send` each message, then :meth:`close`.
+
+    Thread-safe: several worker threads may call :meth:`send` on one transport at once.
+    """
+
+    signer: DkimSigner | None = None
+
+    def send(
+        self, envelope_from: str, recipients: list[str], message: bytes, message_id: str
+    ) -> SendOutcome:
+        """Deliver ``message`` to ``recipients``; the outcome says sent, retry, failed...
+
+        ``message`` is the complete RFC 5322 message with CRLF line endings, as the
+        message assembler makes it; it is DKIM-signed here when a signer is configured.
+        ``message_id`` is the message's Message-ID: the outbox names files by it and
+        logs mention it. Raises :class:`EnvelopeError` for unsafe addresses and
+        :class:`TransportConfigError` when the settings cannot work (see module doc).
+        """
+        if isinstance(recipients, str):  # list("a@b") would be one recipient per letter
+            raise TypeError("recipients must be a list of addresses, not one string")
+        recipients = list(recipients)
+        validate_envelope(envelope_from, recipients, message_id)
+        if not isinstance(message, bytes | bytearray | memoryview):
+            raise TypeError("message must be bytes")
+        data = bytes(message)
+        if self.signer is not None:
+            data = self.signer.sign(data)
+        return self._deliver(envelope_from, recipients, data, message_id)
+
+    @abc.abstractmethod
+    def _deliver(
+        self, envelope_from: str, recipients: list[str], message: bytes, message_id: str
+    ) -> SendOutcome:
+        """Deliver an already validated and signed message."""
+
+    def close(self) -> None:  # noqa: B027 - deliberately a no-op by default
+        """Release connections and files; the transport cannot send afterwards."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_transport(settings: Settings) -> Transport:
+    """The transport ``settings.smtp_url`` names, with its pool, rate limit and DKIM.
+
+    Opens no connection yet (the first :meth:`Transport.send` does); raises
+    :class:`~newsletter.errors.ConfigError` for a bad URL or DKIM setting.
+    """
+    from newsletter.delivery.dkimsign import DkimSigner
+
+    config = parse_smtp_url(settings.smtp_url, root=settings.root)
+    signer = DkimSigner.from_settings(settings)
+    if config.scheme == "outbox":
+        assert config.outbox is not None
+        return OutboxTransport(config.outbox, signer=signer)
+    return SmtpTransport(
+        config,
+        pool_size=settings.smtp_pool_size,
+        timeout=settings.smtp_timeout,
+        rate_limiter=RateLimiter(settings.rate_per_second, settings.rate_per_hour),
+        signer=signer,
+    )
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+def outbox_file_name(message_id: str) -> str:
+    """The file name for a Message-ID: ``<abc@host>`` gives ``abc@host.eml``.
+
+    Characters unsafe in file names become ``_``; then a short hash of the original
+    Message-ID is added, so two different IDs can never share a file.
+    """
+    core = message_id.strip().removeprefix("<").removesuffix(">")
+    safe = re.sub(r"[^A-Za-z0-9@._+=-]", "_", core).lstrip(".")
+    if safe != core or not safe or len(safe) > 150:
+        digest = hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:12]
+        safe = f"{safe[:120]}-{digest}" if safe else digest
+    return safe + ".eml"
+
+
+class OutboxTransport(Transport):
+    """Writes each message to ``directory/<Message-ID>.eml`` instead of sending it.
+
+    Each file is written to a hidden temporary file in the same folder, flushed to disk
+    and renamed over the target, so a reader never sees half a message and a retry with
+    the same Message-ID replaces the earlier file. Every write answers ``sent``; a
+    write error (disk full...) answers ``unavailable``.
+    """
+
+    def __init__(self, directory: Path, signer: DkimSigner | None = None) -> None:
+        self.directory = Path(directory)
+        self.signer = signer
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the outbox folder {self.directory}: {exc.strerror or exc}",
+                hint="set smtp_url to outbox:///a-folder-you-can-write",
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"OutboxTransport({str(self.directory)!r})"
+
+    def path_for(self, message_id: str) -> Path:
+        """Where the message with ``message_id`` is (or would be) written."""
+        return self.directory / outbox_file_name(message_id)
+
+    def _deliver(
+        self, envelope_from: str, recipients: list[str], message: bytes, message_id: str
+    ) -> SendOutcome:
+        target = self.path_for(message_id)
+        tmp_name = ""
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(message)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, target)
+            tmp_name = ""
+            self._sync_directory()
+        except OSError as exc:
+            log.warning("outbox: cannot write %s: %s", target, exc)
+            return SendOutcome("unavailable", None, f"cannot write {target}: {exc.strerror}")
+        finally:
+            if tmp_name:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_name)
+        log.debug("outbox: wrote %s for %s", target.name, ", ".join(recipients))
+        return SendOutcome("sent", 250, f"written to {target}")
+
+    def _sync_directory(self) -> None:
+        # The rename is only durable once the folder itself is flushed.
+        try:
+            fd = os.open(self.directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # some file systems refuse fsync on folders; the data is already safe
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+class _Unavailable(Exception):
+    """Raised inside the pool when no connection can be made."""
+
+    def __init__(self, code: int | None, reply: str) -> None:
+        super().__init__(reply)
+        self.code = code
+        self.reply = reply
+
+
+class _StaleConnection(Exception):
+    """A reused connection died before the server accepted anything for this message."""
+
+
+@dataclass
+class _Pooled:
+    smtp: smtplib.SMTP
+    last_used: float
+    uses: int = 0
+    broken: bool = False
+
+
+@functools.cache
+def _local_hostname() -> str:
+    # smtplib looks the name up for every connection when not given one; once is enough.
+    return socket.getfqdn()
+
+
+class SmtpTransport(Transport):
+    """Sends through an SMTP server over a pool of persistent connections.
+
+    - ``pool_size`` connections at most are open at once; a thread that finds all in
+      use waits for one. Connections open lazily and stay open between messages.
+    - A connection idle for more than ``idle_check_after`` seconds is checked with NOOP
+      before reuse; a reused connection that turns out dead at MAIL FROM is replaced and
+      the message sent on the new one (nothing can have been delivered on the old one).
+    - After a refused transaction the connection is RSET so it stays usable; after a
+      dropped one it is discarded and the next send opens a fresh one.
+    - ``rate_limiter.acquire()`` is called before every message.
+    """
+
+    def __init__(
+        self,
+        config: TransportConfig,
+        *,
+        pool_size: int = 2,
+        timeout: float = 30.0,
+        rate_limiter: RateLimiter | None = None,
+        signer: DkimSigner | None = None,
+        idle_check_after: float = 30.0,
+        local_hostname: str | None = None,
+    ) -> None:
+        if config.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"SmtpTransport needs an smtp:// or smtps:// config, not {config}")
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self.config = config
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.rate_limiter = rate_limiter or RateLimiter()
+        self.signer = signer
+        self.idle_check_after = idle_check_after
+        self.local_hostname = local_hostname
+        self.connections_opened = 0  # how many connections were made (for tests, stats)
+        self._idle: list[_Pooled] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._closed = False
+        self._ssl_context = self._make_ssl_context() if config.tls else None
+
+    def __repr__(self) -> str:
+        return (
+            f"SmtpTransport({self.config.scheme}://{self.config.address}, "
+            f"user={self.config.username!r}, pool_size={self.pool_size})"
+        )
+
+    # ----------------------------------------------------------------- public API
+
+    def probe(self) -> SendOutcome:
+        """Connect (and log in) without sending: ``sent`` when the server is usable.
+
+        A paused send calls this to learn whether the server is back; answers
+        ``unavailable`` otherwise, and raises :class:`TransportConfigError` like send.
+        """
+        with self._slot():
+            try:
+                conn = self._checkout()
+            except _Unavailable as exc:
+                return SendOutcome("unavailable", exc.code, exc.reply)
+            self._checkin(conn)
+        return SendOutcome("sent", 250, f"connected to {self.config.address}")
+
+    def close(self) -> None:
+        """Say QUIT on every idle connection; connections in use close when returned."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self._quit(conn)
+
+    # ----------------------------------------------------------------- delivery
+
+    def _deliver(
+        self, envelope_from: str, recipients: list[str], message: bytes, message_id: str
+    ) -> SendOutcome:
+        if self._closed:
+            raise TransportClosedError("the SMTP transport was closed")
+        self.rate_limiter.acquire()
+        with self._slot():
+            for attempt in range(2):
+                try:
+                    # After a stale connection, take a new one: other idle connections
+                    # probably died the same way (a server restart kills them all).
+                    conn = self._checkout(fresh=attempt > 0)
+                except _Unavailable as exc:
+                    log.warning("SMTP %s unavailable: %s", self.config.address, exc.reply)
+                    return SendOutcome("unavailable", exc.code, exc.reply)
+                try:
+                    outcome = self._transaction(conn, envelope_from, recipients, message)
+                except _StaleConnection:
+                    log.info("SMTP connection to %s went stale; reconnecting", self.config.address)
+                    self._discard(conn)
+                    continue
+                except BaseException:
+                    self._discard(conn)
+                    raise
+                self._checkin(conn)
+                log.log(
+                    logging.DEBUG if outcome.sent else logging.INFO,
+                    "SMTP %s %s: %s%s%s",
+                    message_id,
+                    outcome.status,
+                    f"{outcome.code} " if outcome.code else "",
+                    outcome.reply,
+                    " (connection lost)" if outcome.connection_lost else "",
+                )
+                return outcome
+        raise AssertionError("unreachable: a fresh connection is never stale")
+
+    def _transaction(
+        self, conn: _Pooled, envelope_from: str, recipients: list[str], message: bytes
+    ) -> SendOutcome:
+        smtp = conn.smtp
+        reused = conn.uses > 0
+        conn.uses += 1
+        options: list[str] = []
+        if smtp.has_extn("size"):
+            options.append(f"SIZE={len(message)}")
+        if not message.isascii() and smtp.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if not (envelope_from + "".join(recipients)).isascii():
+            if not smtp.has_extn("smtputf8"):
+                return SendOutcome(
+                    "failed", None, "the server does not accept non-ASCII addresses (SMTPUTF8)"
+                )
+            options.append("SMTPUTF8")
+
+        stage = "MAIL FROM"
+        try:
+            code, resp = smtp.mail(envelope_from, options)
+            if code != 250:
+                return self._refused(conn, code, resp)
+            stage = "RCPT TO"
+            refused: dict[str, tuple[int, str]] = {}
+            for rcpt in recipients:
+                code, resp = smtp.rcpt(rcpt)
+                if code not in (250, 251):
+                    refused[rcpt] = (code, self._text(resp))
+                if code == 421:  # the server is closing this connection
+                    return self._refused(conn, code, resp)
+            if len(refused) == len(recipients):
+                return self._all_refused(conn, refused)
+            stage = "DATA"
+            try:
+                code, resp = smtp.data(message)
+            except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
+                return self._refused(conn, exc.smtp_code, exc.smtp_error)
+            if 200 <= code < 300:
+                return SendOutcome("sent", code, self._text(resp), refused=refused)
+            return self._refused(conn, code, resp)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            conn.broken = True
+            if reused and stage == "MAIL FROM":
+                raise _StaleConnection from exc
+            return SendOutcome(
+                "retry",
+                None,
+                f"connection to {self.config.address} lost during {stage}: {self._error(exc)}",
+                connection_lost=True,
+            )
+
+    def _refused(self, conn: _Pooled, code: int, resp: bytes | str) -> SendOutcome:
+        self._reset(conn, code)
+        return SendOutcome(classify_code(code), code, self._text(resp))
+
+    def _all_refused(self, conn: _Pooled, refused: dict[str, tuple[int, str]]) -> SendOutcome:
+        codes = [code for code, _ in refused.values()]
+        # Several recipients all refused: permanent only when every refusal is.
+        status: Status = "failed" if all(500 <= c < 600 for c in codes) else "retry"
+        first = next(iter(refused.values()))
+        chosen = first if status == "failed" else next(r for r in refused.values() if r[0] < 500)
+        self._reset(conn, chosen[0])
+        return SendOutcome(status, chosen[0], chosen[1])
+
+    def _reset(self, conn: _Pooled, code: int) -> None:
+        """End a refused transaction so the connection can carry the next message."""
+        if code == 421:  # "service closing": the server hangs up after this reply
+            conn.broken = True
+            return
+        try:
+            rset_code, _ = conn.smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            conn.broken = True
+            return
+        if rset_code != 250:
+            conn.broken = True
+
+    # ----------------------------------------------------------------- the pool
+
+    @contextlib.contextmanager
+    def _slot(self):  # type: ignore[no-untyped-def]
+        self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _checkout(self, fresh: bool = False) -> _Pooled:
+        """An open connection: an idle one if any still works (unless ``fresh``), else new."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle and not fresh else None
+            if conn is None:
+                return self._connect()
+            if time.monotonic() - conn.last_used <= self.idle_check_after:
+                return conn
+            # Long idle: the server may have timed the connection out; NOOP is cheaper
+            # than finding out at MAIL FROM.
+            try:
+                code, _ = conn.smtp.noop()
+            except (smtplib.SMTPException, OSError):
+                code = 0
+            if code == 250:
+                return conn
+            self._discard(conn)
+
+    def _checkin(self, conn: _Pooled) -> None:
+        conn.last_used = time.monotonic()
+        if conn.broken or conn.smtp.sock is None:
+            self._discard(conn)
+            return
+        with self._lock:
+            if not self._closed:
+                self._idle.append(conn)
+                return
+        self._quit(conn)
+
+    def _discard(self, conn: _Pooled) -> None:
+        with contextlib.suppress(Exception):
+            conn.smtp.close()
+
+    def _quit(self, conn: _Pooled) -> None:
+        try:
+            conn.smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            self._discard(conn)
+
+    def _connect(self) -> _Pooled:
+        """Open, greet, STARTTLS and log in; :class:`_Unavailable` if the server is down."""
+        cfg = self.config
+        hostname = self.local_hostname or _local_hostname()
+        try:
+            smtp: smtplib.SMTP
+            if cfg.scheme == "smtps":
+                smtp = smtplib.SMTP_SSL(
+                    cfg.host,
+                    cfg.port,
+                    local_hostname=hostname,
+                    timeout=self.timeout,
+                    context=self._ssl_context,
+                )
+            else:
+                smtp = smtplib.SMTP(
+                    cfg.host, cfg.port, local_hostname=hostname, timeout=self.timeout
+                )
+        except smtplib.SMTPConnectError as exc:
+            raise self._connect_refused(exc.smtp_code, exc.smtp_error) from None
+        except ssl.SSLError as exc:
+            raise self._tls_error(exc) from None
+        except OSError as exc:  # refused, unreachable, timed out, name not found
+            raise _Unavailable(
+                None, f"cannot connect to {cfg.address}: {self._error(exc)}"
+            ) from None
+        try:
+            self._start_session(smtp)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                smtp.close()
+            raise
+        with self._lock:
+            self.connections_opened += 1
+        log.info(
+            "SMTP connected to %s (%s%s)",
+            cfg.address,
+            "TLS" if cfg.tls else "no TLS",
+            f", user {cfg.username}" if cfg.username else "",
+        )
+        return _Pooled(smtp, time.monotonic())
+
+    def _start_session(self, smtp: smtplib.SMTP) -> None:
+        cfg = self.config
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            if cfg.starttls:
+                if not smtp.has_extn("starttls"):
+                    raise TransportConfigError(
+                        f"the SMTP server {cfg.address} does not offer STARTTLS",
+                        hint="remove ?starttls=true, or use smtps:// if the port expects TLS",
+                    )
+                smtp.starttls(context=self._ssl_context)
+                smtp.ehlo()
+            if cfg.username:
+                if not smtp.has_extn("auth"):
+                    raise TransportConfigError(
+                        f"the SMTP server {cfg.address} does not offer AUTH (login)",
+                        hint="remove user:password from smtp_url, or use the submission "
+                        "port with ?starttls=true",
+                    )
+                smtp.login(cfg.username, cfg.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            if 400 <= exc.smtp_code < 500:
+                raise _Unavailable(exc.smtp_code, self._text(exc.smtp_error)) from None
+            raise SmtpAuthError(
+                f"the SMTP server {cfg.address} refused the login of user "
+                f"{cfg.username!r}: {exc.smtp_code} {self._text(exc.smtp_error)}",
+                hint="check the user name and password in smtp_url",
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise TransportConfigError(
+                f"the SMTP server {cfg.address}: {self._error(exc)}",
+                hint="check the smtp_url options",
+            ) from None
+        except smtplib.SMTPResponseException as exc:  # EHLO or STARTTLS refused
+            if 400 <= exc.smtp_code < 500:
+                raise self._connect_refused(exc.smtp_code, exc.smtp_error) from None
+            raise TransportConfigError(
+                f"the SMTP server {cfg.address} refused the session: "
+                f"{exc.smtp_code} {self._text(exc.smtp_error)}",
+                hint="check the smtp_url (port, starttls, user)",
+            ) from None
+        except ssl.SSLError as exc:
+            raise self._tls_error(exc) from None
+        except OSError as exc:  # includes SMTPServerDisconnected
+            raise _Unavailable(
+                None, f"connection to {cfg.address} lost while opening: {self._error(exc)}"
+            ) from None
+
+    def _connect_refused(self, code: int, resp: bytes | str) -> _Unavailable:
+        return _Unavailable(code, self._text(resp))
+
+    def _tls_error(self, exc: ssl.SSLError) -> TransportConfigError:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return TransportConfigError(
+                f"the certificate of the SMTP server {self.config.address} cannot be "
+                f"verified: {exc.verify_message or exc.reason}",
+                hint="fix the server's certificate, or add ?ca_file=/path/ca.pem to trust "
+                "its authority (?verify=false only for testing)",
+            )
+        return TransportConfigError(
+            f"TLS with the SMTP server {self.config.address} failed: {exc.reason or exc}",
+            hint="smtps:// is for implicit TLS (port 465); port 587 needs "
+            "smtp://...:587?starttls=true",
+        )
+
+    def _make_ssl_context(self) -> ssl.SSLContext:
+        cfg = self.config
+        try:
+            context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"smtp_url ca_file {cfg.ca_file} is not a usable PEM certificate: {exc}",
+                hint="point ca_file at the PEM certificate of the authority to trust",
+            ) from None
+        if not cfg.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    # ----------------------------------------------------------------- text hygiene
+
+    def _text(self, resp: bytes | str) -> str:
+        """Reply text, decoded, on one line, with any trace of the password removed."""
+        text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+        text = " ".join(text.split())
+        return _scrub(text, self.config.password)
+
+    def _error(self, exc: BaseException) -> str:
+        return _scrub(str(exc) or type(exc).__name__, self.config.password)
+
+
+def _scrub(text: str, secret: str) -> str:
+    """``text`` without ``secret`` or the base64 forms AUTH would carry it in."""
+    if not secret:
+        return text
+    import base64
+
+    # AUTH LOGIN carries the password alone in base64.
+    forms = {secret, base64.b64encode(secret.encode("utf-8")).decode("ascii")}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
