@@ -60,6 +60,10 @@ def _register() -> None:
     cli.add_command(init_cmd.init)
     cli.add_command(issue.issue)
     cli.add_command(topics.topics)
+    from newsletter.cli import db, subscribers
+
+    cli.add_command(subscribers.subscribers)
+    cli.add_command(db.db)
 
 
 _register()

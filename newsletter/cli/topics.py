@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import console, print_json
+from newsletter.cli.base import AppContext, console, print_json
 
 
 @click.group()
@@ -19,10 +19,13 @@ def topics() -> None:
 
 @topics.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def list_(as_json: bool) -> None:
+@click.pass_obj
+def list_(app: AppContext, as_json: bool) -> None:
     """List every topic with its slug and display name.
 
-    Issue files and commands accept the slug, the name or the published spelling.
+    Issue files and commands accept the slug, the name or the published spelling. When a
+    subscriber store exists, also shows how many active subscribers chose each topic
+    (subscribers who take every topic are counted once, in the title, not per topic).
 
     \b
     Example:
@@ -32,10 +35,7 @@ def list_(as_json: bool) -> None:
     from newsletter.content.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    rows = [
-        {"slug": t.slug, "name": t.name, "published": t.published or t.name}
-        for t in taxonomy
-    ]
+    rows = [{"slug": t.slug, "name": t.name, "published": t.published or t.name} for t in taxonomy]
     if as_json:
         print_json(rows)
         return

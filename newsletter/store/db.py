@@ -75,7 +75,8 @@ def make_engine(url: str | URL) -> Engine:
             "PostgreSQL needs the psycopg package",
             hint="pip install 'newsletter[postgres]'",
         ) from None
-    return create_engine(parsed, pool_pre_ping=True)
+    # A server that does not answer should fail the command soon, not hang it.
+    return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
 
 def sqlite_path(url: URL) -> Path | None:
