@@ -33,7 +33,12 @@ from newsletter.store.models import (
     Suppression,
     utcnow,
 )
-from newsletter.store.operations import ALL_TOPICS_WORDS, email_hash, normalise_email
+from newsletter.store.operations import (
+    ALL_TOPICS_WORDS,
+    email_hash,
+    normalise_email,
+    resolve_topics,
+)
 from newsletter.store.views import ImportReport, RowProblem
 
 if TYPE_CHECKING:
@@ -170,8 +175,6 @@ def _parse_time(value: str) -> dt.datetime:
 
 def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool) -> _Row:
     """One row checked; raises ValueError with the reason if it is bad."""
-    from newsletter.content.taxonomy import load_taxonomy
-
     if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
         raise ValueError(f"{len(cells)} cells but the header names {len(columns)} columns")
     values = {
@@ -208,7 +211,7 @@ def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool)
         row.all_topics, row.topics = True, []
     elif topics_text:
         try:
-            row.topics = [t.slug for t in load_taxonomy().resolve_list(topics_text)]
+            row.topics = resolve_topics(topics_text)
         except UnknownTopicError as exc:
             raise ValueError(f"{exc.message} ({exc.hint})") from None
     if row.all_topics:

@@ -95,7 +95,8 @@ def resolve_topics(topics: str | Iterable[str]) -> list[str]:
     parts = [topics] if isinstance(topics, str) else list(topics)
     slugs: list[str] = []
     for part in parts:
-        for topic in taxonomy.resolve_list(part):
+        # Strip around each ";" so that error messages quote the topic as typed.
+        for topic in taxonomy.resolve_list(";".join(p.strip() for p in part.split(";"))):
             if topic.slug not in slugs:
                 slugs.append(topic.slug)
     return slugs
