@@ -495,8 +495,9 @@ def export_cmd(app: AppContext, file: Path | None) -> None:
 
     with _open(app) as store:
         if file is None:
-            stdout = click.get_text_stream("stdout")
-            export_csv(store, stdout)
+            import sys
+
+            export_csv(store, sys.stdout)
             return
         # Written beside the target and renamed: a failure never leaves half a file.
         tmp = file.with_name(file.name + ".part")

@@ -35,15 +35,41 @@ def list_(app: AppContext, as_json: bool) -> None:
     from newsletter.content.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    rows = [{"slug": t.slug, "name": t.name, "published": t.published or t.name} for t in taxonomy]
+    counts = _subscriber_counts(app)
+    rows: list[dict] = [
+        {"slug": t.slug, "name": t.name, "published": t.published or t.name} for t in taxonomy
+    ]
+    if counts is not None:
+        for row in rows:
+            row["subscribers"] = counts.by_topic.get(row["slug"], 0)
     if as_json:
         print_json(rows)
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} topics", title_justify="left")
+    title = f"{len(rows)} topics"
+    if counts is not None:
+        title += f"; {counts.all_topics} more active subscribers take every topic"
+    table = Table(title=title, title_justify="left")
     table.add_column("Slug", no_wrap=True)
     table.add_column("Name")
+    if counts is not None:
+        table.add_column("Subscribers", justify="right")
     for row in rows:
-        table.add_row(row["slug"], row["name"])
+        extra = [str(row["subscribers"])] if counts is not None else []
+        table.add_row(row["slug"], row["name"], *extra)
     console().print(table)
+
+
+def _subscriber_counts(app: AppContext):
+    """Active subscribers per topic, or None when there is no (usable) store."""
+    from newsletter.errors import NewsletterError
+
+    try:
+        from newsletter.store import open_store, topic_counts
+
+        with open_store(app.settings()) as store:
+            return topic_counts(store)
+    except NewsletterError:
+        # The taxonomy is useful without a database (e.g. while writing an issue).
+        return None

@@ -115,7 +115,7 @@ def test_line_numbers_count_blank_and_multiline_records(store, tmp_path) -> None
 def test_export_import_round_trip(store, tmp_path) -> None:
     from sqlalchemy import text
 
-    add_subscriber(store, "ann@example.org", name="Ann, \"the\" Lee", topics="CBT; Alliance")
+    add_subscriber(store, "ann@example.org", name='Ann, "the" Lee', topics="CBT; Alliance")
     add_subscriber(store, "all@example.org", name="=1+2")
     add_subscriber(store, "minus@example.org", name="-minus", topics="Attachment")
     add_subscriber(store, "quote@example.org", name="'=already escaped", topics="Empathy")
@@ -169,7 +169,8 @@ def test_encodings(store, tmp_path) -> None:
 def test_delimiters_and_header_case(store, tmp_path, delimiter) -> None:
     path = tmp_path / "d.csv"
     path.write_text(
-        _line([" EMAIL ", "Topics"], delimiter) + _line(["a@example.org", "CBT; Empathy"], delimiter),
+        _line([" EMAIL ", "Topics"], delimiter)
+        + _line(["a@example.org", "CBT; Empathy"], delimiter),
         "utf-8",
     )
     report = import_csv(store, path)
