@@ -252,3 +252,35 @@ def test_issue_stats_histogram(store) -> None:
     assert result.receiving == 4
     assert result.per_summary == (2, 3, 1)
     assert result.summaries == ("One", "Two", "Three")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Ann.Lee@Example.ORG",
+        "a+tag@sub.example.co.uk",
+        "o'brien@example.org",
+        "a@b",
+        "a..b@example.org",
+        ".a@example.org",
+        "a@-x.org",
+        "üser@example.org",
+        "a@bücher.de",
+        '"q s"@example.org',
+        "a@example.com.",
+        "x" * 65 + "@example.org",
+        "a@" + "b" * 250 + ".org",
+    ],
+)
+def test_fast_address_check_agrees_with_email_validator(address: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from newsletter.store import normalise_email
+
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        with pytest.raises(InvalidEmailError):
+            normalise_email(address)
+    else:
+        assert normalise_email(address) == expected
