@@ -27,4 +27,21 @@ def init_project(config_path: Path, values: dict[str, str], force: bool = False)
         if not p.exists():
             p.mkdir(parents=True)
             done.append(f"created {p}/")
+    done.append(_upgrade_store(config_path))
     return done
+
+
+def _upgrade_store(config_path: Path) -> str:
+    """Create or update the subscriber store's tables (``newsletter db upgrade``)."""
+    from newsletter.config import load_settings
+    from newsletter.errors import NewsletterError
+    from newsletter.store import upgrade_database
+
+    try:
+        status = upgrade_database(load_settings(config_path).database_url)
+    except NewsletterError as exc:
+        raise NewsletterError(
+            f"{config_path} was written, but the subscriber store was not set up: {exc.message}",
+            hint=(exc.hint or "") + "; then run `newsletter db upgrade`",
+        ) from None
+    return f"subscriber store {status.url} at revision {status.current}"

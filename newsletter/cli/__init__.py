@@ -63,6 +63,8 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("preview", "preview", "issue"),
     ("preview", "variants", "issue"),
     ("topics", "topics", None),
+    ("subscribers", "subscribers", None),
+    ("db", "db", None),
 ]
 
 

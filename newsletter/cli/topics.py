@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import console, print_json
+from newsletter.cli.base import AppContext, console, print_json
 
 
 @click.group()
@@ -19,10 +19,13 @@ def topics() -> None:
 
 @topics.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def list_(as_json: bool) -> None:
+@click.pass_obj
+def list_(app: AppContext, as_json: bool) -> None:
     """List every topic with its slug and display name.
 
-    Issue files and commands accept the slug, the name or the published spelling.
+    Issue files and commands accept the slug, the name or the published spelling. When a
+    subscriber store exists, also shows how many active subscribers chose each topic
+    (subscribers who take every topic are counted once, in the title, not per topic).
 
     \b
     Example:
@@ -32,15 +35,41 @@ def list_(as_json: bool) -> None:
     from newsletter.content.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    rows = [{"slug": t.slug, "name": t.name, "published": t.published or t.name} for t in taxonomy]
+    counts = _subscriber_counts(app)
+    rows: list[dict] = [
+        {"slug": t.slug, "name": t.name, "published": t.published or t.name} for t in taxonomy
+    ]
+    if counts is not None:
+        for row in rows:
+            row["subscribers"] = counts.by_topic.get(row["slug"], 0)
     if as_json:
         print_json(rows)
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} topics", title_justify="left")
+    title = f"{len(rows)} topics"
+    if counts is not None:
+        title += f"; {counts.all_topics} more active subscribers take every topic"
+    table = Table(title=title, title_justify="left")
     table.add_column("Slug", no_wrap=True)
     table.add_column("Name")
+    if counts is not None:
+        table.add_column("Subscribers", justify="right")
     for row in rows:
-        table.add_row(row["slug"], row["name"])
+        extra = [str(row["subscribers"])] if counts is not None else []
+        table.add_row(row["slug"], row["name"], *extra)
     console().print(table)
+
+
+def _subscriber_counts(app: AppContext):
+    """Active subscribers per topic, or None when there is no (usable) store."""
+    from newsletter.errors import NewsletterError
+
+    try:
+        from newsletter.store import open_store, topic_counts
+
+        with open_store(app.settings()) as store:
+            return topic_counts(store)
+    except NewsletterError:
+        # The taxonomy is useful without a database (e.g. while writing an issue).
+        return None

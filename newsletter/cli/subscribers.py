@@ -1,0 +1,604 @@
+"""``newsletter subscribers``: the administrator's commands for the subscriber list."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from newsletter.cli.base import AppContext, console, print_json
+
+if TYPE_CHECKING:
+    from newsletter.store import Store, SubscriberView
+
+STATUS_CHOICES = ("pending", "active", "paused", "unsubscribed", "bounced")
+
+
+def _open(app: AppContext) -> Store:
+    from newsletter.store import open_store
+
+    return open_store(app.settings())
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _topic_names(view: SubscriberView) -> str:
+    from newsletter.content.taxonomy import load_taxonomy
+
+    if view.all_topics:
+        return "all topics"
+    taxonomy = load_taxonomy()
+    names = [taxonomy.by_slug[s].name if s in taxonomy.by_slug else s for s in view.topics]
+    return "; ".join(names) or "(none)"
+
+
+def _say(view: SubscriberView, what: str) -> None:
+    console().print(f"{_esc(view.email)}: {what}")
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage the subscriber list: add, list, change topics, pause, import, export, erase.
+
+    \b
+    Example:
+        newsletter subscribers add ann@example.org --name "Ann Lee" --topics "CBT; Alliance"
+        newsletter subscribers list --topic cbt
+    """
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--name", default="", help="The person's name, used in the greeting.")
+@click.option("--topics", default="", help='Topics, ";"-separated slugs or names.')
+@click.option("--all-topics", is_flag=True, help="Every topic, including future ones.")
+@click.option("--pending", is_flag=True, help="Add as pending (not sent to until confirmed).")
+@click.option(
+    "--resubscribe",
+    is_flag=True,
+    help="Bring back someone who unsubscribed or was erased (only if they asked).",
+)
+@click.option("--consent-version", default=None, help="Version of the consent text they saw.")
+@click.pass_obj
+def add(
+    app: AppContext,
+    email: str,
+    name: str,
+    topics: str,
+    all_topics: bool,
+    pending: bool,
+    resubscribe: bool,
+    consent_version: str | None,
+) -> None:
+    """Add one subscriber (active, or --pending). Without --topics: every topic.
+
+    \b
+    Example:
+        newsletter subscribers add ann@example.org --name "Ann Lee" --topics "CBT; Alliance"
+        newsletter subscribers add bo@example.org --all-topics
+    """
+    from newsletter.store import add_subscriber
+
+    if topics.strip() and all_topics:
+        raise click.UsageError("give --topics or --all-topics, not both")
+    with _open(app) as store:
+        view = add_subscriber(
+            store,
+            email,
+            name=name,
+            topics=topics,
+            all_topics=True if all_topics else None,
+            pending=pending,
+            resubscribe=resubscribe,
+            consent_version=consent_version,
+        )
+    _say(view, f"added as {view.status}, topics: {_topic_names(view)}")
+
+
+@subscribers.command(name="list")
+@click.option("--topic", default=None, help="Only people who get this topic (incl. all-topics).")
+@click.option("--status", type=click.Choice(STATUS_CHOICES), default=None, help="Only this status.")
+@click.option("--search", default=None, help="Part of the address or name, any case.")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def list_(
+    app: AppContext,
+    topic: str | None,
+    status: str | None,
+    search: str | None,
+    page: int,
+    page_size: int,
+    as_json: bool,
+) -> None:
+    """List subscribers in address order, a page at a time.
+
+    \b
+    Example:
+        newsletter subscribers list --status active --topic "Alliance"
+        newsletter subscribers list --search example.org --page 2 --json
+    """
+    from newsletter.store import SubscriberFilter, list_subscribers
+
+    with _open(app) as store:
+        result = list_subscribers(
+            store, SubscriberFilter(topic=topic, status=status, search=search), page, page_size
+        )
+    if as_json:
+        print_json(
+            {
+                "total": result.total,
+                "page": result.page,
+                "pages": result.pages,
+                "page_size": result.page_size,
+                "items": [v.to_dict() for v in result.items],
+            }
+        )
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result.total} subscribers (page {result.page} of {result.pages})",
+        title_justify="left",
+    )
+    for col in ("Email", "Name", "Status", "Topics", "Since"):
+        table.add_column(col, overflow="fold")
+    for v in result.items:
+        topics = "all" if v.all_topics else str(len(v.topics))
+        status = v.status + (f" until {v.paused_until}" if v.paused_until else "")
+        table.add_row(_esc(v.email), _esc(v.name), status, topics, v.created_at.date().isoformat())
+    console().print(table)
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def show(app: AppContext, email: str, as_json: bool) -> None:
+    """Show one subscriber: profile, topics and consent history.
+
+    \b
+    Example:
+        newsletter subscribers show ann@example.org
+    """
+    from newsletter.store import get_subscriber
+
+    with _open(app) as store:
+        view = get_subscriber(store, email, history=True)
+    if as_json:
+        data: dict[str, Any] = view.to_dict()
+        data["consent_log"] = [{**vars(e), "at": e.at.isoformat()} for e in view.events]
+        print_json(data)
+        return
+    from rich.table import Table
+
+    out = console()
+    out.print(f"[bold]{_esc(view.email)}[/bold]  {_esc(view.name)}")
+    status = view.status + (f" until {view.paused_until}" if view.paused_until else "")
+    out.print(f"Status:     {status}")
+    out.print(f"Source:     {view.source}")
+    out.print(f"Subscribed: {view.created_at:%Y-%m-%d %H:%M} UTC")
+    if view.confirmed_at:
+        out.print(f"Confirmed:  {view.confirmed_at:%Y-%m-%d %H:%M} UTC")
+    if view.unsubscribed_at:
+        out.print(f"Left:       {view.unsubscribed_at:%Y-%m-%d %H:%M} UTC")
+    out.print(f"Topics:     {_esc(_topic_names(view))}")
+    table = Table(title="Consent history", title_justify="left")
+    for col in ("When (UTC)", "Event", "Source", "IP", "Consent text", "Detail"):
+        table.add_column(col, overflow="fold")
+    for e in view.events:
+        table.add_row(
+            f"{e.at:%Y-%m-%d %H:%M}",
+            e.event,
+            e.source,
+            e.ip or "",
+            e.consent_version or "",
+            _esc(e.detail or ""),
+        )
+    out.print(table)
+
+
+def _topics_command(name: str, doc: str, func_name: str) -> click.Command:
+    @click.command(name=name, help=doc)
+    @click.argument("email")
+    @click.argument("topics", required=name != "set-topics", default="")
+    @click.pass_obj
+    def command(app: AppContext, email: str, topics: str, **kwargs: Any) -> None:
+        import newsletter.store as store_api
+
+        func = getattr(store_api, func_name)
+        with _open(app) as store:
+            view = func(store, email, topics, **kwargs)
+        _say(view, f"topics now: {_topic_names(view)}")
+
+    return command
+
+
+add_topics_cmd = _topics_command(
+    "add-topics",
+    """Add topics to a subscriber's choice.
+
+    TOPICS is a ";"-separated list of slugs or names.
+
+    \b
+    Example:
+        newsletter subscribers add-topics ann@example.org "Attachment; Dropout"
+    """,
+    "add_topics",
+)
+remove_topics_cmd = _topics_command(
+    "remove-topics",
+    """Remove topics from a subscriber's choice.
+
+    \b
+    Example:
+        newsletter subscribers remove-topics ann@example.org "Attachment"
+    """,
+    "remove_topics",
+)
+subscribers.add_command(add_topics_cmd)
+subscribers.add_command(remove_topics_cmd)
+
+
+@subscribers.command(name="set-topics")
+@click.argument("email")
+@click.argument("topics", required=False, default="")
+@click.option("--all-topics", is_flag=True, help="Every topic, including future ones.")
+@click.pass_obj
+def set_topics_cmd(app: AppContext, email: str, topics: str, all_topics: bool) -> None:
+    """Replace a subscriber's topics (TOPICS: ";"-separated slugs or names).
+
+    \b
+    Example:
+        newsletter subscribers set-topics ann@example.org "CBT; Alliance"
+        newsletter subscribers set-topics ann@example.org --all-topics
+    """
+    from newsletter.store import set_topics
+
+    if topics.strip() and all_topics:
+        raise click.UsageError("give TOPICS or --all-topics, not both")
+    with _open(app) as store:
+        view = set_topics(store, email, topics, all_topics=all_topics)
+    _say(view, f"topics now: {_topic_names(view)}")
+
+
+@subscribers.command(name="pause")
+@click.argument("email")
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Resume by itself on this date (YYYY-MM-DD); without it, until `resume`.",
+)
+@click.pass_obj
+def pause_cmd(app: AppContext, email: str, until: dt.datetime | None) -> None:
+    """Stop sending to a subscriber for a while.
+
+    \b
+    Example:
+        newsletter subscribers pause ann@example.org --until 2027-01-31
+    """
+    from newsletter.store import pause
+
+    with _open(app) as store:
+        view = pause(store, email, until.date() if until else None)
+    _say(view, f"paused {'until ' + str(view.paused_until) if view.paused_until else ''}".strip())
+
+
+@subscribers.command(name="resume")
+@click.argument("email")
+@click.pass_obj
+def resume_cmd(app: AppContext, email: str) -> None:
+    """Start sending again to a paused subscriber.
+
+    \b
+    Example:
+        newsletter subscribers resume ann@example.org
+    """
+    from newsletter.store import resume
+
+    with _open(app) as store:
+        view = resume(store, email)
+    _say(view, "active again")
+
+
+@subscribers.command(name="unsubscribe")
+@click.argument("email")
+@click.pass_obj
+def unsubscribe_cmd(app: AppContext, email: str) -> None:
+    """Unsubscribe someone (kept in the store, never sent to again).
+
+    \b
+    Example:
+        newsletter subscribers unsubscribe ann@example.org
+    """
+    from newsletter.store import unsubscribe
+
+    with _open(app) as store:
+        view, changed = unsubscribe(store, email)
+    _say(view, "unsubscribed" if changed else "was already unsubscribed")
+
+
+@subscribers.command(name="erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def erase_cmd(app: AppContext, email: str, yes: bool) -> None:
+    """Erase a person: their data and consent history are deleted.
+
+    Only a salted hash of the address stays, on a suppression list, so that a later
+    import does not add them back (unless --resubscribe). Cannot be undone.
+
+    \b
+    Example:
+        newsletter subscribers erase ann@example.org --yes
+    """
+    from newsletter.store import erase
+
+    if not yes:
+        click.confirm(f"Erase {email} and their whole history? This cannot be undone", abort=True)
+    with _open(app) as store:
+        erase(store, email)
+    click.echo(f"{email}: erased (only a salted hash remains on the suppression list)")
+
+
+@subscribers.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--encoding", default=None, help="The file's encoding (default UTF-8).")
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["skip", "update"]),
+    default="skip",
+    show_default=True,
+    help="For addresses already in the store: leave them, or apply the row.",
+)
+@click.option("--atomic", is_flag=True, help="Import nothing if any row is bad.")
+@click.option("--dry-run", is_flag=True, help="Check and count, change nothing.")
+@click.option(
+    "--resubscribe",
+    is_flag=True,
+    help="Bring back unsubscribed and erased people in the file (only if they asked).",
+)
+@click.option("--check-dns", is_flag=True, help="Also check that each domain receives mail.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def import_cmd(
+    app: AppContext,
+    file: Path,
+    encoding: str | None,
+    on_duplicate: str,
+    atomic: bool,
+    dry_run: bool,
+    resubscribe: bool,
+    check_dns: bool,
+    as_json: bool,
+) -> None:
+    """Import subscribers from a CSV file with a header row.
+
+    Columns (any case): email (required), name, topics (";"-separated slugs or names, or
+    "all"), status, and the other columns `export` writes. Comma, semicolon or tab
+    separated; UTF-8 with or without BOM. Every bad row is listed with its line number and
+    the good rows are imported (exit 0); with --atomic a bad row means nothing is imported
+    (exit 1). A row without topics gets every topic.
+
+    \b
+    Example:
+        newsletter subscribers import subscribers/list.csv --dry-run
+        newsletter subscribers import list.csv --on-duplicate update --encoding cp1252
+    """
+    from newsletter.store import import_csv
+
+    with _open(app) as store, _progress(file) as progress:
+        report = import_csv(
+            store,
+            file,
+            encoding=encoding,
+            on_duplicate=on_duplicate,
+            atomic=atomic,
+            dry_run=dry_run,
+            resubscribe=resubscribe,
+            check_dns=check_dns,
+            progress=progress,
+        )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(file, report)
+    if report.atomic_aborted:
+        raise SystemExit(1)
+
+
+def _print_report(file: Path, report: Any) -> None:
+    out = console()
+    for title, problems in (("Rejected rows", report.errors), ("Skipped rows", report.skipped)):
+        if not problems:
+            continue
+        from rich.table import Table
+
+        table = Table(title=f"{title}: {len(problems)}", title_justify="left")
+        table.add_column("Line", justify="right")
+        table.add_column("Email", overflow="fold")
+        table.add_column("Reason", overflow="fold")
+        for p in problems[:200]:
+            table.add_row(str(p.line), _esc(p.email), _esc(p.reason))
+        out.print(table)
+        if len(problems) > 200:
+            out.print(f"... and {len(problems) - 200} more (use --json to see all)")
+    prefix = "dry run, nothing changed: " if report.dry_run else ""
+    if report.atomic_aborted:
+        out.print(
+            f"[red]nothing imported[/red]: {len(report.errors)} bad row(s) in {_esc(file.name)} "
+            "and --atomic was given; fix them and run again"
+        )
+        return
+    out.print(
+        f"{prefix}{report.rows} rows: {report.added} added, {report.updated} updated, "
+        f"{report.resubscribed} resubscribed, {report.unchanged} already in the store, "
+        f"{len(report.skipped)} skipped, {len(report.errors)} rejected"
+    )
+
+
+class _progress:
+    """A rich progress bar on stderr for large files; a no-op callback for small ones."""
+
+    BIG = 256 * 1024  # bytes; smaller files import in well under a second
+
+    def __init__(self, file: Path) -> None:
+        try:
+            self.enabled = file.stat().st_size >= self.BIG
+        except OSError:
+            self.enabled = False
+        self.bar: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import Progress
+
+        self.bar = Progress(console=console(stderr=True), transient=True)
+        self.bar.start()
+        return self.update
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@subscribers.command(name="export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.pass_obj
+def export_cmd(app: AppContext, file: Path | None) -> None:
+    """Export every subscriber as CSV (to FILE, or to standard output).
+
+    All fields; topics as ";"-separated slugs. Cells a spreadsheet would run as a formula
+    are prefixed with "'" (import removes it again).
+
+    \b
+    Example:
+        newsletter subscribers export subscribers/backup.csv
+        newsletter subscribers export | head
+    """
+    from newsletter.store import export_csv
+
+    with _open(app) as store:
+        if file is None:
+            import sys
+
+            export_csv(store, sys.stdout)
+            return
+        # Written beside the target and renamed: a failure never leaves half a file.
+        tmp = file.with_name(file.name + ".part")
+        try:
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                n = export_csv(store, fh)
+            tmp.replace(file)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise click.ClickException(f"cannot write {file}: {exc.strerror}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    click.echo(f"wrote {n} subscribers to {file}", err=True)
+
+
+@subscribers.command(name="stats")
+@click.option("--issue", "month", default=None, help="Count summaries per subscriber (YYYY-MM).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
+    """Counts by status and by topic; with --issue, how many summaries each would get.
+
+    Topic counts are of active subscribers (and paused ones whose pause has ended) who
+    chose the topic; all-topics subscribers are counted on their own line.
+
+    \b
+    Example:
+        newsletter subscribers stats
+        newsletter subscribers stats --issue 2026-11
+    """
+    from rich.table import Table
+
+    if month:
+        from newsletter.content.files import get_issue
+        from newsletter.store import issue_stats
+
+        issue = get_issue(app.settings().issues_dir, month)
+        with _open(app) as store:
+            result = issue_stats(store, issue)
+        if as_json:
+            print_json(
+                {
+                    "month": result.month,
+                    "receiving": result.receiving,
+                    "histogram": {str(k): v for k, v in result.histogram.items()},
+                    "summaries": [
+                        {"title": t, "subscribers": n}
+                        for t, n in zip(result.summaries, result.per_summary, strict=True)
+                    ],
+                }
+            )
+            return
+        out = console()
+        table = Table(
+            title=f"{issue.month_name}: {result.receiving} receiving subscribers",
+            title_justify="left",
+        )
+        table.add_column("Summaries received", justify="right")
+        table.add_column("Subscribers", justify="right")
+        for k, n in result.histogram.items():
+            table.add_row(str(k), str(n))
+        out.print(table)
+        per = Table(title="Per summary", title_justify="left")
+        per.add_column("Summary", overflow="fold")
+        per.add_column("Subscribers", justify="right")
+        for title, n in zip(result.summaries, result.per_summary, strict=True):
+            per.add_row(_esc(title), str(n))
+        out.print(per)
+        return
+
+    from newsletter.content.taxonomy import load_taxonomy
+    from newsletter.store import stats
+
+    with _open(app) as store:
+        result = stats(store)
+    if as_json:
+        print_json(
+            {
+                "total": result.total,
+                "by_status": result.by_status,
+                "receiving": result.receiving,
+                "all_topics": result.all_topics,
+                "by_topic": result.by_topic,
+            }
+        )
+        return
+    out = console()
+    table = Table(title=f"{result.total} subscribers", title_justify="left")
+    table.add_column("Status")
+    table.add_column("Count", justify="right")
+    for status, n in result.by_status.items():
+        table.add_row(status, str(n))
+    out.print(table)
+    taxonomy = load_taxonomy()
+    topics = Table(
+        title=f"{result.receiving} receiving; by topic", title_justify="left", show_footer=False
+    )
+    topics.add_column("Topic", overflow="fold")
+    topics.add_column("Subscribers", justify="right")
+    topics.add_row("[italic]all topics[/italic]", str(result.all_topics))
+    for t in taxonomy:
+        topics.add_row(_esc(t.name), str(result.by_topic.get(t.slug, 0)))
+    out.print(topics)

@@ -1,0 +1,48 @@
+"""Exceptions of the subscriber store; each carries a hint for the administrator."""
+
+from __future__ import annotations
+
+from newsletter.errors import NewsletterError
+
+
+class StoreError(NewsletterError):
+    """Something about the subscriber store the administrator can fix."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or opened."""
+
+
+class StoreNotMigratedError(StoreError):
+    """The database exists but its tables are missing or out of date."""
+
+
+class SubscriberNotFoundError(StoreError):
+    """No subscriber with that address."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(
+            f"no subscriber {email!r}",
+            hint="check the spelling, or find them with `newsletter subscribers list --search ...`",
+        )
+        self.email = email
+
+
+class SubscriberExistsError(StoreError):
+    """The address is already in the store."""
+
+
+class InvalidEmailError(StoreError):
+    """An address is not a valid email address."""
+
+
+class SubscriberStateError(StoreError):
+    """The operation does not fit the subscriber's current status."""
+
+
+class SuppressedError(StoreError):
+    """The address was erased and is on the suppression list."""
+
+
+class CsvError(StoreError):
+    """A CSV file cannot be read as a whole (encoding, header)."""

@@ -1,0 +1,188 @@
+"""SQLAlchemy models of the subscriber store (the only module that defines tables).
+
+Tables are kept deliberately plain, because delivery planning will run set-based SQL over
+``subscribers`` joined to ``subscriber_topics``: an integer key, an indexed ``status``, a
+unique normalised ``email``, and one row per (subscriber, topic slug). The delivery ledger
+(``sends``, ``deliveries``) arrives in a later migration and references ``subscribers.id``.
+
+Every change of a schema here needs a new Alembic revision in ``migrations/versions``; a
+test checks that the models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    and_,
+    or_,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeDecorator
+
+STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced")
+SOURCES = ("cli", "import", "web")
+EVENTS = (
+    "subscribed",
+    "confirmed",
+    "topics_changed",
+    "paused",
+    "resumed",
+    "unsubscribed",
+    "resubscribed",
+    "erased",
+)
+
+# Stable constraint names, so that later migrations (and SQLite batch mode) can refer to them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timestamps stored as naive UTC and always read back as aware UTC.
+
+    SQLite keeps no time zone and PostgreSQL's ``timestamptz`` converts to the session's
+    zone; storing naive UTC everywhere gives the same values on both.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC, to the second (exports stay readable)."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Subscriber(Base):
+    """One person on the list. ``email`` is normalised (lower case) and unique."""
+
+    __tablename__ = "subscribers"
+    __table_args__ = (
+        CheckConstraint("status IN ('" + "', '".join(STATUSES) + "')", name="status"),
+        CheckConstraint("source IN ('" + "', '".join(SOURCES) + "')", name="source"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    all_topics: Mapped[bool] = mapped_column(default=False)
+    paused_until: Mapped[dt.date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    topics: Mapped[list[SubscriberTopic]] = relationship(
+        back_populates="subscriber",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="SubscriberTopic.topic_slug",
+    )
+
+
+class SubscriberTopic(Base):
+    """One topic (by its stable slug) one subscriber chose."""
+
+    __tablename__ = "subscriber_topics"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_slug: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="topics")
+
+
+class ConsentRecord(Base):
+    """One line of the append-only consent log.
+
+    ``subscriber_id`` is NULL only for the record left behind by an erasure, which holds
+    no personal data.
+    """
+
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        CheckConstraint("source IN ('" + "', '".join(SOURCES) + "')", name="source"),
+        Index("ix_consent_events_subscriber_id_at", "subscriber_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    event: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    consent_version: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Suppression(Base):
+    """An erased person: only a salted hash of the normalised address is kept."""
+
+    __tablename__ = "suppressions"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class StoreMeta(Base):
+    """Key/value facts about this installation (e.g. the suppression salt)."""
+
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def receiving_condition(today: dt.date) -> ColumnElement[bool]:
+    """SQL condition: the subscriber gets this month's issue.
+
+    Active subscribers, and paused ones whose pause ended on or before ``today`` (a pause
+    lapses by itself; nobody has to run ``resume``). Delivery planning uses the same rule.
+    """
+    return or_(
+        Subscriber.status == "active",
+        and_(
+            Subscriber.status == "paused",
+            Subscriber.paused_until.is_not(None),
+            Subscriber.paused_until <= today,
+        ),
+    )

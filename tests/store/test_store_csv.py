@@ -1,0 +1,252 @@
+"""CSV import and export, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from newsletter.store import (
+    CsvError,
+    add_subscriber,
+    erase,
+    export_csv,
+    get_subscriber,
+    import_csv,
+    list_subscribers,
+    pause,
+    unsubscribe,
+)
+from newsletter.store.csvio import neutralise, unneutralise
+
+TOPIC_CHOICES = ["CBT", "Alliance; Attachment", "empathy", "Adherance", "all", "", "Dropout"]
+
+
+def _line(cells: list[str], delimiter: str = ";") -> str:
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=delimiter, lineterminator="\n").writerow(cells)
+    return buf.getvalue()
+
+
+def _all_views(store) -> list[dict]:
+    page = list_subscribers(store, page_size=1000)
+    return [v.to_dict() for v in page.items]
+
+
+def planted_csv(path: Path, good: int = 3000) -> dict:
+    """A semicolon CSV with a BOM, blank lines and planted bad rows; returns expectations."""
+    rng = random.Random(7)
+    lines = [_line(["Email", "NAME", "Topics", "status"])]
+    bad: dict[int, str] = {}  # line -> expected words in the reason
+    formula_line = 0
+    for i in range(good):
+        status = "paused" if i % 100 == 99 else "active"
+        name = f"Person {i}"
+        if i == 1234:
+            name = '=HYPERLINK("http://evil.example","x")'
+        lines.append(_line([f"person{i}@example.org", name, rng.choice(TOPIC_CHOICES), status]))
+        if i == 1234:
+            formula_line = len(lines)
+        if i == 500:
+            lines.append("\n")
+            lines.append("\n")
+        if i % 600 == 17:  # a bad one among the good ones
+            kind = (i // 600) % 5
+            row, reason = [
+                (["not-an-email", "X", "CBT", ""], "not a valid email"),
+                ([f"PERSON{i}@Example.ORG", "Dup", "", ""], "duplicate of line"),
+                ([f"typo{i}@example.org", "T", "CBT; Alliens", ""], "unknown topic 'Alliens'"),
+                ([f"zed{i}@example.org", "Z", "", "zombie"], "unknown status"),
+                (["two@@example.org", "", "", ""], "not a valid email"),
+            ][kind]
+            lines.append(_line(row))
+            bad[len(lines)] = reason
+    path.write_bytes("\ufeff".encode() + "".join(lines).encode("utf-8"))
+    return {"bad": bad, "good": good, "rows": good + len(bad), "formula_line": formula_line}
+
+
+def test_import_reports_every_bad_row_by_line_and_imports_the_rest(store, tmp_path) -> None:
+    csv_path = tmp_path / "list.csv"
+    expected = planted_csv(csv_path)
+    report = import_csv(store, csv_path)
+    assert report.rows == expected["rows"]
+    assert report.added == expected["good"]
+    assert {p.line: p.reason for p in report.errors}.keys() == expected["bad"].keys()
+    for problem in report.errors:
+        assert expected["bad"][problem.line] in problem.reason
+    duplicate = next(p for p in report.errors if "duplicate" in p.reason)
+    # The duplicate's first occurrence is the line just above the planted one (no blanks).
+    assert duplicate.reason == f"duplicate of line {duplicate.line - 1}"
+    assert list_subscribers(store).total == expected["good"]
+    formula = get_subscriber(store, "person1234@example.org")
+    assert formula.name.startswith("=HYPERLINK")
+    assert get_subscriber(store, "person99@example.org").status == "paused"
+    assert get_subscriber(store, "person0@example.org").source == "import"
+
+    again = import_csv(store, csv_path)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, expected["good"])
+    assert len(again.errors) == len(expected["bad"])
+    assert list_subscribers(store).total == expected["good"]
+
+
+def test_line_numbers_count_blank_and_multiline_records(store, tmp_path) -> None:
+    path = tmp_path / "l.csv"
+    path.write_text(
+        "email,name\n"
+        "\n"
+        'a@example.org,"two\nlines"\n'
+        "bad address,x\n"
+        "\n"
+        "b@example.org,B\n"
+        "B@example.org,again\n",
+        "utf-8",
+    )
+    report = import_csv(store, path)
+    assert [(p.line, p.reason) for p in report.errors][1] == (8, "duplicate of line 7")
+    assert report.errors[0].line == 5  # the quoted name spans lines 3 and 4
+    assert get_subscriber(store, "a@example.org").name == "two\nlines"
+
+
+def test_export_import_round_trip(store, tmp_path) -> None:
+    from sqlalchemy import text
+
+    add_subscriber(store, "ann@example.org", name='Ann, "the" Lee', topics="CBT; Alliance")
+    add_subscriber(store, "all@example.org", name="=1+2")
+    add_subscriber(store, "minus@example.org", name="-minus", topics="Attachment")
+    add_subscriber(store, "quote@example.org", name="'=already escaped", topics="Empathy")
+    add_subscriber(store, "wait@example.org", name="@mention", pending=True)
+    add_subscriber(store, "tab@example.org", name="\tTabbed", topics="Training")
+    add_subscriber(store, "=eq@example.org", name="Ünïcode Näme", topics="Training")
+    add_subscriber(store, "pause@example.org", topics="CBT")
+    pause(store, "pause@example.org", until=__import__("datetime").date(2099, 1, 1))
+    add_subscriber(store, "gone@example.org", topics="CBT")
+    unsubscribe(store, "gone@example.org")
+    before = _all_views(store)
+
+    first = io.StringIO()
+    assert export_csv(store, first) == 9
+    exported = first.getvalue()
+    assert ",'=1+2," in exported
+    assert ",'-minus," in exported
+    assert ",''=already escaped," in exported
+    assert "'=eq@example.org" in exported
+    assert ",'@mention," in exported
+
+    with store.engine.begin() as conn:
+        for table in ("consent_events", "subscriber_topics", "subscribers"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    path = tmp_path / "export.csv"
+    path.write_text(exported, "utf-8")
+    report = import_csv(store, path)
+    assert (report.added, report.errors) == (9, [])
+
+    assert _all_views(store) == before
+    second = io.StringIO()
+    export_csv(store, second)
+    assert second.getvalue() == exported
+
+
+def test_encodings(store, tmp_path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes("email,name\nz@example.org,Zoë\nmü@example.org,Mü\n".encode("cp1252"))
+    with pytest.raises(CsvError) as exc:
+        import_csv(store, path)
+    assert "line 2" in exc.value.message and "--encoding" in (exc.value.hint or "")
+    assert list_subscribers(store).total == 0
+    report = import_csv(store, path, encoding="cp1252")
+    assert report.added == 2
+    assert get_subscriber(store, "z@example.org").name == "Zoë"
+    with pytest.raises(CsvError, match="unknown encoding"):
+        import_csv(store, path, encoding="klingon")
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_delimiters_and_header_case(store, tmp_path, delimiter) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(
+        _line([" EMAIL ", "Topics"], delimiter)
+        + _line(["a@example.org", "CBT; Empathy"], delimiter),
+        "utf-8",
+    )
+    report = import_csv(store, path)
+    assert report.added == 1, report.errors
+    assert len(get_subscriber(store, "a@example.org").topics) == 2
+
+
+def test_header_problems(store, tmp_path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text("mail,name\na@example.org,A\n", "utf-8")
+    with pytest.raises(CsvError, match="unknown column 'mail'"):
+        import_csv(store, path)
+    path.write_text("name\nA\n", "utf-8")
+    with pytest.raises(CsvError, match="no 'email' column"):
+        import_csv(store, path)
+    path.write_text("", "utf-8")
+    with pytest.raises(CsvError, match="empty"):
+        import_csv(store, path)
+    with pytest.raises(CsvError, match="cannot read"):
+        import_csv(store, tmp_path / "missing.csv")
+
+
+def test_atomic_and_dry_run_change_nothing(store, tmp_path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("email,topics\na@example.org,CBT\nb@example.org,Alliens\n", "utf-8")
+    atomic = import_csv(store, path, atomic=True)
+    assert atomic.atomic_aborted and [p.line for p in atomic.errors] == [3]
+    assert list_subscribers(store).total == 0
+    dry = import_csv(store, path, dry_run=True)
+    assert dry.dry_run and dry.added == 1 and len(dry.errors) == 1
+    assert list_subscribers(store).total == 0
+    real = import_csv(store, path)
+    assert real.added == 1 and list_subscribers(store).total == 1
+
+
+def test_on_duplicate_update(store, tmp_path) -> None:
+    add_subscriber(store, "a@example.org", name="Old", topics="CBT")
+    path = tmp_path / "u.csv"
+    path.write_text("email,name,topics\nA@example.org,New,Attachment\n", "utf-8")
+    skipped = import_csv(store, path)
+    assert (skipped.added, skipped.updated, skipped.unchanged) == (0, 0, 1)
+    assert get_subscriber(store, "a@example.org").name == "Old"
+    updated = import_csv(store, path, on_duplicate="update")
+    assert updated.updated == 1
+    view = get_subscriber(store, "a@example.org", history=True)
+    assert (view.name, view.topics) == ("New", ("attachment",))
+    assert view.events[-1].event == "topics_changed" and view.events[-1].source == "import"
+    assert import_csv(store, path, on_duplicate="update").unchanged == 1
+
+
+def test_unsubscribed_and_erased_people_stay_away(store, tmp_path) -> None:
+    add_subscriber(store, "gone@example.org")
+    unsubscribe(store, "gone@example.org")
+    add_subscriber(store, "erased@example.org")
+    erase(store, "erased@example.org")
+    path = tmp_path / "back.csv"
+    path.write_text("email\ngone@example.org\nERASED@example.org\n", "utf-8")
+
+    for mode in ("skip", "update"):
+        report = import_csv(store, path, on_duplicate=mode)
+        assert report.added == 0 and report.resubscribed == 0
+        assert get_subscriber(store, "gone@example.org").status == "unsubscribed"
+        assert [p.line for p in report.skipped] == ([2, 3] if mode == "update" else [3])
+        assert "--resubscribe" in report.skipped[-1].reason
+    assert list_subscribers(store).total == 1
+
+    report = import_csv(store, path, resubscribe=True)
+    assert report.resubscribed == 2 and report.skipped == []
+    for email in ("gone@example.org", "erased@example.org"):
+        view = get_subscriber(store, email, history=True)
+        assert view.status == "active"
+        assert view.events[-1].event == "resubscribed"
+
+
+@given(st.text(max_size=12))
+def test_neutralise_round_trips(cell: str) -> None:
+    escaped = neutralise(cell)
+    assert unneutralise(escaped) == cell
+    assert not escaped.startswith(("=", "+", "-", "@", "\t", "\r"))

@@ -1,0 +1,77 @@
+"""Migrations agree with the models; opening a missing or old store fails clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter.store import (
+    StoreNotMigratedError,
+    StoreUnavailableError,
+    database_status,
+    normalise_url,
+    open_store,
+    upgrade_database,
+)
+
+
+def test_models_and_migrations_agree(store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from newsletter.store.models import Base
+
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_sqlite_connection_settings(store) -> None:
+    from sqlalchemy import text
+
+    if store.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+
+
+def test_upgrade_is_repeatable_and_status_reports(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/sub/dir/newsletter.db"
+    assert database_status(url).current is None
+    first = upgrade_database(url)
+    assert first.up_to_date and first.current == first.head
+    assert upgrade_database(url).current == first.current
+    assert database_status(url).up_to_date
+
+
+def test_missing_or_unmigrated_store_is_a_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    with pytest.raises(StoreNotMigratedError) as missing:
+        open_store(f"sqlite:///{tmp_path}/none.db")
+    assert "newsletter db upgrade" in (missing.value.hint or "")
+    assert not (tmp_path / "none.db").exists()  # opening never creates the file
+    sqlite3.connect(tmp_path / "empty.db").close()
+    with pytest.raises(StoreNotMigratedError, match="no subscriber tables"):
+        open_store(f"sqlite:///{tmp_path}/empty.db")
+
+
+def test_unreachable_server_never_shows_the_password() -> None:
+    with pytest.raises(StoreUnavailableError) as exc:
+        open_store("postgresql://news:s3cret@127.0.0.1:1/news")
+    assert "s3cret" not in str(exc.value) and "s3cret" not in (exc.value.hint or "")
+    assert "NEWSLETTER_DATABASE_URL" in (exc.value.hint or "")
+
+
+def test_url_normalisation() -> None:
+    assert normalise_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    from newsletter.store import StoreError
+
+    with pytest.raises(StoreError, match="unsupported"):
+        normalise_url("mysql://u@h/db")
+    with pytest.raises(StoreError, match="not a database URL"):
+        normalise_url("nonsense")
