@@ -137,6 +137,29 @@ SETTINGS: tuple[SettingInfo, ...] = (
         kind=bool,
     ),
     SettingInfo("dev_redirect", "", "Send every message to this one address instead (staging)."),
+    SettingInfo(
+        "retry_initial_delay",
+        60.0,
+        "Seconds before the first retry of a message the server refused for now (4xx); "
+        "the delay doubles with each attempt.",
+        kind=float,
+        minimum=0,
+    ),
+    SettingInfo(
+        "retry_max_delay",
+        3600.0,
+        "Longest delay between two retries of one message, in seconds.",
+        kind=float,
+        minimum=0,
+    ),
+    SettingInfo(
+        "retry_give_up_after",
+        259200.0,
+        "Seconds after the first attempt when a message still refused for now is marked "
+        "failed (default: 3 days).",
+        kind=float,
+        minimum=0,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -171,6 +194,9 @@ class Settings:
     no_match_policy: str
     also_in_issue: bool
     dev_redirect: str
+    retry_initial_delay: float
+    retry_max_delay: float
+    retry_give_up_after: float
     root: Path = field(default_factory=Path.cwd)
     config_path: Path | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

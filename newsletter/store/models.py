@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     and_,
     or_,
 )
@@ -170,6 +171,56 @@ class StoreMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+SEND_STATUSES = ("planned", "sending", "paused", "done", "cancelled")
+DELIVERY_STATUSES = ("pending", "sending", "sent", "skipped", "failed")
+
+
+class Send(Base):
+    """One issue's send: its state and timing. Counts come from its deliveries."""
+
+    __tablename__ = "sends"
+    __table_args__ = (
+        CheckConstraint("status IN ('" + "', '".join(SEND_STATUSES) + "')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_month: Mapped[str] = mapped_column(String(7), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(300))
+    summaries: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Delivery(Base):
+    """One (issue, subscriber) row of the ledger: the queue entry and the record."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('" + "', '".join(DELIVERY_STATUSES) + "')", name="status"),
+        UniqueConstraint("send_id", "subscriber_id", name="uq_deliveries_send_subscriber"),
+        Index("ix_deliveries_queue", "status", "next_attempt_at", "id"),
+        Index("ix_deliveries_subscriber_id", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    variant_mask: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    skip_reason: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    last_reply: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 def receiving_condition(today: dt.date) -> ColumnElement[bool]:

@@ -614,8 +614,25 @@ def unsubscribe(
         sub.unsubscribed_at = utcnow()
         sub.paused_until = None
         _log(s, sub.id, "unsubscribed", source, ip=ip, detail=detail)
+        # Takes effect at once, also for a send in progress: queued rows are skipped now
+        # (and a worker re-checks the subscriber when it claims a row).
+        _skip_queued(s, sub.id)
         s.flush()
         return _view(sub), True
+
+
+def _skip_queued(session: Session, subscriber_id: int) -> None:
+    from sqlalchemy import update
+
+    from newsletter.store.ledger import SKIP_LEFT
+    from newsletter.store.models import Delivery
+
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.status == "pending")
+        .values(status="skipped", skip_reason=SKIP_LEFT)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def erase(store: Store, email: str, *, source: str = "cli") -> None:

@@ -21,7 +21,14 @@ from tests.conftest import require_or_skip
 PG_SERVER = os.environ.get(
     "NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-DATA_TABLES = ("consent_events", "subscriber_topics", "subscribers", "suppressions")
+DATA_TABLES = (
+    "deliveries",
+    "sends",
+    "consent_events",
+    "subscriber_topics",
+    "subscribers",
+    "suppressions",
+)
 
 
 @pytest.fixture(scope="session")
