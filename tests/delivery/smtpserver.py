@@ -40,7 +40,8 @@ How to make it misbehave:
 - ``drop_next_data(n)`` takes the next ``n`` messages in full, then closes the
   connection without any reply (the "did it arrive?" case);
 - ``delay_next_data(seconds)`` waits that long before replying to the next DATA (for
-  client timeouts);
+  client timeouts); ``delay_all = seconds`` slows every DATA (to stop a send mid-way);
+- ``pipelining = False`` stops advertising PIPELINING (the client's slow path);
 - ``stop()`` closes every client connection and the listener (server down);
   ``start()`` again listens on the same port (server back);
 - ``reset()`` forgets the records and the queued misbehaviour.
@@ -137,6 +138,16 @@ class _Handler:
     def __init__(self, server: SmtpTestServer) -> None:
         self.server = server
 
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list:
+        session.host_name = hostname
+        if self.server.pipelining:
+            # aiosmtpd reads commands in order from the stream, so pipelined commands
+            # work; advertising it lets clients use the fast path (RFC 2920).
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
@@ -225,6 +236,8 @@ class SmtpTestServer:
         self.certificate = certificate
         self.require_starttls = require_starttls
         self.rcpt_replies: dict[str, str] = dict(DEFAULT_RCPT_REPLIES)
+        self.delay_all = 0.0  # seconds to wait before accepting every DATA (a slow server)
+        self.pipelining = True  # advertise PIPELINING in the EHLO reply
         self._lock = threading.Lock()
         self._controller: _Controller | None = None
         self._live: set[int] = set()
@@ -352,6 +365,8 @@ class SmtpTestServer:
                 return "drop", None
             if plan.data_failures:
                 return "fail", plan.data_failures.pop(0)
+            if self.delay_all:
+                return "delay", self.delay_all
         return "accept", None
 
     def _authenticate(

@@ -44,6 +44,14 @@ def transport_for(server: SmtpTestServer, url: str | None = None, **options) -> 
     return SmtpTransport(parse_smtp_url(url or server.url), **options)
 
 
+@pytest.fixture(params=["pipelining", "one-command-at-a-time"])
+def smtp_server(request, smtp_server_factory) -> SmtpTestServer:
+    """The test server, with and without PIPELINING: every case runs on both paths."""
+    server = smtp_server_factory()
+    server.pipelining = request.param == "pipelining"
+    return server
+
+
 @pytest.fixture
 def transport(smtp_server: SmtpTestServer):
     t = transport_for(smtp_server)
