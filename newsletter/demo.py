@@ -1,11 +1,15 @@
 """``newsletter demo``: the whole job on the embedded defaults, with no servers.
 
-For now the demo sets up a project folder with the sample issues and checks and lists
-them; the delivery stage extends it to a full send into the file outbox.
+In a fresh folder: writes newsletter.toml, creates the SQLite store, copies the sample
+issues, imports a few hundred deterministic sample subscribers with varied topics (some
+paused, some unsubscribed), and sends the latest ready sample issue to the file outbox.
+Safe to run again: nobody gets a second copy.
 """
 
 from __future__ import annotations
 
+import csv
+import random
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +23,47 @@ DEMO_SETTINGS = {
     "sender_address": "digest@example.org",
     "postal_address": "Research-Practice Network, 1 Example Street, Exampletown",
 }
+DEMO_SUBSCRIBERS = 300
+FIRST = [
+    "Ana",
+    "Ben",
+    "Chloé",
+    "Dev",
+    "Eli",
+    "Fatima",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jo",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Noor",
+    "Owen",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tomás",
+]
+LAST = [
+    "Alvarez",
+    "Brown",
+    "Chen",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "García",
+    "Hughes",
+    "Ito",
+    "Jensen",
+    "Kim",
+    "Lopez",
+    "Müller",
+    "Nguyen",
+    "O'Brien",
+    "Patel",
+]
 
 
 @dataclass
@@ -28,6 +73,7 @@ class DemoResult:
     folder: Path
     steps: list[str]
     checked: list[CheckedFile]
+    month: str | None = None
 
 
 def sample_issues_dir() -> Path:
@@ -38,8 +84,28 @@ def sample_issues_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "issues"
 
 
-def run_demo(folder: Path) -> DemoResult:
-    """Create (or reuse) a demo project in ``folder`` and check its sample issues."""
+def write_demo_subscribers(path: Path, n: int = DEMO_SUBSCRIBERS, seed: int = 2026) -> Path:
+    """A CSV of ``n`` made-up subscribers, the same every time (``seed``)."""
+    from newsletter.content.taxonomy import load_taxonomy
+
+    rng = random.Random(seed)
+    slugs = [t.slug for t in load_taxonomy()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["email", "name", "topics", "status"])
+        for i in range(n):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            roll = rng.random()
+            topics = "all" if roll < 0.15 else "; ".join(rng.sample(slugs, rng.randint(1, 5)))
+            status = rng.choices(["active", "paused", "unsubscribed"], [90, 6, 4])[0]
+            name = "" if rng.random() < 0.1 else f"{first} {last}"
+            out.writerow([f"reader{i:04d}@example.org", name, topics, status])
+    return path
+
+
+def run_demo(folder: Path, send: bool = True) -> DemoResult:
+    """Set up (or reuse) a demo project in ``folder``; check the issues; send the latest."""
     folder = folder.absolute()
     config = folder / "newsletter.toml"
     steps: list[str] = []
@@ -55,7 +121,24 @@ def run_demo(folder: Path) -> DemoResult:
             copied += 1
     if copied:
         steps.append(f"copied {copied} sample issues into {issues}/")
-    return DemoResult(folder, steps, check_issues(None, issues))
+    checked = check_issues(None, issues)
+    result = DemoResult(folder, steps, checked)
+    if not send or any(c.result.errors for c in checked):
+        return result
+
+    from newsletter.config import load_settings
+    from newsletter.store import import_csv, open_store
+
+    settings = load_settings(config, environ={})
+    csv_path = write_demo_subscribers(folder / "subscribers" / "demo-subscribers.csv")
+    with open_store(settings) as store:
+        report = import_csv(store, csv_path)
+    if report.added:
+        steps.append(f"imported {report.added} sample subscribers from {csv_path.name}")
+    ready = [c.result.issue for c in checked if c.result.issue and c.result.issue.status == "ready"]
+    if ready:
+        result.month = max(i.month for i in ready)
+    return result
 
 
-__all__ = ["DemoResult", "list_issues", "run_demo", "sample_issues_dir"]
+__all__ = ["DemoResult", "list_issues", "run_demo", "sample_issues_dir", "write_demo_subscribers"]

@@ -11,24 +11,28 @@ from newsletter.cli.base import console
 
 @click.command()
 @click.argument("folder", default="demo", type=click.Path(file_okay=False, path_type=Path))
-def demo(folder: Path) -> None:
-    """Run the main job on the embedded defaults in FOLDER (default: ./demo).
+@click.option("--no-send", is_flag=True, help="Set up and check only; send nothing.")
+def demo(folder: Path, no_send: bool) -> None:
+    """Run the whole job on the embedded defaults in FOLDER (default: ./demo).
 
-    Needs no servers: sets up a project with the sample issues, checks them and lists
-    them. Safe to run again.
+    Needs no servers: writes a newsletter.toml, creates the SQLite store, copies the
+    sample issues, imports a few hundred sample subscribers, and sends the latest ready
+    issue to the file outbox (FOLDER/outbox/). Safe to run again: nobody gets a second
+    copy.
 
     \b
     Example:
         newsletter demo
         newsletter demo /tmp/try-newsletter
     """
-    from rich.table import Table
-
+    from newsletter.config import load_settings
     from newsletter.content.files import format_problem
-    from newsletter.demo import list_issues, run_demo
+    from newsletter.delivery.service import plan_issue_send
+    from newsletter.delivery.worker import WorkerOptions
+    from newsletter.demo import run_demo
 
-    result = run_demo(folder)
     out = console()
+    result = run_demo(folder, send=not no_send)
     for step in result.steps:
         out.print(f"[green]✓[/green] {step}")
     errors = 0
@@ -37,23 +41,31 @@ def demo(folder: Path) -> None:
             out.print(format_problem(problem), markup=False)
         errors += len(item.result.errors)
     out.print(f"[green]✓[/green] checked {len(result.checked)} issue files: {errors} errors")
-    table = Table(title="Issues", title_justify="left")
-    for col in ("Month", "Status", "Subject", "Summaries", "Topics"):
-        table.add_column(col)
-    for info in list_issues(result.folder / "issues"):
-        if info.issue:
-            table.add_row(
-                info.month,
-                info.issue.status,
-                info.issue.effective_subject,
-                str(len(info.issue.summaries)),
-                str(len(info.issue.topics)),
-            )
-    out.print(table)
-    out.print(
-        f"Project folder: {result.folder}\n"
-        f"Try: cd {folder} && newsletter issue show "
-        f"{max(i.result.issue.month for i in result.checked if i.result.issue)}"
-    )
     if errors:
         raise SystemExit(1)
+    if no_send or result.month is None:
+        return
+    from newsletter.cli.send import _drain, _preview_table, _result_table
+
+    settings = load_settings(result.folder / "newsletter.toml", environ={})
+    preview = plan_issue_send(settings, result.month)
+    out.print(_preview_table(preview, f"Send of {result.month}: who gets which digest"))
+    if preview.status == "done":
+        out.print(f"{result.month} was sent already: nobody gets a second copy.")
+    else:
+        sent = _drain(settings, WorkerOptions(months=[result.month]), preview.outstanding)
+        out.print(_result_table(sent))
+    outbox = settings.smtp_url.removeprefix("outbox://")
+    files = sorted(Path(outbox).glob("*.eml"))
+    out.print(f"\nThe messages are in {outbox}/ ({len(files)} .eml files).")
+    if files:
+        out.print(
+            f"Open one in a mail program (e.g. `xdg-open {files[0]}`), or read it with\n"
+            f'  python3 -c "import email,sys; m=email.message_from_binary_file('
+            f"open(sys.argv[1],'rb')); print(m['Subject']); "
+            f"print(m.get_body(('plain',)).get_content())\" {files[0]}"
+        )
+    out.print(
+        f"Next: cd {folder} && newsletter deliveries status {result.month}; "
+        f"newsletter issue preview {result.month} --serve"
+    )

@@ -162,19 +162,23 @@ def list_(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
 def show(app: AppContext, email: str, as_json: bool) -> None:
-    """Show one subscriber: profile, topics and consent history.
+    """Show one subscriber: profile, topics, consent history and deliveries.
 
     \b
     Example:
         newsletter subscribers show ann@example.org
     """
-    from newsletter.store import get_subscriber
+    from dataclasses import asdict
+
+    from newsletter.store import get_subscriber, ledger
 
     with _open(app) as store:
         view = get_subscriber(store, email, history=True)
+        deliveries = ledger.list_deliveries(store, email=view.email, limit=120)
     if as_json:
         data: dict[str, Any] = view.to_dict()
         data["consent_log"] = [{**vars(e), "at": e.at.isoformat()} for e in view.events]
+        data["deliveries"] = [asdict(d) for d in deliveries]
         print_json(data)
         return
     from rich.table import Table
@@ -203,6 +207,18 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
             _esc(e.detail or ""),
         )
     out.print(table)
+    table = Table(title="Deliveries", title_justify="left")
+    for col in ("Issue", "Status", "Attempts", "Sent (UTC)", "Reply or reason"):
+        table.add_column(col, overflow="fold")
+    for d in deliveries:
+        table.add_row(
+            d.month,
+            d.status,
+            str(d.attempts),
+            f"{d.sent_at:%Y-%m-%d %H:%M}" if d.sent_at else "",
+            _esc(d.skip_reason or d.last_reply or ""),
+        )
+    out.print(table if deliveries else "Deliveries: none yet")
 
 
 def _topics_command(name: str, doc: str, func_name: str) -> click.Command:

@@ -138,6 +138,11 @@ class DeliveryRow:
     next_attempt_at: dt.datetime | None
 
 
+def _now() -> dt.datetime:
+    # Claims compare with retry times to the microsecond (utcnow() rounds to the second).
+    return dt.datetime.now(dt.UTC)
+
+
 def worker_id() -> str:
     """This process's identity in ``claimed_by``: host and pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -167,6 +172,45 @@ def variant_mask_expression(issue: Issue):
     return case((Subscriber.all_topics.is_(True), full), else_=by_topic)
 
 
+def _plan_select(issue: Issue, policy: str, today: dt.date, send_id: int):
+    """SELECT (send_id, subscriber_id, variant_mask, status, skip_reason, attempts)."""
+    full = (1 << len(issue.summaries)) - 1
+    mask = variant_mask_expression(issue)
+    receiving = receiving_condition(today)
+    no_match = and_(mask == 0, literal(policy) == "skip")
+    status = case((~receiving, "skipped"), (no_match, "skipped"), else_="pending")
+    reason = case((~receiving, SKIP_PAUSED), (no_match, SKIP_NO_MATCH), else_=None)
+    final_mask = case((and_(mask == 0, literal(policy) == "full"), full), else_=mask)
+    return select(
+        literal(send_id),
+        Subscriber.id,
+        final_mask.label("variant_mask"),
+        status.label("status"),
+        reason.label("skip_reason"),
+        literal(0),
+    ).where(or_(receiving, Subscriber.status == "paused"))
+
+
+def preview_plan(
+    store: Store, issue: Issue, policy: str, today: dt.date | None = None
+) -> tuple[dict[int, int], dict[str, int]]:
+    """What planning would do, changing nothing: rows per variant mask, skips per reason."""
+    rows = _plan_select(issue, policy, today or dt.date.today(), 0).subquery()
+    variants: dict[int, int] = {}
+    skipped: dict[str, int] = {}
+    with store.transaction() as session:
+        for mask, st, reason, n in session.execute(
+            select(rows.c.variant_mask, rows.c.status, rows.c.skip_reason, func.count()).group_by(
+                rows.c.variant_mask, rows.c.status, rows.c.skip_reason
+            )
+        ):
+            if st == "skipped":
+                skipped[reason] = skipped.get(reason, 0) + n
+            else:
+                variants[mask] = variants.get(mask, 0) + n
+    return variants, skipped
+
+
 def plan_send(
     store: Store,
     issue: Issue,
@@ -182,7 +226,6 @@ def plan_send(
     """
     today = today or dt.date.today()
     now = utcnow()
-    full = (1 << len(issue.summaries)) - 1
     insert = _insert(store)
     with store.transaction() as session:
         send = session.execute(
@@ -209,22 +252,7 @@ def plan_send(
             )
         added = 0
         if send.status not in ("done", "cancelled"):
-            mask = variant_mask_expression(issue)
-            receiving = receiving_condition(today)
-            no_match = and_(mask == 0, literal(policy) == "skip")
-            status = case((~receiving, "skipped"), (no_match, "skipped"), else_="pending")
-            reason = case((~receiving, SKIP_PAUSED), (no_match, SKIP_NO_MATCH), else_=None)
-            final_mask = case((and_(mask == 0, literal(policy) == "full"), full), else_=mask)
-            rows = select(
-                literal(send.id),
-                Subscriber.id,
-                final_mask,
-                status,
-                reason,
-                literal(0),
-            ).where(
-                or_(receiving, Subscriber.status == "paused"),
-            )
+            rows = _plan_select(issue, policy, today, send.id)
             stmt = (
                 insert(Delivery)
                 .from_select(
@@ -335,7 +363,7 @@ def claim_batch(
     In the same transaction, rows whose subscriber no longer receives (unsubscribed,
     paused or erased since planning) are marked skipped instead of claimed.
     """
-    now = now or utcnow()
+    now = now or _now()
     claimer = claimer or worker_id()
     running = select(Send.id).where(Send.status.in_(("planned", "sending")))
     if months:
@@ -440,7 +468,7 @@ def claim_batch(
 
 def record_outcomes(store: Store, outcomes: Iterable[Outcome], now: dt.datetime | None = None):
     """Write what happened to claimed deliveries, all in one transaction."""
-    now = now or utcnow()
+    now = now or _now()
     by_status: dict[str, list[dict]] = {}
     for o in outcomes:
         by_status.setdefault(o.status, []).append(
@@ -508,7 +536,7 @@ def record_outcomes(store: Store, outcomes: Iterable[Outcome], now: dt.datetime 
 
 def finish_sends(store: Store, now: dt.datetime | None = None) -> list[str]:
     """Mark running sends with nothing left to send as done; returns their months."""
-    now = now or utcnow()
+    now = now or _now()
     outstanding = exists().where(
         Delivery.send_id == Send.id, Delivery.status.in_(("pending", "sending"))
     )
@@ -562,7 +590,7 @@ def release_stale(
     be dead. Such a message may have reached the server before the crash: at most the
     messages in flight are sent twice (with the same Message-ID).
     """
-    now = now or utcnow()
+    now = now or _now()
     cond = Delivery.claimed_at < now - older_than
     if dead_claimers:
         cond = or_(cond, Delivery.claimed_by.in_(list(dead_claimers)))

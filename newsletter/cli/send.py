@@ -1,0 +1,356 @@
+"""``newsletter send``, ``send-test``, ``worker`` and ``deliveries``."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli.base import AppContext, console, print_json
+
+
+def _stop_on_signals():
+    """An event set by SIGTERM/SIGINT: in-flight messages finish, the rest stays queued."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _preview_table(preview, title: str):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("Variant")
+    table.add_column("Summaries")
+    table.add_column("Recipients", justify="right")
+    titles = [s.title for s in preview.issue.summaries]
+    for name, n in preview.variants.items():
+        if name == "all":
+            which = "every summary"
+        elif name == "teaser":
+            which = "teaser (titles only)"
+        else:
+            which = "; ".join(titles[int(p[1:]) - 1] for p in name.split("+"))
+        table.add_row(name, which, str(n))
+    for reason, n in sorted(preview.skipped.items()):
+        table.add_row("[dim]skipped[/dim]", f"[dim]{reason}[/dim]", f"[dim]{n}[/dim]")
+    return table
+
+
+def _result_table(result):
+    from rich.table import Table
+
+    report = result.report
+    table = Table(title="Result", title_justify="left")
+    for col in ("Issue", "Status", "Sent", "Skipped", "Retrying", "Failed", "Msg/s"):
+        table.add_column(col, justify="right" if col not in ("Issue", "Status") else "left")
+    for st in result.statuses:
+        table.add_row(
+            st.month,
+            st.status,
+            str(st.counts.get("sent", 0)),
+            str(st.counts.get("skipped", 0)),
+            str(st.counts.get("pending", 0) + st.counts.get("sending", 0)),
+            str(st.counts.get("failed", 0)),
+            f"{report.rate:.0f}",
+        )
+    return table
+
+
+def _drain(settings, options, total: int):
+    """Run a worker with a progress bar; returns the SendResult."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from newsletter.delivery.service import run_worker
+
+    stop = _stop_on_signals()
+    with Progress(
+        TextColumn("[bold]sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f} msg/s"),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=False,
+    ) as progress:
+        task = progress.add_task("send", total=max(total, 1), rate=0.0)
+
+        def on_progress(report) -> None:
+            progress.update(task, completed=report.handled, rate=report.rate)
+
+        result = run_worker(settings, options, on_progress=on_progress, stop=stop)
+        progress.update(task, completed=result.report.handled)
+    return result
+
+
+@click.command()
+@click.argument("month")
+@click.option("--dry-run", is_flag=True, help="Show who would get what; change nothing.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Sender threads (default: smtp_pool_size).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=None,
+    help="Send at most this many messages now; the rest stays queued.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def send(
+    app: AppContext, month: str, dry_run: bool, workers: int | None, limit: int | None, yes: bool
+) -> None:
+    """Send the issue of MONTH to every subscriber whose topics it meets.
+
+    Plans the send (once: running it again never sends anyone a second copy), shows how
+    many get each variant, asks to confirm, then sends with a progress bar. Messages the
+    server refuses for now stay queued for `newsletter worker`.
+
+    \b
+    Example:
+        newsletter send 2026-12 --dry-run
+        newsletter send 2026-12 --yes
+    """
+    from newsletter.delivery.service import plan_issue_send, preview_send
+    from newsletter.delivery.worker import WorkerOptions
+
+    settings = app.settings()
+    out = console()
+    preview = preview_send(settings, month)
+    issue = preview.issue
+    out.print(f"[bold]{issue.month_name}[/bold]: {issue.effective_subject}")
+    if preview.status == "done":
+        out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
+        return
+    out.print(_preview_table(preview, f"Send of {issue.month} ({preview.status})"))
+    if dry_run:
+        out.print("dry run: nothing was planned or sent")
+        return
+    if preview.outstanding == 0 and preview.status != "new":
+        out.print("nothing left to send")
+        return
+    if not yes and not click.confirm(f"Send {preview.outstanding} messages now?", default=False):
+        raise click.ClickException("cancelled; nothing was sent")
+    preview = plan_issue_send(settings, month)
+    options = WorkerOptions(threads=workers or 0, limit=limit, months=[issue.month])
+    result = _drain(settings, options, limit or preview.outstanding)
+    out.print(_result_table(result))
+    _report_tail(out, result)
+
+
+def _report_tail(out, result) -> None:
+    report = result.report
+    if report.recovered:
+        out.print(f"recovered {report.recovered} messages left by a stopped worker")
+    if report.paused:
+        out.print(
+            "[yellow]the SMTP server is unreachable: the send is paused; "
+            "`newsletter worker` resumes it[/yellow]"
+        )
+    if report.stopped and not report.paused:
+        out.print("stopped: what is left stays queued; `newsletter worker` resumes it")
+    waiting = sum(s.counts.get("pending", 0) for s in result.statuses)
+    if waiting and not report.stopped:
+        out.print(
+            f"{waiting} messages wait for a retry: run `newsletter worker` (or leave one running)"
+        )
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Sender threads (default: smtp_pool_size).",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between looks at the queue when it is empty.",
+)
+@click.pass_obj
+def worker(app: AppContext, once: bool, workers: int | None, poll: float) -> None:
+    """Deliver every pending send: retries, resumed sends, sends left by the scheduler.
+
+    Runs until stopped (SIGTERM or Ctrl-C finish the messages in flight and leave the
+    rest queued), or with --once until nothing is due. Several workers may run at once
+    on PostgreSQL, on any number of machines.
+
+    \b
+    Example:
+        newsletter worker --once
+        newsletter worker --workers 4
+    """
+    import logging
+
+    from newsletter.delivery.service import run_worker
+    from newsletter.delivery.worker import WorkerOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = app.settings()
+    options = WorkerOptions(threads=workers or 0, once=once, poll_interval=poll)
+    stop = _stop_on_signals()
+    result = run_worker(settings, options, stop=stop)
+    out = console()
+    out.print(
+        f"sent {result.report.sent}, retrying {result.report.retry}, failed "
+        f"{result.report.failed} in {result.report.elapsed:.1f} s"
+    )
+    if result.statuses:
+        out.print(_result_table(result))
+    _report_tail(out, result)
+
+
+@click.command(name="send-test")
+@click.argument("month")
+@click.option("--to", "to", required=True, help="Address to send the test to.")
+@click.option("--topics", default=None, help='Variant of these topics, e.g. "CBT; Empathy".')
+@click.pass_obj
+def send_test(app: AppContext, month: str, to: str, topics: str | None) -> None:
+    """Send one test message of MONTH (subject marked [TEST]; not recorded).
+
+    \b
+    Example:
+        newsletter send-test 2026-12 --to me@example.org
+        newsletter send-test 2026-12 --to me@example.org --topics "Training"
+    """
+    from newsletter.delivery.service import send_test as run
+
+    result = run(app.settings(), month, to, topics)
+    if result.status != "sent":
+        raise click.ClickException(
+            f"test message to {to} not sent ({result.status}): {result.reply}"
+        )
+    click.echo(f"sent {result.variant!r} variant to {to}: {result.subject} {result.message_id}")
+
+
+@click.group()
+def deliveries() -> None:
+    """The delivery record of each send: status, per-person rows, retries.
+
+    \b
+    Example:
+        newsletter deliveries status 2026-12
+    """
+
+
+@deliveries.command()
+@click.argument("month")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def status(app: AppContext, month: str, as_json: bool) -> None:
+    """Counts of the send of MONTH by status, variant and skip reason.
+
+    \b
+    Example:
+        newsletter deliveries status 2026-12 --json
+    """
+    from newsletter.delivery.service import delivery_status
+
+    st = delivery_status(app.settings(), month)
+    data = {
+        "month": st.month,
+        "status": st.status,
+        "subject": st.subject,
+        "created_at": st.created_at,
+        "started_at": st.started_at,
+        "finished_at": st.finished_at,
+        "paused_reason": st.paused_reason,
+        "counts": st.counts,
+        "retrying": st.retrying,
+        "skipped": st.skipped,
+        "variants": {str(k): v for k, v in st.variants.items()},
+    }
+    if as_json:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Send of {st.month}: {st.status}", title_justify="left")
+    table.add_column("Status")
+    table.add_column("Messages", justify="right")
+    for key in ("sent", "pending", "sending", "failed", "skipped"):
+        table.add_row(key, str(st.counts.get(key, 0)))
+    console().print(table)
+    for reason, n in st.skipped.items():
+        console().print(f"  skipped, {reason}: {n}")
+    if st.paused_reason:
+        console().print(f"[yellow]paused: {st.paused_reason}[/yellow]")
+
+
+@deliveries.command(name="list")
+@click.argument("month")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice(["pending", "sending", "sent", "skipped", "failed"]),
+    default=None,
+)
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def list_(app: AppContext, month: str, status_: str | None, limit: int, as_json: bool) -> None:
+    """One row per recipient of the send of MONTH.
+
+    \b
+    Example:
+        newsletter deliveries list 2026-12 --status failed
+    """
+    from dataclasses import asdict
+
+    from newsletter.delivery.service import list_deliveries
+
+    rows = list_deliveries(app.settings(), month, status_, limit)
+    if as_json:
+        print_json([asdict(r) for r in rows])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} deliveries", title_justify="left")
+    for col in ("Email", "Status", "Attempts", "Reply or reason", "Sent"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.email,
+            r.status,
+            str(r.attempts),
+            r.skip_reason or r.last_reply or "",
+            str(r.sent_at or ""),
+        )
+    console().print(table)
+
+
+@deliveries.command()
+@click.argument("month")
+@click.pass_obj
+def retry(app: AppContext, month: str) -> None:
+    """Put the failed deliveries of MONTH back in the queue (then run a worker).
+
+    \b
+    Example:
+        newsletter deliveries retry 2026-12 && newsletter worker --once
+    """
+    from newsletter.delivery.service import retry_failed
+
+    n = retry_failed(app.settings(), month)
+    click.echo(f"{n} failed deliveries queued again; run `newsletter worker --once`")

@@ -1,0 +1,387 @@
+"""Workers: claim due deliveries from the ledger, send them, record what happened.
+
+One worker process runs ``threads`` sender threads over one transport (whose connection
+pool they share). Each thread loops: claim a small batch, assemble each message from its
+variant's ready bytes, hand it to the transport, and record the outcomes of the batch in
+one transaction. Small batches bound what a crash can repeat: after a SIGKILL at most the
+claimed, unrecorded messages are sent again, with the same Message-ID.
+
+- 2xx: sent. 4xx or a dropped connection: retried later with a growing delay
+  (``retry_initial_delay`` doubling per attempt, capped at ``retry_max_delay``), failed
+  after ``retry_give_up_after`` seconds. 5xx: failed, never retried, the reply recorded.
+- Server unreachable: the send is marked paused (logged once), the worker probes the
+  server with a growing interval and resumes by itself when it answers again.
+- ``stop`` (SIGTERM in the CLI) lets in-flight messages finish, puts the rest of the
+  claimed batch back, and returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+    from newsletter.delivery.transport import Transport
+    from newsletter.store.db import Store
+    from newsletter.store.ledger import Claimed
+
+log = logging.getLogger("newsletter.delivery.worker")
+
+
+@dataclass
+class WorkerOptions:
+    """How a worker runs."""
+
+    threads: int = 0  # 0: as many as smtp_pool_size
+    batch_size: int = 20
+    once: bool = True  # drain what is due now and return; False: keep polling
+    limit: int | None = None  # stop after this many messages handed to the transport
+    months: list[str] | None = None  # only these sends (None: every running send)
+    poll_interval: float = 5.0
+    stale_after: dt.timedelta = dt.timedelta(minutes=15)
+    max_unavailable_wait: float | None = None  # give up waiting for the server after this
+
+
+@dataclass
+class WorkerReport:
+    """What one worker run did."""
+
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    released: int = 0
+    recovered: int = 0
+    elapsed: float = 0.0
+    paused: bool = False  # still waiting for the SMTP server when the run ended
+    stopped: bool = False
+    finished_months: list[str] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        """Messages handed to the transport."""
+        return self.sent + self.retry + self.failed
+
+    @property
+    def rate(self) -> float:
+        """Messages per second over the run."""
+        return self.handled / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class SendAbortedError(NewsletterError):
+    """The worker stopped because of a problem no retry can fix (e.g. the login)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_claimers(claimers: list[str]) -> list[str]:
+    """The ``host:pid`` claimers (of this host) whose process no longer runs."""
+    dead = []
+    for c in claimers:
+        pid = c.rsplit(":", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            dead.append(c)
+    return dead
+
+
+class _Messages:
+    """Message templates per (send, variant mask), built once and shared by threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._built: dict[str, object] = {}
+        self._templates: dict[tuple[str, int], object] = {}
+
+    def template(self, month: str, mask: int):
+        key = (month, mask)
+        tpl = self._templates.get(key)
+        if tpl is not None:
+            return tpl
+        with self._lock:
+            tpl = self._templates.get(key)
+            if tpl is None:
+                tpl = self._make(month, mask)
+                self._templates[key] = tpl
+        return tpl
+
+    def _make(self, month: str, mask: int):
+        from newsletter.content.files import get_issue
+        from newsletter.delivery.message import build_message_template
+        from newsletter.render.build import build_issue
+
+        built = self._built.get(month)
+        if built is None:
+            issue = get_issue(self.settings.issues_dir, month)
+            built = build_issue(issue, self.settings)
+            self._built[month] = built
+        summaries = built.issue.summaries
+        key = frozenset(s.key for i, s in enumerate(summaries) if mask & (1 << i))
+        variant = built.variants.get(key)
+        if variant is None:
+            raise NewsletterError(
+                f"the issue file of {month} has no variant for summaries {sorted(key)}",
+                hint="the issue's summaries changed after the send was planned",
+            )
+        return build_message_template(variant, self.settings, issue_month=month)
+
+
+class DeliveryWorker:
+    """Drains the ledger through one transport with a few sender threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        transport: Transport,
+        options: WorkerOptions | None = None,
+        on_progress: Callable[[WorkerReport], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.transport = transport
+        self.options = options or WorkerOptions()
+        self.on_progress = on_progress
+        self.stop = stop or threading.Event()
+        self.report = WorkerReport()
+        self._messages = _Messages(settings)
+        self._lock = threading.Lock()
+        self._available = threading.Event()
+        self._available.set()
+        self._prober = threading.Lock()
+        self._error: BaseException | None = None
+        self._budget = self.options.limit
+
+    # ------------------------------------------------------------------ public
+
+    def run(self) -> WorkerReport:
+        """Send until nothing is due (``once``) or until stopped; returns the report."""
+        from newsletter.store import ledger
+
+        sender = self.settings.require("sender_address", "to send")
+        self.settings.require("postal_address", "to send")
+        self._sender = sender
+        start = self._start = time.monotonic()
+        self._run_started = dt.datetime.now(dt.UTC)
+        claimers = ledger.local_claimers(self.store)
+        self.report.recovered = ledger.release_stale(
+            self.store, self.options.stale_after, dead_claimers=dead_local_claimers(claimers)
+        )
+        if self.report.recovered:
+            log.warning(
+                "put %d deliveries of a stopped worker back in the queue",
+                self.report.recovered,
+            )
+        n = self.options.threads or max(1, int(getattr(self.settings, "smtp_pool_size", 1)))
+        threads = [
+            threading.Thread(target=self._thread_main, name=f"sender-{i}", daemon=True)
+            for i in range(n)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+        self.report.finished_months = ledger.finish_sends(self.store)
+        self.report.elapsed = time.monotonic() - start
+        self.report.stopped = self.stop.is_set()
+        if self._error is not None:
+            err = self._error
+            if isinstance(err, NewsletterError):
+                raise err
+            raise SendAbortedError(f"the send stopped: {err}") from err
+        return self.report
+
+    # ------------------------------------------------------------------ threads
+
+    def _take_budget(self, wanted: int) -> int:
+        with self._lock:
+            if self._budget is None:
+                return wanted
+            n = min(wanted, self._budget)
+            self._budget -= n
+            return n
+
+    def _thread_main(self) -> None:
+        from newsletter.store import ledger
+
+        try:
+            while not self.stop.is_set() and self._error is None:
+                if not self._available.is_set() and not self._wait_for_server():
+                    return
+                n = self._take_budget(self.options.batch_size)
+                if n <= 0:
+                    return
+                # A --once run sends what was due when it started: a row it retries is
+                # not due again within the same run, however short the retry delay.
+                due = self._run_started if self.options.once else None
+                batch = ledger.claim_batch(self.store, n, now=due, months=self.options.months)
+                if not batch:
+                    self._take_budget(-n)  # give back the unused budget
+                    if self.options.once:
+                        return
+                    ledger.finish_sends(self.store)
+                    self.stop.wait(self.options.poll_interval)
+                    continue
+                if len(batch) < n:
+                    self._take_budget(len(batch) - n)
+                self._send_batch(batch)
+        except BaseException as exc:  # recorded and re-raised by run() in the main thread
+            self._error = exc
+            self.stop.set()
+
+    def _send_batch(self, batch: list[Claimed]) -> None:
+        from newsletter.delivery.message import MessageError, assemble
+        from newsletter.render.personalise import RecipientFields
+        from newsletter.store.ledger import Outcome
+
+        outcomes: list[Outcome] = []
+        counts = {"sent": 0, "retry": 0, "failed": 0, "release": 0}
+        try:
+            for item in batch:
+                if self.stop.is_set() or not self._available.is_set() or self._error:
+                    outcomes.append(Outcome(item.delivery_id, "release"))
+                    counts["release"] += 1
+                    continue
+                template = self._messages.template(item.month, item.variant_mask)
+                person = RecipientFields(
+                    email=item.email,
+                    subscriber_id=item.subscriber_id,
+                    name=item.name,
+                    topics=item.topics,
+                    all_topics=item.all_topics,
+                )
+                try:
+                    msg = assemble(template, person)
+                except MessageError as exc:
+                    # Bad stored data (e.g. a line break in a name) fails this one row only.
+                    outcomes.append(Outcome(item.delivery_id, "failed", f"not sent: {exc}"))
+                    counts["failed"] += 1
+                    continue
+                result = self.transport.send(
+                    msg.envelope_from or self._sender, msg.recipients, msg.data, msg.message_id
+                )
+                outcome = self._outcome(item, result, msg.message_id)
+                outcomes.append(outcome)
+                counts[outcome.status] += 1
+        except BaseException:
+            # Whatever was not sent goes back to the queue before the error propagates.
+            done = {o.delivery_id for o in outcomes}
+            outcomes += [
+                Outcome(i.delivery_id, "release") for i in batch if i.delivery_id not in done
+            ]
+            self._record(outcomes, counts)
+            raise
+        self._record(outcomes, counts)
+
+    def _record(self, outcomes, counts) -> None:
+        from newsletter.store.ledger import record_outcomes
+
+        record_outcomes(self.store, outcomes)
+        with self._lock:
+            self.report.sent += counts["sent"]
+            self.report.retry += counts["retry"]
+            self.report.failed += counts["failed"]
+            self.report.released += counts["release"]
+            if counts["release"] and self._budget is not None:
+                self._budget += counts["release"]
+            self.report.elapsed = time.monotonic() - self._start
+        if self.on_progress is not None:
+            self.on_progress(self.report)
+
+    def _outcome(self, item: Claimed, result, message_id: str):
+        from newsletter.store.ledger import Outcome
+
+        reply = f"{result.code} {result.reply}".strip() if result.code else result.reply
+        if result.status == "sent":
+            return Outcome(item.delivery_id, "sent", reply, message_id)
+        if result.status == "failed":
+            return Outcome(item.delivery_id, "failed", reply, message_id)
+        if result.status == "unavailable":
+            self._server_down(reply)
+            return Outcome(item.delivery_id, "release")
+        # retry: a growing delay, until the give-up time has passed
+        now = dt.datetime.now(dt.UTC)
+        s = self.settings
+        delay = min(
+            float(s.retry_initial_delay) * (2 ** min(max(item.attempts - 1, 0), 30)),
+            float(s.retry_max_delay),
+        )
+        given = (now - item.first_attempt_at).total_seconds()
+        if given + delay > float(s.retry_give_up_after):
+            return Outcome(
+                item.delivery_id,
+                "failed",
+                f"gave up after {item.attempts} attempts: {reply}",
+                message_id,
+            )
+        return Outcome(
+            item.delivery_id,
+            "retry",
+            reply,
+            message_id,
+            next_attempt_at=now + dt.timedelta(seconds=delay),
+        )
+
+    # ------------------------------------------------------------------ outages
+
+    def _server_down(self, reply: str) -> None:
+        from newsletter.store.ledger import set_send_paused
+
+        with self._lock:
+            if not self._available.is_set():
+                return
+            self._available.clear()
+        log.warning(
+            "the SMTP server cannot be reached (%s); the send is paused and resumes "
+            "when the server is back",
+            reply or "no answer",
+        )
+        set_send_paused(self.store, True, f"SMTP server unavailable: {reply}"[:500])
+
+    def _wait_for_server(self) -> bool:
+        """Probe until the server answers (one thread probes, the others wait)."""
+        from newsletter.store.ledger import set_send_paused
+
+        if not self._prober.acquire(blocking=False):
+            while not self._available.is_set() and not self.stop.is_set():
+                self._available.wait(0.2)
+            return self._available.is_set() and not self.stop.is_set()
+        try:
+            waited, delay = 0.0, 0.5
+            limit = self.options.max_unavailable_wait
+            while not self.stop.is_set():
+                probe = getattr(self.transport, "probe", None)
+                ok = probe is None or probe().status == "sent"
+                if ok:
+                    set_send_paused(self.store, False)
+                    log.warning("the SMTP server is back; the send resumes")
+                    self._available.set()
+                    return True
+                if limit is not None and waited >= limit:
+                    self.report.paused = True
+                    self.stop.set()
+                    return False
+                self.stop.wait(delay)
+                waited += delay
+                delay = min(delay * 2, 30.0)
+            return False
+        finally:
+            self._prober.release()

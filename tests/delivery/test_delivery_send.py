@@ -1,0 +1,299 @@
+"""Whole sends against a real SMTP server, on SQLite and PostgreSQL.
+
+Every active subscriber gets exactly the summaries their topics call for, once; nobody
+else gets anything; the server's refusals, outages and a killed process lose nothing.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import cli
+from newsletter.config import load_settings
+from newsletter.delivery.service import plan_issue_send, run_worker
+from newsletter.delivery.worker import WorkerOptions
+from newsletter.store import add_subscriber, ledger, open_store, pause, unsubscribe
+from tests.store.conftest import pg_scratch, sqlite_template, store_url  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+MONTH = "2026-11"  # the ready sample issue: three summaries on overlapping topics
+TITLES = {
+    "s1": "The Efficacy of Psychodynamic Psychotherapy",
+    "s2": "Do Therapists Improve With Experience?",
+    "s3": "Comparing Psychotherapies for Adult Depression",
+}
+# email -> (topics, expected summaries); None means nothing may arrive.
+PEOPLE: dict[str, tuple[str | None, set[str] | None]] = {
+    "pdt@example.org": ("psychodynamic-therapy-pdt", {"s1"}),
+    "efficacy@example.org": ("efficacy-of-treatments", {"s1", "s3"}),
+    "training@example.org": ("Training", {"s2"}),
+    "mixed@example.org": ("IPT; Training", {"s2", "s3"}),
+    "all@example.org": (None, {"s1", "s2", "s3"}),
+    "nomatch@example.org": ("Attachment", None),
+    "paused@example.org": ("Training", None),
+    "left@example.org": ("Training", None),
+}
+
+
+@pytest.fixture
+def project(isolated_env: Path, store_url: str, smtp_server) -> Path:  # noqa: F811
+    """A project folder: the sample issues, the store of ``store_url``, the test server."""
+    import shutil
+
+    (isolated_env / "newsletter.toml").write_text(
+        f'sender_name = "Research Digest"\n'
+        f'sender_address = "digest@example.org"\n'
+        f'postal_address = "1 Example Street, Exampletown"\n'
+        f'secret_key = "test-secret"\n'
+        f'base_url = "https://news.example.org"\n'
+        f'database_url = "{store_url}"\n'
+        f'smtp_url = "{smtp_server.url}"\n'
+        f"retry_initial_delay = 0\n"
+    )
+    shutil.copytree(REPO / "issues", isolated_env / "issues")
+    settings = load_settings(isolated_env / "newsletter.toml", environ={})
+    with open_store(settings) as store:
+        for addr, (topics, _) in PEOPLE.items():
+            if topics is None:
+                add_subscriber(store, addr, name="Ann Example", all_topics=True)
+            else:
+                add_subscriber(store, addr, name="Ann Example", topics=topics)
+        pause(store, "paused@example.org")
+        unsubscribe(store, "left@example.org")
+    return isolated_env
+
+
+def settings_of(project: Path):
+    return load_settings(project / "newsletter.toml", environ={})
+
+
+def received(server) -> dict[str, list[email.message.EmailMessage]]:
+    out: dict[str, list] = {}
+    for m in server.messages:
+        for rcpt in m.rcpt_tos:
+            out.setdefault(rcpt, []).append(
+                email.message_from_bytes(m.data, policy=email.policy.default)
+            )
+    return out
+
+
+def summaries_in(msg) -> set[str]:
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    got = set()
+    for key, title in TITLES.items():
+        # A summary is in the digest when its title is a heading, not just listed under
+        # "Also in this issue"; the text part shows headings in capitals.
+        if title.upper() in text:
+            got.add(key)
+            assert title in html
+    return got
+
+
+def check_everyone_got_their_digest(server) -> None:
+    got = received(server)
+    for addr, (_, expected) in PEOPLE.items():
+        if expected is None:
+            assert addr not in got, f"{addr} must get nothing"
+        else:
+            assert len(got.get(addr, [])) == 1, f"{addr} got {len(got.get(addr, []))}"
+            assert summaries_in(got[addr][0]) == expected, addr
+
+
+def test_send_delivers_each_digest_once_with_every_header(project, smtp_server) -> None:
+    settings = settings_of(project)
+    preview = plan_issue_send(settings, MONTH)
+    assert preview.variants == {"s1": 1, "s2": 1, "s1+s3": 1, "s2+s3": 1, "all": 1}
+    assert preview.skipped == {"no matching topic": 1, "paused": 1}
+    result = run_worker(settings, WorkerOptions(months=[MONTH]))
+    assert result.report.sent == 5
+    check_everyone_got_their_digest(smtp_server)
+    [status] = result.statuses
+    assert status.status == "done" and status.counts == {"sent": 5, "skipped": 2}
+
+    msg = received(smtp_server)["mixed@example.org"][0]
+    assert msg["From"] == "Research Digest <digest@example.org>"
+    assert msg["To"] == "Ann Example <mixed@example.org>"
+    assert msg["Subject"] == "Psychodynamic therapy, experience, and depression treatments compared"
+    assert msg["Date"].datetime is not None
+    assert msg["Message-ID"].startswith(f"<{MONTH}.") and msg["Message-ID"].endswith(
+        "@example.org>"
+    )
+    assert msg["List-Id"] and "example.org" in msg["List-Id"]
+    unsub = msg["List-Unsubscribe"]
+    assert unsub.startswith("<https://news.example.org/unsubscribe/")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert unsub.strip("<>") in msg.get_body(("html",)).get_content()
+    assert msg.get_content_type() == "multipart/alternative"
+    assert "Dear Ann," in msg.get_body(("plain",)).get_content()
+    for raw in smtp_server.messages:
+        assert all(len(line) <= 998 for line in raw.data.split(b"\r\n"))
+
+    ids = {r.email: r.message_id for r in ledger_rows(settings)}
+    assert ids["mixed@example.org"] == msg["Message-ID"]
+
+    # A second send of a finished issue sends nothing and says so.
+    out = CliRunner().invoke(cli, ["-c", str(project / "newsletter.toml"), "send", MONTH, "--yes"])
+    assert out.exit_code == 0, out.output
+    assert "sent already" in out.output
+    assert len(smtp_server.messages) == 5
+
+
+def ledger_rows(settings):
+    with open_store(settings) as store:
+        return ledger.list_deliveries(store, MONTH)
+
+
+def test_temporary_and_permanent_refusals(project, smtp_server) -> None:
+    settings = settings_of(project)
+    with open_store(settings) as store:
+        add_subscriber(store, "temp-fail@example.org", topics="Training")
+        add_subscriber(store, "perm-fail@example.org", topics="Training")
+    plan_issue_send(settings, MONTH)
+    first = run_worker(settings, WorkerOptions(months=[MONTH]))
+    assert (first.report.sent, first.report.retry, first.report.failed) == (5, 1, 1)
+    rows = {r.email: r for r in ledger_rows(settings)}
+    assert rows["perm-fail@example.org"].status == "failed"
+    assert rows["perm-fail@example.org"].last_reply.startswith("550")
+    assert rows["temp-fail@example.org"].status == "pending"
+    assert rows["temp-fail@example.org"].last_reply.startswith("451")
+    # The retry keeps its Message-ID; once the server accepts, it is sent.
+    mid = rows["temp-fail@example.org"].message_id
+    del smtp_server.rcpt_replies["temp-fail"]
+    again = run_worker(settings, WorkerOptions(months=[MONTH]))
+    assert again.report.sent == 1
+    rows = {r.email: r for r in ledger_rows(settings)}
+    assert rows["temp-fail@example.org"].status == "sent"
+    assert rows["temp-fail@example.org"].message_id == mid
+    assert rows["temp-fail@example.org"].attempts == 2
+    # Failed rows go back only on request.
+    assert (
+        CliRunner()
+        .invoke(cli, ["-c", str(project / "newsletter.toml"), "deliveries", "retry", MONTH])
+        .output.startswith("1 failed deliveries queued again")
+    )
+
+
+def test_dropped_connection_after_data_is_retried_with_the_same_message_id(
+    project, smtp_server
+) -> None:
+    settings = settings_of(project)
+    plan_issue_send(settings, MONTH)
+    smtp_server.drop_next_data(1)
+    first = run_worker(settings, WorkerOptions(months=[MONTH], threads=1))
+    assert first.report.retry == 1 and first.report.sent == 4
+    [dropped] = smtp_server.dropped
+    run_worker(settings, WorkerOptions(months=[MONTH], threads=1))
+    resent = [m for m in smtp_server.messages if m.rcpt_tos == dropped.rcpt_tos]
+    assert len(resent) == 1
+    assert resent[0].parsed()["Message-ID"] == dropped.parsed()["Message-ID"]
+
+
+def test_server_down_pauses_and_resumes_by_itself(project, smtp_server, caplog) -> None:
+    settings = settings_of(project)
+    plan_issue_send(settings, MONTH)
+    smtp_server.stop()
+    done: dict = {}
+
+    def work() -> None:
+        done["result"] = run_worker(settings, WorkerOptions(months=[MONTH]))
+
+    t = threading.Thread(target=work)
+    with caplog.at_level("WARNING", logger="newsletter.delivery.worker"):
+        t.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open_store(settings) as store:
+                if ledger.send_status(store, MONTH).status == "paused":
+                    break
+            time.sleep(0.1)
+        with open_store(settings) as store:
+            assert ledger.send_status(store, MONTH).status == "paused"
+        time.sleep(1.0)
+        smtp_server.start()
+        t.join(30)
+    assert not t.is_alive()
+    assert done["result"].report.sent == 5
+    check_everyone_got_their_digest(smtp_server)
+    outage_logs = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
+    assert len(outage_logs) == 1  # logged once, not once per message
+    assert any("is back" in r.getMessage() for r in caplog.records)
+
+
+def _newsletter(project: Path, *args: str, **kw) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_CONFIG"] = str(project / "newsletter.toml")
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", *args],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kw,
+    )
+
+
+def _add_many(settings, n: int) -> None:
+    with open_store(settings) as store:
+        for i in range(n):
+            add_subscriber(store, f"bulk{i:03d}@example.org", topics="Training")
+
+
+def test_sigkill_mid_send_loses_nothing(project, smtp_server) -> None:
+    settings = settings_of(project)
+    _add_many(settings, 60)
+    smtp_server.delay_all = 0.03  # slow enough to kill the process mid-way
+    proc = _newsletter(project, "send", MONTH, "--yes", "--workers", "1")
+    deadline = time.monotonic() + 30
+    while len(smtp_server.messages) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    before = len(smtp_server.messages)
+    assert 20 <= before < 65
+    smtp_server.delay_all = 0
+    worker = _newsletter(project, "worker", "--once")
+    out = worker.communicate(timeout=60)[0].decode()
+    assert worker.returncode == 0, out
+    got = received(smtp_server)
+    expected = {f"bulk{i:03d}@example.org" for i in range(60)} | {
+        a for a, (_, e) in PEOPLE.items() if e
+    }
+    assert set(got) == expected
+    twice = [a for a, msgs in got.items() if len(msgs) > 1]
+    assert len(twice) <= 20  # at most the claimed, unrecorded batch in flight
+    for a in twice:
+        assert len({m["Message-ID"] for m in got[a]}) == 1
+    with open_store(settings) as store:
+        assert ledger.send_status(store, MONTH).status == "done"
+
+
+def test_sigterm_finishes_in_flight_and_leaves_the_rest_queued(project, smtp_server) -> None:
+    settings = settings_of(project)
+    _add_many(settings, 60)
+    smtp_server.delay_all = 0.03
+    proc = _newsletter(project, "send", MONTH, "--yes", "--workers", "1")
+    deadline = time.monotonic() + 30
+    while len(smtp_server.messages) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, out
+    assert "stopped" in out
+    with open_store(settings) as store:
+        status = ledger.send_status(store, MONTH)
+    sent = status.counts.get("sent", 0)
+    assert status.counts.get("sending", 0) == 0  # nothing left claimed
+    assert sent == len(smtp_server.messages) < 65
+    assert status.counts.get("pending", 0) == 65 - sent
