@@ -169,16 +169,18 @@ class MessageTemplate:
     dev_redirect: str
     unsubscribe_mailto: str
     # The whole message as static pieces with the holes at the odd positions: first the
-    # personal header fields, then the values (``hole_keys``: a field name for the text
-    # part, "html:" + name for the HTML part). Static pieces are already QP-encoded.
+    # personal header fields, then the values. ``hole_keys`` name each value hole: the
+    # field name in the text part, "html:" + name in the HTML part (except tokens, which
+    # HTML escaping never changes: they share the text part's key). Static pieces are
+    # already QP-encoded.
     pieces: tuple[bytes, ...]
     hole_keys: tuple[str, ...]
-    _text_names: tuple[str, ...]
-    _html_names: tuple[str, ...]
+    # (key, field, encoder) for every distinct hole: how to encode each value.
+    _plan: tuple[tuple[str, str, Callable[[str], bytes]], ...]
     _pick: Callable[[Mapping[str, bytes]], tuple[bytes, ...]]
     _mid_key: hashlib.blake2b
 
-    def __repr__(self) -> str:  # the HMAC key and the settings' secret stay out of logs
+    def __repr__(self) -> str:  # the MAC key and the settings' secret stay out of logs
         return (
             f"MessageTemplate(issue_month={self.issue_month!r}, subject={self.subject!r}, "
             f"boundary={self.boundary!r})"
@@ -243,9 +245,15 @@ def encode_value(value: str) -> bytes:
 _cached_text = lru_cache(maxsize=16384)(encode_value)
 
 
-@lru_cache(maxsize=16384)
-def _cached_html(value: str) -> bytes:
+def _html_value(value: str) -> bytes:
     return encode_value(escape(value))
+
+
+_cached_html = lru_cache(maxsize=16384)(_html_value)
+# Fields whose values differ for (nearly) every recipient.
+_UNIQUE_FIELDS = frozenset({"first_name", "email"})
+# What a signed token is made of (base64url and "."): HTML escaping never changes it.
+_TOKEN = re.compile(r"[A-Za-z0-9_.=-]*")
 
 
 def _encode_part(part: PreparedPart) -> _EncodedPart:
@@ -485,7 +493,7 @@ def build_message_template(
         pieces += [static, b""]
         static = seg
     pieces.append(static + f"\r\n--{boundary}--\r\n".encode("ascii"))
-    hole_keys = text.names + tuple("html:" + n for n in html.names)
+    hole_keys = text.names + tuple(n if _is_token(n) else "html:" + n for n in html.names)
     return MessageTemplate(
         settings=settings,
         issue_month=issue_month,
@@ -498,11 +506,28 @@ def build_message_template(
         unsubscribe_mailto=unsubscribe_mailto,
         pieces=tuple(pieces),
         hole_keys=hole_keys,
-        _text_names=tuple(dict.fromkeys(text.names)),
-        _html_names=tuple(dict.fromkeys(html.names)),
+        _plan=_encoding_plan(hole_keys),
         _pick=_picker(hole_keys),
         _mid_key=mid_key,
     )
+
+
+def _is_token(name: str) -> bool:
+    return name.endswith("_token")
+
+
+def _encoding_plan(keys: tuple[str, ...]) -> tuple[tuple[str, str, Callable[[str], bytes]], ...]:
+    plan = []
+    for key in dict.fromkeys(keys):
+        html = key.startswith("html:")
+        name = key.removeprefix("html:")
+        # Values unique to a recipient skip the caches (a miss costs more than encoding).
+        unique = name in _UNIQUE_FIELDS or _is_token(name)
+        if html:
+            plan.append((key, name, _html_value if unique else _cached_html))
+        else:
+            plan.append((key, name, encode_value if unique else _cached_text))
+    return tuple(plan)
 
 
 def _picker(keys: tuple[str, ...]) -> Callable[[Mapping[str, bytes]], tuple[bytes, ...]]:
@@ -567,13 +592,16 @@ def assemble_values(
     :func:`assemble` computes the values (signed tokens and all) and the Message-ID
     itself; this is for callers that have their own values (previews, tests). Raises
     :class:`MissingFieldError` when ``values`` lacks a field the parts use and
-    :class:`HeaderInjectionError` for a line break in the Message-ID or the token.
+    :class:`HeaderInjectionError` for a line break in the Message-ID, and ValueError
+    when a ``*_token`` value is not made of a token's characters (base64url and ".").
     """
     check_header_value("Message-ID", message_id)
     if "unsubscribe_token" not in values:
         raise MissingFieldError("no value for field 'unsubscribe_token'")
-    check_header_value("unsubscribe token", values["unsubscribe_token"])
-    return _assemble(template, recipient, message_id, values, signed_tokens=False)
+    for name, value in values.items():
+        if _is_token(name) and not _TOKEN.fullmatch(value):
+            raise ValueError(f"{name} {value!r} is not a signed token")
+    return _assemble(template, recipient, message_id, values)
 
 
 def _assemble(
@@ -581,7 +609,6 @@ def _assemble(
     recipient: RecipientFields,
     message_id: str,
     values: Mapping[str, str],
-    signed_tokens: bool,
 ) -> OutgoingMessage:
     headers = [
         address_header("To", recipient.name, recipient.email),
@@ -594,17 +621,8 @@ def _assemble(
         headers.append(f"X-Original-To: {recipient.email}")
         envelope_to = template.dev_redirect
     headers.append("")
-    enc: dict[str, bytes] = {}
     try:
-        for n in template._text_names:
-            v = values[n]
-            enc[n] = encode_value(v) if signed_tokens and n.endswith("_token") else _cached_text(v)
-        for n in template._html_names:
-            if signed_tokens and n.endswith("_token"):
-                # Signed tokens are base64url and ".": HTML escaping never changes them.
-                enc["html:" + n] = enc.get(n) or encode_value(values[n])
-            else:
-                enc["html:" + n] = _cached_html(values[n])
+        enc = {key: encode(values[name]) for key, name, encode in template._plan}
     except KeyError as exc:
         raise MissingFieldError(f"no value for field {exc.args[0]!r}") from None
     pieces = list(template.pieces)
@@ -624,7 +642,7 @@ def assemble(template: MessageTemplate, recipient: RecipientFields) -> OutgoingM
         raise TypeError("assemble() needs the recipient's subscriber_id (an int)")
     check_address("recipient address", recipient.email)
     values = recipient_values(template.settings, recipient, template.web_view_url)
-    return _assemble(template, recipient, message_id(template, sid), values, signed_tokens=True)
+    return _assemble(template, recipient, message_id(template, sid), values)
 
 
 def assemble_test(
@@ -645,4 +663,4 @@ def assemble_test(
     values = recipient_values(template.settings, person, template.web_view_url)
     mid = f"<test.{secrets.token_hex(10)}@{template.domain}>"
     shown = RecipientFields(email=to_address, name=name if name is not None else person.name)
-    return _assemble(template, shown, mid, values, signed_tokens=True)
+    return _assemble(template, shown, mid, values)
