@@ -138,6 +138,12 @@ SETTINGS: tuple[SettingInfo, ...] = (
     ),
     SettingInfo("dev_redirect", "", "Send every message to this one address instead (staging)."),
     SettingInfo(
+        "unsubscribe_mailto",
+        "",
+        "Address added to List-Unsubscribe as mailto: (the subscriber's token in the "
+        "subject); empty for none.",
+    ),
+    SettingInfo(
         "retry_initial_delay",
         60.0,
         "Seconds before the first retry of a message the server refused for now (4xx); "
@@ -194,6 +200,7 @@ class Settings:
     no_match_policy: str
     also_in_issue: bool
     dev_redirect: str
+    unsubscribe_mailto: str
     retry_initial_delay: float
     retry_max_delay: float
     retry_give_up_after: float
