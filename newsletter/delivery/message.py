@@ -82,6 +82,9 @@ _LITERAL = frozenset(chr(c) for c in range(33, 127) if c != 61) | {" ", "\t"}
 # A value that can be inserted without any encoding: literal characters only, and short
 # enough to fit on one line with its soft break.
 _SAFE_VALUE = re.compile(r"[\t !-<>-~]{0,75}")
+# Longer values of printable ASCII without spaces or "=" (signed tokens, URLs): they only
+# need soft line breaks every 75 characters.
+_SAFE_LONG = re.compile(r"[!-<>-~]+")
 # Plain addresses: dot-atom local part and domain (no quoted local parts, no IDN).
 _ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _MONTH = re.compile(r"[A-Za-z0-9-]+")
@@ -219,6 +222,9 @@ def qp_encode(text: str, *, ends_part: bool = True) -> str:
             if col + len(u) > QP_LINE - 1:
                 out.append(_SOFT)
                 col = 0
+            if col == 0 and u == ".":
+                # No line starts with "." so the SMTP transport need not dot-stuff.
+                u = "=2E"
             out.append(u)
             col += len(u)
         if i < last:
@@ -230,10 +236,31 @@ def _ends_line(text: str) -> bool:
     return not text or text.endswith("\n")
 
 
+def _chunk_lines(value: str) -> str:
+    """Literal ASCII cut into lines of at most 75 characters, each ending in a soft break.
+
+    A line that would start with "." starts with "=2E" instead (see :func:`qp_encode`).
+    """
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        if value[i] == ".":
+            out.append("=2E" + value[i + 1 : i + QP_LINE - 3])
+            i += QP_LINE - 3
+        else:
+            out.append(value[i : i + QP_LINE - 1])
+            i += QP_LINE - 1
+        out.append(_SOFT)
+    return "".join(out)
+
+
 def encode_value(value: str) -> bytes:
     """A value's QP form for a hole: it starts a line and ends at the start of one."""
-    if _SAFE_VALUE.fullmatch(value):  # tokens, addresses, URLs, most names
+    if _SAFE_VALUE.fullmatch(value) and not value.startswith("."):
+        # short tokens, addresses, URLs, most names
         return (value + _SOFT).encode("ascii") if value else b""
+    if _SAFE_LONG.fullmatch(value):  # long tokens and URLs: per recipient, keep it cheap
+        return _chunk_lines(value).encode("ascii")
     encoded = qp_encode(value, ends_part=False)
     if not _ends_line(value):
         encoded += _SOFT

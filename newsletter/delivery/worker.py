@@ -276,7 +276,11 @@ class DeliveryWorker:
                     counts["failed"] += 1
                     continue
                 result = self.transport.send(
-                    msg.envelope_from or self._sender, msg.recipients, msg.data, msg.message_id
+                    msg.envelope_from or self._sender,
+                    msg.recipients,
+                    msg.data,
+                    msg.message_id,
+                    smtp_ready=True,
                 )
                 outcome = self._outcome(item, result, msg.message_id)
                 outcomes.append(outcome)

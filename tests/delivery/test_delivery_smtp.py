@@ -72,6 +72,17 @@ def test_plain_send_is_recorded_with_exact_bytes(
     assert got.parsed()["Subject"] == "Issue 1"
 
 
+def test_smtp_ready_messages_arrive_byte_for_byte(
+    smtp_server: SmtpTestServer, transport: SmtpTransport
+) -> None:
+    # What the assembler makes: CRLF, and "." never starts a line (QP writes =2E).
+    data = message().replace(b"\r\n.A line", b"\r\n=2EA line")
+    for n in range(3):  # several on one connection: the dialogue stays in step
+        outcome = transport.send(SENDER, ["r@example.net"], data, f"<s{n}@x>", smtp_ready=True)
+        assert outcome.sent
+    assert [m.data for m in smtp_server.messages] == [data] * 3
+
+
 def test_connection_is_reused_between_messages(
     smtp_server: SmtpTestServer, transport: SmtpTransport
 ) -> None:
