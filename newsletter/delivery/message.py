@@ -201,6 +201,29 @@ def _unit(ch: str) -> str:
     return "".join(_HEX[b] for b in ch.encode("utf-8"))
 
 
+_PLAIN_LINE = re.compile(r"[\t !-<>-~]*")
+
+
+def _plain_chunks(line: str, out: list[str]) -> int:
+    """Append ``line`` (literal characters only) as lines of at most 75 characters joined
+    by soft breaks, a leading "." written "=2E"; returns the column after the last one."""
+    i, n, col = 0, len(line), 0
+    while i < n:
+        if col:
+            out.append(_SOFT)
+        if line[i] == ".":
+            chunk = line[i + 1 : i + QP_LINE - 3]
+            out.append("=2E" + chunk)
+            col = 3 + len(chunk)
+            i += 1 + len(chunk)
+        else:
+            chunk = line[i : i + QP_LINE - 1]
+            out.append(chunk)
+            col = len(chunk)
+            i += len(chunk)
+    return col
+
+
 def qp_encode(text: str, *, ends_part: bool = True) -> str:
     """Quoted-printable of ``text`` (UTF-8), CRLF line breaks, lines of at most 76 chars.
 
@@ -213,6 +236,19 @@ def qp_encode(text: str, *, ends_part: bool = True) -> str:
     lines = text.split("\n")
     last = len(lines) - 1
     for i, line in enumerate(lines):
+        if _PLAIN_LINE.fullmatch(line):
+            # Most lines need no escapes: cut them into lines by slicing, not per character.
+            tail = ""
+            if line and line[-1] in " \t" and (i < last or ends_part):
+                tail, line = _HEX[ord(line[-1])], line[:-1]
+            col = _plain_chunks(line, out)
+            if tail:
+                if col + len(tail) > QP_LINE - 1:
+                    out.append(_SOFT)
+                out.append(tail)
+            if i < last:
+                out.append(_CRLF)
+            continue
         units = [_unit(ch) for ch in line]
         if units and units[-1] in (" ", "\t") and (i < last or ends_part):
             units[-1] = _HEX[ord(units[-1])]
