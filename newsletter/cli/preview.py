@@ -117,6 +117,7 @@ def variants(app: AppContext, month: str, as_json: bool) -> None:
                     "html_kb": round(i.html_kb, 1),
                     "text_kb": round(i.text_bytes / 1024, 1),
                     "clipped_by_gmail": i.too_big,
+                    "subscribers": i.subscribers,
                 }
                 for i in infos
             ]
@@ -125,10 +126,11 @@ def variants(app: AppContext, month: str, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"{month}: {len(infos)} variants", title_justify="left")
-    for col in ("Variant", "Summaries", "HTML KB", "Text KB"):
+    for col in ("Variant", "Summaries", "HTML KB", "Text KB", "Subscribers"):
         table.add_column(col, overflow="fold")
     for i in infos:
         size = f"{i.html_kb:.1f}" + (" [red](over 102 KB)[/red]" if i.too_big else "")
         titles = "\n".join(i.titles) or "[dim](teaser: titles only)[/dim]"
-        table.add_row(i.name, titles, size, f"{i.text_bytes / 1024:.1f}")
+        who = "" if i.subscribers is None else str(i.subscribers)
+        table.add_row(i.name, titles, size, f"{i.text_bytes / 1024:.1f}", who)
     console().print(table)

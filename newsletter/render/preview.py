@@ -31,10 +31,6 @@ PREVIEW_NAME = "Alex Example"
 PREVIEW_EMAIL = "preview@example.org"
 
 
-class SubscriberStoreUnavailableError(NewsletterError):
-    """--subscriber was given but there is no subscriber store to look the person up in."""
-
-
 class BrowserUnavailableError(NewsletterError):
     """Headless Chromium (or Playwright) is not installed."""
 
@@ -60,6 +56,7 @@ class VariantInfo:
     subject: str
     html_bytes: int
     text_bytes: int
+    subscribers: int | None = None  # who would get it now (None: no subscriber store)
 
     @property
     def html_kb(self) -> float:
@@ -80,13 +77,17 @@ def load_and_build(settings: Settings, month: str) -> BuiltIssue:
 
 
 def lookup_subscriber(settings: Settings, email: str) -> RecipientFields:
-    """The subscriber ``email`` as the render stage needs them.
+    """The subscriber ``email`` from the store, as the render stage needs them."""
+    from newsletter.store import get_subscriber, open_store
 
-    Hook for the subscriber store: until it exists this raises a clear error.
-    """
-    raise SubscriberStoreUnavailableError(
-        "subscriber store not available yet",
-        hint='preview by topics instead: --topics "Empathy; Training"',
+    with open_store(settings) as store:
+        view = get_subscriber(store, email)
+    return RecipientFields(
+        email=view.email,
+        subscriber_id=view.id,
+        name=view.name,
+        topics=view.topics,
+        all_topics=view.all_topics,
     )
 
 
@@ -176,6 +177,7 @@ def list_variants(settings: Settings, month: str) -> list[VariantInfo]:
     from newsletter.render.build import sample_values
 
     built = load_and_build(settings, month)
+    counts = _subscriber_counts(settings, built)
     out = []
     for v in built.variants.values():
         values = sample_values(v, settings)
@@ -187,9 +189,25 @@ def list_variants(settings: Settings, month: str) -> list[VariantInfo]:
                 subject=v.subject,
                 html_bytes=len(v.html.fill_bytes(values)),
                 text_bytes=len(v.text.fill_bytes(values)),
+                subscribers=None if counts is None else counts.get(v.name, 0),
             )
         )
     return out
+
+
+def _subscriber_counts(settings: Settings, built: BuiltIssue) -> dict[str, int] | None:
+    """Receiving subscribers per variant name, or None when there is no store yet."""
+    from newsletter.delivery.service import variant_name
+    from newsletter.store import StoreError, ledger, open_store
+
+    try:
+        store = open_store(settings)
+    except StoreError:
+        return None
+    with store:
+        by_mask, _ = ledger.preview_plan(store, built.issue, settings.no_match_policy)
+    k = len(built.issue.summaries)
+    return {variant_name(mask, k): n for mask, n in by_mask.items()}
 
 
 def serve_preview(

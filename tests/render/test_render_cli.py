@@ -39,10 +39,30 @@ def test_preview_default_is_the_full_issue_in_a_chosen_folder(project, tmp_path)
     assert (tmp_path / "p" / "2026-09-all.html").exists()
 
 
-def test_preview_subscriber_needs_the_store(project):
+def test_preview_as_a_subscriber_from_the_store(project, tmp_path):
     result = run("issue", "preview", "2026-10", "--subscriber", "a@example.org")
     assert result.exit_code == 1
-    assert "subscriber store not available yet" in result.output
+    assert "a@example.org" in result.output and "Traceback" not in result.output
+    added = run("subscribers", "add", "a@example.org", "--name", "Kim Lee", "--topics", "Empathy")
+    assert added.exit_code == 0, added.output
+    result = run(
+        "issue", "preview", "2026-10", "--subscriber", "a@example.org", "--out", str(tmp_path)
+    )
+    assert result.exit_code == 0, result.output
+    [html] = tmp_path.glob("*.html")
+    text = html.read_text()
+    assert "Dear Kim," in text and "Your topics: Empathy." in text
+    assert "Therapist Empathy and Client Outcome</h2>" in text
+    assert "Repairing Ruptures in the Alliance Pays Off</h2>" not in text
+
+
+def test_variants_count_the_subscribers_of_each(project):
+    for addr, topics in [("a@x.org", "Empathy"), ("b@x.org", "Empathy"), ("c@x.org", "Training")]:
+        assert run("subscribers", "add", addr, "--topics", topics).exit_code == 0
+    result = run("issue", "variants", "2026-10", "--json")
+    assert result.exit_code == 0, result.output
+    counts = {v["name"]: v["subscribers"] for v in json.loads(result.output)}
+    assert counts["s1"] == 2 and counts["s2"] == 1 and counts["all"] == 0
 
 
 def test_preview_unknown_topic_suggests(project):
