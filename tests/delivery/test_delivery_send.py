@@ -297,3 +297,54 @@ def test_sigterm_finishes_in_flight_and_leaves_the_rest_queued(project, smtp_ser
     assert status.counts.get("sending", 0) == 0  # nothing left claimed
     assert sent == len(smtp_server.messages) < 65
     assert status.counts.get("pending", 0) == 65 - sent
+
+
+def cli_run(project: Path, *args: str):
+    return CliRunner().invoke(cli, ["-c", str(project / "newsletter.toml"), *args])
+
+
+def test_dry_run_changes_nothing_and_shows_the_variants(project, smtp_server) -> None:
+    out = cli_run(project, "send", MONTH, "--dry-run")
+    assert out.exit_code == 0, out.output
+    assert "dry run" in out.output and "s1+s3" in out.output and "no matching topic" in out.output
+    assert smtp_server.messages == []
+    status = cli_run(project, "deliveries", "status", MONTH)
+    assert status.exit_code == 1 and "has not been sent or planned" in status.output
+
+
+def test_drafts_and_back_issues_are_refused(project) -> None:
+    issue = project / "issues" / f"{MONTH}.md"
+    issue.write_text(issue.read_text().replace("status: ready", "status: draft"))
+    out = cli_run(project, "send", MONTH, "--yes")
+    assert out.exit_code == 1 and "is a draft" in out.output and "status: ready" in out.output
+    out = cli_run(project, "send", "2026-10", "--yes")
+    assert out.exit_code == 1 and "published back issue" in out.output
+
+
+def test_send_test_is_marked_and_not_recorded(project, smtp_server) -> None:
+    out = cli_run(project, "send-test", MONTH, "--to", "author@example.org", "--topics", "Training")
+    assert out.exit_code == 0, out.output
+    [msg] = received(smtp_server)["author@example.org"]
+    assert msg["Subject"].startswith("[TEST] ")
+    assert summaries_in(msg) == {"s2"}
+    assert "has not been sent or planned" in cli_run(project, "deliveries", "status", MONTH).output
+
+
+def test_deliveries_status_and_list_json(project, smtp_server) -> None:
+    import json
+
+    with open_store(settings_of(project)) as store:
+        add_subscriber(store, "perm-fail@example.org", topics="Training")
+    out = cli_run(project, "send", MONTH, "--yes")
+    assert out.exit_code == 0, out.output
+    assert "Result" in out.output and "done" in out.output
+    status = json.loads(cli_run(project, "deliveries", "status", MONTH, "--json").output)
+    assert status["status"] == "done"
+    assert status["counts"] == {"sent": 5, "failed": 1, "skipped": 2}
+    assert status["skipped"] == {"no matching topic": 1, "paused": 1}
+    failed = json.loads(
+        cli_run(project, "deliveries", "list", MONTH, "--status", "failed", "--json").output
+    )
+    assert [(r["email"], r["last_reply"][:3]) for r in failed] == [("perm-fail@example.org", "550")]
+    shown = cli_run(project, "subscribers", "show", "perm-fail@example.org", "--json")
+    assert json.loads(shown.output)["deliveries"][0]["status"] == "failed"
