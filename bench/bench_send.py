@@ -5,9 +5,9 @@
 
 1. Starts ``smtp-sink`` (Debian package ``postfix``) on a free loopback port.
 2. In a child process: a fresh SQLite project with N subscribers (every one active, with
-   varied topics), the sample issue 2026-11, then ``plan`` + the delivery worker over
-   ``--connections`` SMTP connections. The child prints messages/second of the sending
-   phase and its peak memory (ru_maxrss).
+   varied topics) and the sample issue 2026-11, planned. Then, in a second child, the
+   delivery worker over ``--connections`` SMTP connections, which prints messages/second
+   and its peak memory (ru_maxrss): the send's memory, not the import's.
 3. ``smtp-source -d`` sends the same number of messages of the same average size over the
    same number of connections; its messages/second and the ratio are printed.
 4. With ``--memory M``, the child runs again with M subscribers and the two peak memory
@@ -38,11 +38,11 @@ def free_port() -> int:
 
 
 def child(n: int, port: int, connections: int, folder: Path) -> None:
-    """Set up a project of ``n`` subscribers and send 2026-11 to smtp-sink; print JSON."""
+    """Set up a project of ``n`` subscribers and plan 2026-11; then send it in a process of
+    its own (so its peak memory is the send's alone); print JSON."""
     sys.path.insert(0, str(REPO))
     from newsletter.config import load_settings
-    from newsletter.delivery.service import plan_issue_send, run_worker
-    from newsletter.delivery.worker import WorkerOptions
+    from newsletter.delivery.service import plan_issue_send
     from newsletter.demo import write_demo_subscribers
     from newsletter.project import init_project
     from newsletter.store import import_csv, open_store
@@ -70,19 +70,27 @@ def child(n: int, port: int, connections: int, folder: Path) -> None:
     with open_store(settings) as store:
         import_csv(store, csv_path)
     preview = plan_issue_send(settings, "2026-11")
+    print(json.dumps({"subscribers": n, "planned": preview.outstanding}))
+
+
+def send_only(port: int, connections: int, folder: Path) -> None:
+    """Send the planned 2026-11 of ``folder``; print messages, seconds, rate, peak memory."""
+    sys.path.insert(0, str(REPO))
+    from newsletter.config import load_settings
+    from newsletter.delivery.service import run_worker
+    from newsletter.delivery.worker import WorkerOptions
+
+    overrides = {"smtp_url": f"smtp://127.0.0.1:{port}", "smtp_pool_size": str(connections)}
+    settings = load_settings(folder / "newsletter.toml", overrides=overrides, environ={})
     start = time.perf_counter()
     result = run_worker(
         settings, WorkerOptions(threads=connections, months=["2026-11"], batch_size=50)
     )
     elapsed = time.perf_counter() - start
-    sizes = [p.stat().st_size for p in []]
-    del sizes
     print(
         json.dumps(
             {
-                "subscribers": n,
                 "messages": result.report.sent,
-                "planned": preview.outstanding,
                 "seconds": elapsed,
                 "rate": result.report.sent / elapsed,
                 "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -111,14 +119,25 @@ def average_size(folder: Path) -> int:
 
 
 def run_child(n: int, port: int, connections: int) -> tuple[dict, Path]:
+    """Set up and plan in one process, then send in another started from this (small)
+    process: Linux keeps a process's peak memory across exec, so the send must not be
+    started by the process that did the import."""
     folder = Path(tempfile.mkdtemp(prefix="bench-send-"))
-    out = subprocess.run(
+    setup = subprocess.run(
         [sys.executable, __file__, "--child", str(n), str(port), str(connections), str(folder)],
         check=True,
         capture_output=True,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1]), folder
+    sent = subprocess.run(
+        [sys.executable, __file__, "--send", str(port), str(connections), str(folder)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(setup.stdout.strip().splitlines()[-1])
+    result.update(json.loads(sent.stdout.strip().splitlines()[-1]))
+    return result, folder
 
 
 def main() -> None:
@@ -127,7 +146,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--memory", type=int, default=0, help="also run with this many")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--send", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.send:
+        port, conns, folder = args.send
+        send_only(int(port), int(conns), Path(folder))
+        return
     if args.child:
         n, port, conns, folder = args.child
         child(int(n), int(port), int(conns), Path(folder))

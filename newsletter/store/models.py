@@ -203,7 +203,7 @@ class Delivery(Base):
     __table_args__ = (
         CheckConstraint("status IN ('" + "', '".join(DELIVERY_STATUSES) + "')", name="status"),
         UniqueConstraint("send_id", "subscriber_id", name="uq_deliveries_send_subscriber"),
-        Index("ix_deliveries_queue", "status", "next_attempt_at", "id"),
+        Index("ix_deliveries_queue", "status", "id"),
         Index("ix_deliveries_subscriber_id", "subscriber_id"),
     )
 

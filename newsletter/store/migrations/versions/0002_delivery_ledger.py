@@ -68,7 +68,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("send_id", "subscriber_id", name="uq_deliveries_send_subscriber"),
     )
     op.create_index(
-        "ix_deliveries_queue", "deliveries", ["status", "next_attempt_at", "id"], unique=False
+        "ix_deliveries_queue", "deliveries", ["status", "id"], unique=False
     )
     op.create_index("ix_deliveries_subscriber_id", "deliveries", ["subscriber_id"], unique=False)
 
