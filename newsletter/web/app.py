@@ -155,7 +155,9 @@ def _check_origin() -> Any:
     if request.method != "POST" or request.path.startswith("/unsubscribe/"):
         return None  # one-click unsubscribe comes from mail providers' servers
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+    # "null" is what privacy settings send (e.g. a no-referrer policy); the CSRF token
+    # still has to match, so only a named foreign origin is refused here.
+    if origin not in (None, "null") and origin.rstrip("/") != request.host_url.rstrip("/"):
         abort(400, "this form was sent from another site")
     return None
 

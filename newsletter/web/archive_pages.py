@@ -42,8 +42,8 @@ def _public_issue(month: str) -> Issue:
     abort(404)
 
 
-@archive_pages.get("/archive")
 @archive_pages.get("/archive/")
+@archive_pages.get("/archive")
 def archive_index():
     """Every public issue, newest first; ``?topic=<slug>&type=<research slug>`` filter."""
     from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy

@@ -73,7 +73,7 @@ def test_security_headers_on_every_page(client, path):
     assert r.status_code == 200
     csp = r.headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
-    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert r.headers["Referrer-Policy"] == "same-origin"
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["X-Frame-Options"] == "DENY"
     html = r.get_data(as_text=True)
