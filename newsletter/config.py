@@ -166,6 +166,35 @@ SETTINGS: tuple[SettingInfo, ...] = (
         kind=float,
         minimum=0,
     ),
+    # web
+    SettingInfo(
+        "consent_version",
+        "2026-01",
+        "Version of the consent text on the sign-up page, recorded with every sign-up; "
+        "change it whenever you change that text.",
+    ),
+    SettingInfo(
+        "signup_limit_per_ip",
+        20,
+        "Most sign-up and lost-link requests from one IP address per hour (0 = no limit).",
+        kind=int,
+        minimum=0,
+    ),
+    SettingInfo(
+        "signup_limit_per_address",
+        3,
+        "Most sign-up and lost-link requests for one email address per hour (0 = no limit).",
+        kind=int,
+        minimum=0,
+    ),
+    SettingInfo(
+        "trusted_proxies",
+        0,
+        "How many reverse proxies in front of `newsletter serve` to trust for the client's "
+        "IP (X-Forwarded-For); 0 when browsers connect directly.",
+        kind=int,
+        minimum=0,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -204,6 +233,11 @@ class Settings:
     retry_initial_delay: float
     retry_max_delay: float
     retry_give_up_after: float
+    # web
+    consent_version: str
+    signup_limit_per_ip: int
+    signup_limit_per_address: int
+    trusted_proxies: int
     root: Path = field(default_factory=Path.cwd)
     config_path: Path | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -357,6 +357,15 @@ def get_subscriber(store: Store, email: str, history: bool = False) -> Subscribe
         return _view(sub, events=events)
 
 
+def get_subscriber_by_id(store: Store, subscriber_id: int) -> SubscriberView:
+    """One subscriber by their id (the payload of the signed links in emails)."""
+    with store.transaction() as s:
+        sub = s.get(Subscriber, subscriber_id)
+        if sub is None:
+            raise SubscriberNotFoundError(f"subscriber #{subscriber_id}")
+        return _view(sub)
+
+
 def _filtered(stmt: Select, flt: SubscriberFilter) -> Select:
     if flt.status:
         if flt.status not in STATUSES:

@@ -1,0 +1,60 @@
+"""Response time of the lost-link form for a known and an unknown address.
+
+The page must not reveal whether an address is subscribed, by its words or by its speed:
+the lookup and the email happen after the response. Prints the median time of each.
+
+    .venv/bin/python bench/bench_web_lost_link.py
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from newsletter.config import load_settings
+from newsletter.store import add_subscriber, open_store, upgrade_database
+from newsletter.web import create_app
+
+N = 200
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "n.db"
+        upgrade_database(f"sqlite:///{db}")
+        settings = load_settings(
+            overrides={
+                "database_url": f"sqlite:///{db}",
+                "secret_key": "bench",
+                "smtp_url": f"outbox://{tmp}/outbox",
+                "sender_address": "digest@example.org",
+                "signup_limit_per_ip": 0,
+                "signup_limit_per_address": 0,
+            },
+            environ={},
+        )
+        with open_store(settings) as store:
+            add_subscriber(store, "known@example.org")
+        app = create_app(settings)
+        client = app.test_client()
+        page = client.get("/preferences").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page).group(1)
+        times: dict[str, list[float]] = {"known": [], "unknown": []}
+        for i in range(N):
+            for kind in ("known", "unknown") if i % 2 else ("unknown", "known"):
+                start = time.perf_counter()
+                r = client.post(
+                    "/preferences", data={"csrf_token": csrf, "email": f"{kind}@example.org"}
+                )
+                times[kind].append(time.perf_counter() - start)
+                assert r.status_code == 200
+        app.extensions["newsletter"].jobs.wait_idle(120)
+        for kind, values in times.items():
+            print(f"{kind:8s} median {statistics.median(values) * 1000:.2f} ms over {N} requests")
+
+
+if __name__ == "__main__":
+    main()

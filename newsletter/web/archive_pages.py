@@ -1,0 +1,93 @@
+"""The public archive: sent and published issues, filterable by topic and research type.
+
+``/archive/YYYY-MM`` and ``/archive/YYYY-MM/<summary key>`` are the addresses the emails'
+"view in browser" and "Also in this issue" links point to. Drafts and issues not yet
+sent answer 404, exactly like months that do not exist.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, abort, request
+from markupsafe import Markup
+
+from newsletter.content.markdown import render_markdown
+from newsletter.content.model import Issue
+from newsletter.web.app import page, web
+from newsletter.web.archive import filter_archive, public_issues
+
+archive_pages = Blueprint("archive_pages", __name__)
+
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,150}$")
+
+
+def markdown(text: str | None) -> Markup:
+    """Issue Markdown as HTML (raw HTML in the source is escaped by render_markdown)."""
+    return Markup(render_markdown(text or ""))
+
+
+@archive_pages.app_template_filter("markdown")
+def _markdown_filter(text: str | None) -> Markup:
+    return markdown(text)
+
+
+def _public_issue(month: str) -> Issue:
+    if not MONTH.match(month):
+        abort(404)
+    for issue in public_issues(web().library, web().store):
+        if issue.month == month:
+            return issue
+    abort(404)
+
+
+@archive_pages.get("/archive/")
+@archive_pages.get("/archive")
+def archive_index():
+    """Every public issue, newest first; ``?topic=<slug>&type=<research slug>`` filter."""
+    from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
+    from newsletter.web.topic_groups import topic_groups
+
+    topic = request.args.get("topic") or None
+    research = request.args.get("type") or None
+    errors = {}
+    if topic is not None and topic not in load_taxonomy().by_slug:
+        errors["topic"] = "There is no such topic; showing every topic."
+        topic = None
+    if research is not None and research not in {r.slug for r in RESEARCH_TYPES}:
+        errors["type"] = "There is no such type of research; showing every type."
+        research = None
+    entries = filter_archive(public_issues(web().library, web().store), topic, research)
+    return page(
+        "archive_index.html",
+        400 if errors else 200,
+        entries=entries,
+        groups=topic_groups(),
+        research_types=RESEARCH_TYPES,
+        topic=topic,
+        topic_name=load_taxonomy().by_slug[topic].name if topic else None,
+        research=research,
+        research_name={r.slug: r.name for r in RESEARCH_TYPES}.get(research or ""),
+        errors=errors,
+    )
+
+
+@archive_pages.get("/archive/<month>")
+def archive_issue(month: str):
+    """One issue with every summary."""
+    issue = _public_issue(month)
+    return page("archive_issue.html", issue=issue)
+
+
+@archive_pages.get("/archive/<month>/<key>")
+def archive_summary(month: str, key: str):
+    """One summary, with the other summaries of its issue listed."""
+    issue = _public_issue(month)
+    if not KEY.match(key):
+        abort(404)
+    for summary in issue.summaries:
+        if summary.key == key:
+            others = [s for s in issue.summaries if s.key != key]
+            return page("archive_summary.html", issue=issue, summary=summary, others=others)
+    abort(404)

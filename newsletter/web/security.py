@@ -1,0 +1,105 @@
+"""Request protections of the web pages: CSRF tokens, in-memory rate limits, headers.
+
+CSRF tokens are HMACs, so nothing is stored on the server:
+
+- on pages reached through a signed link, the token is derived from that link's token
+  (only someone holding the link can get it, and it works without cookies);
+- on the sign-up and lost-link forms, it is derived from a random nonce in a cookie
+  (the "double submit" pattern, with the cookie's value never in the page).
+
+Both are signed with every key of ``secret_key`` in turn when checking, so a key
+rotation does not break forms that are open in a browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+CSRF_COOKIE = "newsletter_csrf"
+CSRF_FIELD = "csrf_token"
+
+# Same-origin resources only; no inline scripts or styles anywhere.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    # Pages carry signed tokens in their address: never leak it to another site.
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def _mac(key: str, scope: str, nonce: str) -> str:
+    msg = f"newsletter.csrf|{scope}|{nonce}".encode()
+    return hmac.new(key.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def make_csrf(keys: Sequence[str], scope: str, nonce: str = "") -> str:
+    """The CSRF token of a form: bound to ``scope`` (a link token or "") and ``nonce``."""
+    return _mac(keys[0], scope, nonce)
+
+
+def check_csrf(keys: Sequence[str], scope: str, nonce: str, given: str | None) -> bool:
+    """True if ``given`` is the token of this scope and nonce under any key."""
+    if not given or len(given) != 64 or (not scope and not nonce):
+        return False
+    return any(hmac.compare_digest(_mac(k, scope, nonce), given) for k in keys)
+
+
+def new_nonce() -> str:
+    """A fresh random value for the CSRF cookie."""
+    return secrets.token_urlsafe(24)
+
+
+class RateLimiter:
+    """At most ``limit`` events per key in a sliding window, in this process's memory.
+
+    Kept in memory on purpose: limits protect against floods of sign-ups to one address
+    or from one IP, and a restart forgetting them is harmless. Memory is bounded: expired
+    keys are purged when the table grows.
+    """
+
+    def __init__(self, window: float = 3600.0, max_keys: int = 50_000) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, limit: int, now: float | None = None) -> bool:
+        """Record one event for ``key``; False (and not recorded) if over ``limit``."""
+        if limit <= 0:
+            return True
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            events = self._events.get(key)
+            if events is None:
+                if len(self._events) >= self.max_keys:
+                    self._purge(now)
+                events = self._events[key] = deque()
+            while events and events[0] <= now - self.window:
+                events.popleft()
+            if len(events) >= limit:
+                return False
+            events.append(now)
+            return True
+
+    def _purge(self, now: float) -> None:
+        cutoff = now - self.window
+        for key in [k for k, ev in self._events.items() if not ev or ev[-1] <= cutoff]:
+            del self._events[key]
+        if len(self._events) >= self.max_keys:  # still full: forget the oldest half
+            oldest = sorted(self._events, key=lambda k: self._events[k][-1])
+            for key in oldest[: len(oldest) // 2]:
+                del self._events[key]

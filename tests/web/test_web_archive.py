@@ -1,0 +1,95 @@
+"""The public archive: sent and published issues only, filters, issue and summary pages."""
+
+from __future__ import annotations
+
+from newsletter.content.files import new_issue_file
+from newsletter.web.topic_groups import TOPIC_GROUPS, topic_groups
+
+
+def test_topic_groups_cover_the_taxonomy_once():
+    from newsletter.content.taxonomy import load_taxonomy
+
+    slugs = [s for _, group in TOPIC_GROUPS for s in group]
+    assert sorted(slugs) == sorted(t.slug for t in load_taxonomy())
+    assert len(slugs) == len(set(slugs)) == 36
+    assert sum(len(g.topics) for g in topic_groups()) == 36
+
+
+def test_index_lists_published_issues_only(client, web_project):
+    new_issue_file(web_project / "issues", "2026-12")  # a draft
+    html = client.get("/archive").get_data(as_text=True)
+    assert "October 2026" in html and "September 2026" in html
+    assert "November 2026" not in html  # ready but never sent
+    assert "December 2026" not in html  # draft
+    assert html.index("October 2026") < html.index("September 2026")
+    assert client.get("/archive/2026-11").status_code == 404
+    assert client.get("/archive/2026-12").status_code == 404
+    assert (
+        client.get("/archive/2026-11/the-efficacy-of-psychodynamic-psychotherapy").status_code
+        == 404
+    )
+
+
+def test_an_issue_appears_once_its_send_has_started(client, web_settings):
+    from newsletter.delivery.service import plan_issue_send
+    from newsletter.store import ledger, open_store
+
+    plan_issue_send(web_settings, "2026-11")
+    assert client.get("/archive/2026-11").status_code == 404  # planned, not sending yet
+    with open_store(web_settings) as store:
+        ledger.claim_batch(store, 1, months=["2026-11"])  # the send is now "sending"
+    r = client.get("/archive/2026-11")
+    assert r.status_code == 200
+    assert "The Efficacy of Psychodynamic Psychotherapy" in r.get_data(as_text=True)
+
+
+def test_filter_by_topic_and_research_type(client):
+    html = client.get("/archive?topic=empathy").get_data(as_text=True)
+    assert "Therapist Empathy and Client Outcome" in html
+    assert "Repairing Ruptures" not in html
+    assert "1 summary on Empathy in 1 issue" in html
+    html = client.get("/archive?type=systematic-review").get_data(as_text=True)
+    assert "CBT Across Many Conditions" in html
+    assert "Therapist Empathy" not in html
+    html = client.get("/archive?topic=empathy&type=systematic-review").get_data(as_text=True)
+    assert "No issues match" in html
+
+
+def test_unknown_filter_value_is_400_with_everything_shown(client):
+    r = client.get("/archive?topic=astrology")
+    assert r.status_code == 400
+    html = r.get_data(as_text=True)
+    assert "There is no such topic" in html and "October 2026" in html
+
+
+def test_issue_and_summary_pages(client):
+    from newsletter.content.files import get_issue
+    from tests.conftest import SAMPLE_ISSUES
+
+    issue = get_issue(SAMPLE_ISSUES, "2026-10")
+    html = client.get("/archive/2026-10").get_data(as_text=True)
+    for s in issue.summaries:
+        assert s.title in html
+        assert f'/archive/2026-10/{s.key}"' in html
+    first, *others = issue.summaries
+    r = client.get(f"/archive/2026-10/{first.key}")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert f'<h1 class="summary-title">{first.title}</h1>' in html
+    assert "Also in this issue" in html
+    for s in others:
+        assert s.title in html
+    assert client.get("/archive/2026-10/no-such-summary").status_code == 404
+
+
+def test_raw_html_in_an_issue_is_escaped(client, web_project):
+    path = web_project / "issues" / "2026-10.md"
+    text = path.read_text()
+    path.write_text(
+        text.replace(
+            "### Practice Implications", "<script>alert(1)</script>\n\n### Practice Implications", 1
+        )
+    )
+    html = client.get("/archive/2026-10").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html

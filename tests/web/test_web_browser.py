@@ -1,0 +1,166 @@
+"""Real browser (Debian chromium via Playwright) against a real waitress server.
+
+The server runs in a thread on a free port; emails go through the real aiosmtpd server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from newsletter.render.preview import CHROMIUM, CHROMIUM_ARGS
+from newsletter.tokens import make_token
+from tests.web.conftest import subscriber, wait_jobs
+
+pytestmark = pytest.mark.browser
+LINK = re.compile(r"https://news\.example\.org(/[^\s\"<>]+)")
+
+
+def _need_browser() -> None:
+    from tests.conftest import require_or_skip
+
+    if not Path(CHROMIUM).exists():
+        require_or_skip("NEWSLETTER_REQUIRE_BROWSER", f"{CHROMIUM} is not installed")
+    if importlib.util.find_spec("playwright") is None:
+        require_or_skip("NEWSLETTER_REQUIRE_BROWSER", "playwright is not installed")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium, shared by the tests of this module."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server(app):
+    """``app`` served by waitress in a thread; yields its base URL."""
+    from waitress import create_server
+
+    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.effective_port}"
+    srv.close()
+    thread.join(timeout=5)
+
+
+def _id(settings, email: str) -> int:
+    return subscriber(settings, email).id
+
+
+def test_change_topics_in_the_preference_centre(browser, server, web_settings):
+    t = make_token(web_settings, "preferences", _id(web_settings, "ann@example.org"))
+    page = browser.new_page()
+    page.goto(f"{server}/preferences/{t}")
+    assert page.get_by_label("Empathy").is_checked()
+    page.get_by_label("Empathy").uncheck()
+    page.get_by_label("Attachment").check()
+    page.get_by_role("button", name="Save topics").click()
+    page.get_by_text("Saved.").wait_for()
+    assert subscriber(web_settings, "ann@example.org").topics == ("attachment", "training")
+    # Keyboard: the skip link is the first stop and leads to the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.close()
+
+
+def test_sign_up_confirm_and_welcome(browser, server, app, smtp_server, web_settings):
+    page = browser.new_page()
+    page.goto(f"{server}/subscribe")
+    page.get_by_label("Email address").fill("browser.reader@example.org")
+    page.get_by_label("Name").fill("Bea")
+    page.get_by_label("All topics").uncheck()
+    page.get_by_label("Empathy").check()
+    page.get_by_label("I agree").check()
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your email").wait_for()
+    wait_jobs(app)
+    (msg,) = [m.parsed() for m in smtp_server.messages]
+    path = LINK.search(msg.get_body(("plain",)).get_content()).group(1)
+    assert subscriber(web_settings, "browser.reader@example.org").status == "pending"
+    page.goto(server + path)
+    page.get_by_role("button", name="Confirm my subscription").click()
+    page.get_by_role("heading", name="You are subscribed").wait_for()
+    assert subscriber(web_settings, "browser.reader@example.org").status == "active"
+    wait_jobs(app)
+    welcome = smtp_server.messages[-1].parsed()
+    assert welcome["To"] == "browser.reader@example.org"
+    assert "Therapist Empathy and Client Outcome" in welcome.get_body(("plain",)).get_content()
+    page.close()
+
+
+def test_one_click_then_the_send_skips_the_address(browser, server, smtp_server, web_settings):
+    from newsletter.delivery.service import plan_issue_send, run_worker
+    from newsletter.delivery.worker import WorkerOptions
+
+    # Planned before the POST: the queued row must not go out.
+    plan_issue_send(web_settings, "2026-11")
+    t = make_token(web_settings, "unsubscribe", _id(web_settings, "all@example.org"))
+    context = browser.new_context()
+    r = context.request.post(
+        f"{server}/unsubscribe/{t}",
+        data="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        max_redirects=0,
+    )
+    assert r.status == 200
+    run_worker(web_settings, WorkerOptions(months=["2026-11"]))
+    got = {rcpt for m in smtp_server.messages for rcpt in m.rcpt_tos}
+    assert "all@example.org" not in got
+    assert "ann@example.org" in got  # the send itself went out
+    context.close()
+
+
+def _pages(web_settings) -> list[str]:
+    from newsletter.store import add_subscriber, open_store
+
+    with open_store(web_settings) as store:
+        pending = add_subscriber(store, "pending@example.org", pending=True, source="web")
+    ann = _id(web_settings, "ann@example.org")
+    solo = _id(web_settings, "solo@example.org")
+    tok = lambda p, i: make_token(web_settings, p, i)  # noqa: E731
+    return [
+        "/",
+        "/preferences",
+        f"/preferences/{tok('preferences', ann)}",
+        f"/preferences/{tok('preferences', _id(web_settings, 'left@example.org'))}",
+        f"/unsubscribe/{tok('unsubscribe', ann)}",
+        f"/topic/{tok('topic', ann)}/empathy",
+        f"/topic/{tok('topic', solo)}/empathy",
+        f"/topic/{tok('topic', ann)}/attachment",
+        f"/confirm/{tok('confirm', pending.id)}",
+        "/preferences/not-a-token",
+        "/archive",
+        "/archive?topic=empathy",
+        "/archive/2026-10",
+        "/archive/2026-09/the-alliance-still-predicts-outcome-across-hundreds-of-studies",
+        "/no-such-page",
+    ]
+
+
+def test_every_page_fits_a_phone(browser, server, web_settings, tmp_path):
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for n, path in enumerate(_pages(web_settings)):
+        page.goto(server + path)
+        width = page.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= 375, f"{path} is {width}px wide"
+        assert page.locator("h1").count() >= 1, path
+        page.screenshot(path=str(shots / f"{n:02d}.png"), full_page=True)
+    # Forms too: a sign-up with errors still fits.
+    page.goto(server + "/subscribe")
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_text("Enter your email address.").first.wait_for()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+    page.close()

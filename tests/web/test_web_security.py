@@ -1,0 +1,137 @@
+"""Bad links, security headers, open redirects, oversized and malformed requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsletter.config import load_settings
+from newsletter.tokens import make_token
+from tests.web.conftest import subscriber
+
+PAGES = ["/", "/subscribe", "/preferences", "/archive", "/archive/2026-10"]
+
+
+def _tamper(token: str) -> str:
+    # Change a character in the middle of the signature (the last one may carry no bits).
+    i = len(token) - 5
+    return token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+
+
+@pytest.mark.parametrize(
+    "purpose,path",
+    [
+        ("preferences", "/preferences/{}"),
+        ("unsubscribe", "/unsubscribe/{}"),
+        ("topic", "/topic/{}/empathy"),
+        ("confirm", "/confirm/{}"),
+    ],
+)
+def test_tampered_and_cross_purpose_tokens_get_the_helpful_page(client, token, purpose, path):
+    good = token(purpose, "ann@example.org")
+    other = "preferences" if purpose != "preferences" else "unsubscribe"
+    for bad in (_tamper(good), token(other, "ann@example.org"), "garbage", "x" * 2000):
+        for method in ("get", "post"):
+            r = getattr(client, method)(path.format(bad), data={"List-Unsubscribe": "One-Click"})
+            html = r.get_data(as_text=True)
+            assert r.status_code == 400, (bad, method)
+            assert "This link does not work" in html
+            assert "Email me a link" in html
+            assert "Traceback" not in html
+
+
+def test_bad_token_posts_change_nothing(client, token, web_settings):
+    t = _tamper(token("unsubscribe", "ann@example.org"))
+    client.post(f"/unsubscribe/{t}", data={"List-Unsubscribe": "One-Click"})
+    assert subscriber(web_settings, "ann@example.org").status == "active"
+
+
+def test_key_rotation_old_key_verifies_unknown_key_does_not(client, web_project, web_settings):
+    sub = subscriber(web_settings, "ann@example.org")
+    old_only = load_settings(
+        web_project / "newsletter.toml", overrides={"secret_key": "old-web-key"}, environ={}
+    )
+    assert (
+        client.get(f"/preferences/{make_token(old_only, 'preferences', sub.id)}").status_code == 200
+    )
+    stranger = load_settings(
+        web_project / "newsletter.toml", overrides={"secret_key": "someone-else"}, environ={}
+    )
+    assert (
+        client.get(f"/preferences/{make_token(stranger, 'preferences', sub.id)}").status_code == 400
+    )
+
+
+def test_token_of_a_person_no_longer_in_the_store_is_404(client, web_settings):
+    r = client.get(f"/preferences/{make_token(web_settings, 'preferences', 999999)}")
+    assert r.status_code == 404
+    assert "This link does not work" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_security_headers_on_every_page(client, path):
+    r = client.get(path)
+    assert r.status_code == 200
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert r.headers["Referrer-Policy"] == "same-origin"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["X-Frame-Options"] == "DENY"
+    html = r.get_data(as_text=True)
+    assert "<script" not in html and "style=" not in html
+
+
+def test_token_pages_are_not_cached(client, token):
+    r = client.get(f"/preferences/{token('preferences', 'ann@example.org')}")
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "//evil.example/",
+        "/\\evil.example",
+        "/archive/?next=https://evil.example",
+        "/subscribe?next=//evil.example",
+        "/preferences?next=https://evil.example",
+        "/archive/2026-10/?x=1",
+        "/static/../newsletter.toml",
+        "/https://evil.example",
+    ],
+)
+def test_no_open_redirects(client, path):
+    r = client.get(path)
+    location = r.headers.get("Location", "")
+    assert not location or (location.startswith("/") and not location.startswith("//"))
+    assert "evil.example" not in location
+    assert r.status_code < 500
+
+
+def test_oversized_request_is_400(client):
+    r = client.post("/subscribe", data={"email": "a@example.org", "name": "x" * 200_000})
+    assert r.status_code == 400
+    assert "too large" in r.get_data(as_text=True)
+
+
+def test_malformed_requests_are_400(client, token):
+    r = client.post(
+        "/subscribe", data=b"--broken", content_type="multipart/form-data; boundary=zzz"
+    )
+    assert r.status_code == 400
+    r = client.post(
+        "/preferences", data=b"\xff\xfe=\x00", content_type="application/x-www-form-urlencoded"
+    )
+    assert r.status_code == 400
+    assert client.get("/archive/2026-13").status_code == 404
+    assert client.get("/archive/2026-10/%00").status_code == 404
+
+
+def test_unknown_page_and_method(client):
+    r = client.get("/no/such/page")
+    assert r.status_code == 404 and "Page not found" in r.get_data(as_text=True)
+    assert client.delete("/subscribe").status_code == 405
+
+
+def test_stylesheet_is_same_origin(client):
+    r = client.get("/static/site.css")
+    assert r.status_code == 200 and r.mimetype == "text/css"
+    assert client.get("/static/nope.css").status_code == 404

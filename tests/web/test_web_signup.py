@@ -1,0 +1,188 @@
+"""Sign-up with double opt-in, welcome email, lost links: through the real SMTP server."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from newsletter.tokens import fixed_clock, make_token
+from tests.web.conftest import csrf_of, subscriber, wait_jobs
+
+LINK = re.compile(r"https://news\.example\.org(/[^\s\"<>]+)")
+
+
+def mails_to(smtp_server, address: str):
+    return [m.parsed() for m in smtp_server.messages if address in m.rcpt_tos]
+
+
+def text_of(msg) -> str:
+    return msg.get_body(("plain",)).get_content()
+
+
+def signup(client, **fields):
+    page = client.get("/subscribe").get_data(as_text=True)
+    data = {"csrf_token": csrf_of(page), "consent": "1", **fields}
+    return client.post("/subscribe", data=data, environ_base={"REMOTE_ADDR": "198.51.100.9"})
+
+
+def test_signup_confirm_welcome(app, client, smtp_server, web_settings):
+    r = signup(client, email="New.Reader@Example.org", name="Nina", topics=["empathy"])
+    assert r.status_code == 200
+    assert "Check your email" in r.get_data(as_text=True)
+    wait_jobs(app)
+    sub = subscriber(web_settings, "new.reader@example.org", history=True)
+    assert sub.status == "pending" and sub.topics == ("empathy",) and sub.name == "Nina"
+    first = sub.events[0]
+    assert (first.source, first.ip, first.consent_version) == (
+        "web",
+        "198.51.100.9",
+        "test-consent-1",
+    )
+
+    (mail,) = mails_to(smtp_server, "new.reader@example.org")
+    assert "confirm" in mail["Subject"].lower()
+    path = LINK.search(text_of(mail)).group(1)
+    assert path.startswith("/confirm/")
+
+    # Following the link shows a button; nothing changes until it is pressed.
+    page = client.get(path)
+    assert page.status_code == 200
+    assert subscriber(web_settings, "new.reader@example.org").status == "pending"
+    r = client.post(path, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    assert r.status_code == 200
+    assert "You are subscribed" in r.get_data(as_text=True)
+    sub = subscriber(web_settings, "new.reader@example.org", history=True)
+    assert sub.status == "active"
+    assert sub.events[-1].event == "confirmed"
+    assert sub.events[-1].consent_version == "test-consent-1"
+
+    wait_jobs(app)
+    mails = mails_to(smtp_server, "new.reader@example.org")
+    assert len(mails) == 2
+    welcome = mails[1]
+    assert "Welcome" in welcome["Subject"]
+    body = text_of(welcome)
+    # The newest published summary on Empathy (2026-10), with its archive link.
+    assert "Therapist Empathy and Client Outcome" in body
+    assert "https://news.example.org/archive/2026-10/" in body
+    assert "The Alliance Still Predicts" not in body  # not on Empathy
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert welcome.get_body(("html",)) is not None
+
+    # Confirming twice changes nothing and sends nothing more.
+    r = client.post(path, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    assert "Already confirmed" in r.get_data(as_text=True)
+    wait_jobs(app)
+    assert len(mails_to(smtp_server, "new.reader@example.org")) == 2
+
+
+def test_signup_for_existing_address_answers_the_same(app, client, smtp_server, web_settings):
+    new = signup(client, email="fresh@example.org", all_topics="1")
+    known = signup(client, email="ann@example.org", all_topics="1")
+    assert new.status_code == known.status_code == 200
+    norm = lambda r, a: r.get_data(as_text=True).replace(a, "X")  # noqa: E731
+    assert norm(new, "fresh@example.org") == norm(known, "ann@example.org")
+    wait_jobs(app)
+    # The known active subscriber is not changed; they get a link to their preferences.
+    assert subscriber(web_settings, "ann@example.org").topics == ("empathy", "training")
+    (mail,) = mails_to(smtp_server, "ann@example.org")
+    assert "/preferences/" in text_of(mail)
+
+
+def test_unsubscribed_person_signs_up_again_with_confirmation(
+    app, client, smtp_server, web_settings
+):
+    signup(client, email="left@example.org", topics=["attachment"])
+    wait_jobs(app)
+    sub = subscriber(web_settings, "left@example.org")
+    assert sub.status == "pending" and sub.topics == ("attachment",)
+    (mail,) = mails_to(smtp_server, "left@example.org")
+    assert "/confirm/" in text_of(mail)
+
+
+def test_signup_errors_keep_what_was_typed(client, web_settings):
+    r = signup(client, email="not-an-address", name="Nina Q", topics=["empathy"], consent="")
+    assert r.status_code == 400
+    html = r.get_data(as_text=True)
+    assert "Enter an email address like" in html
+    assert "Please tick the box" in html
+    assert 'value="not-an-address"' in html
+    assert 'value="Nina Q"' in html
+    assert 'value="empathy" checked' in html
+    assert 'aria-invalid="true"' in html
+
+
+def test_signup_needs_a_topic(client):
+    r = signup(client, email="x@example.org")
+    assert r.status_code == 400
+    assert "Choose at least one topic" in r.get_data(as_text=True)
+
+
+def test_signup_without_csrf_keeps_the_form(app, client, smtp_server):
+    r = client.post(
+        "/subscribe", data={"email": "x@example.org", "all_topics": "1", "consent": "1"}
+    )
+    assert r.status_code == 400
+    assert 'value="x@example.org"' in r.get_data(as_text=True)
+    wait_jobs(app)
+    assert not smtp_server.messages
+
+
+def test_honeypot_pretends_success_and_does_nothing(app, client, smtp_server, web_settings):
+    r = signup(client, email="bot@example.org", all_topics="1", website="http://spam")
+    assert r.status_code == 200
+    wait_jobs(app)
+    assert not smtp_server.messages
+    from newsletter.store import SubscriberNotFoundError
+
+    with pytest.raises(SubscriberNotFoundError):
+        subscriber(web_settings, "bot@example.org")
+
+
+def test_rate_limit_per_address_and_per_ip(app, client, web_settings):
+    for _ in range(web_settings.signup_limit_per_address):
+        assert signup(client, email="flood@example.org", all_topics="1").status_code == 200
+    assert signup(client, email="flood@example.org", all_topics="1").status_code == 429
+    # Another address from the same IP still works until the per-IP limit.
+    assert signup(client, email="other@example.org", all_topics="1").status_code == 200
+    for i in range(web_settings.signup_limit_per_ip):
+        signup(client, email=f"p{i}@example.org", all_topics="1")
+    assert signup(client, email="last@example.org", all_topics="1").status_code == 429
+
+
+def test_expired_confirmation_link(client, web_settings):
+    from newsletter.store import add_subscriber, open_store
+
+    with open_store(web_settings) as store:
+        sub = add_subscriber(store, "late@example.org", pending=True, source="web")
+    with fixed_clock(1_000_000_000):
+        old = make_token(web_settings, "confirm", sub.id)
+    r = client.get(f"/confirm/{old}")
+    assert r.status_code == 400
+    assert "This link has expired" in r.get_data(as_text=True)
+    fresh = make_token(web_settings, "confirm", sub.id)
+    assert client.get(f"/confirm/{fresh}").status_code == 200
+
+
+def test_lost_link_same_answer_and_email_only_when_known(app, client, smtp_server):
+    def ask(address):
+        page = client.get("/preferences").get_data(as_text=True)
+        return client.post("/preferences", data={"csrf_token": csrf_of(page), "email": address})
+
+    known, unknown = ask("ann@example.org"), ask("nobody@example.org")
+    assert known.status_code == unknown.status_code == 200
+    a = known.get_data(as_text=True).replace("ann@example.org", "X")
+    b = unknown.get_data(as_text=True).replace("nobody@example.org", "X")
+    assert a == b
+    wait_jobs(app)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.org"]]
+    path = LINK.search(text_of(smtp_server.messages[0].parsed())).group(1)
+    assert client.get(path).status_code == 200
+
+
+def test_lost_link_bad_address_redisplays(client):
+    page = client.get("/preferences").get_data(as_text=True)
+    r = client.post("/preferences", data={"csrf_token": csrf_of(page), "email": "nope"})
+    assert r.status_code == 400
+    assert 'value="nope"' in r.get_data(as_text=True)
