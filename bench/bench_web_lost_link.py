@@ -29,7 +29,7 @@ def main() -> None:
             overrides={
                 "database_url": f"sqlite:///{db}",
                 "secret_key": "bench",
-                "smtp_url": f"outbox://{tmp}/outbox",
+                "smtp_url": f"outbox:///{tmp}/outbox",  # four slashes: an absolute path
                 "sender_address": "digest@example.org",
                 "signup_limit_per_ip": 0,
                 "signup_limit_per_address": 0,
