@@ -69,6 +69,8 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("send", "send_test", None),
     ("send", "worker", None),
     ("send", "deliveries", None),
+    ("schedule", "schedule", None),
+    ("schedule", "scheduler", None),
 ]
 
 
