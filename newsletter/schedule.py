@@ -69,11 +69,20 @@ def job_fire(
         lookback = dt.timedelta(seconds=settings.misfire_grace_time + 60)
         scheduled = parsed.last_time(now, lookback) or now
     month = month or month_of(scheduled, timezone or settings.timezone)
+    # Each firing gets its own stop event (the worker sets it on its own errors, which
+    # must not stop other firings); shutdown sets them all.
+    stop = threading.Event()
+    firing: set[threading.Event] = _runtime.setdefault("firing", set())
+    firing.add(stop)
+    if _runtime.get("stopping"):
+        stop.set()
     try:
-        fire(settings, job_id, month, scheduled, _runtime.get("stop_sends"))
+        fire(settings, job_id, month, scheduled, stop)
     except Exception as exc:
         log.exception("the firing of %s for %s failed: %s", job_id, month, exc)
         _retry_later(job_id, month, scheduled, str(exc))
+    finally:
+        firing.discard(stop)
 
 
 def _retry_later(job_id: str, month: str, scheduled: dt.datetime, reason: str) -> None:
@@ -267,7 +276,6 @@ def run_scheduler(
     if settings.monthly_schedule.strip():  # a bad rule stops the start, not a firing
         parse_monthly_rule(settings.monthly_schedule, settings.timezone)
     stop = stop or threading.Event()
-    stop_sends = threading.Event()
     store = open_store(settings)
     lease = Lease(store, settings.scheduler_lease_seconds)
     try:
@@ -276,7 +284,7 @@ def run_scheduler(
         store.close()
         raise
     scheduler = build_scheduler(settings, store)
-    _runtime.update(settings=settings, stop_sends=stop_sends, scheduler=scheduler)
+    _runtime.update(settings=settings, scheduler=scheduler, firing=set(), stopping=False)
     scheduler.add_listener(_on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     kept = True
     synced: dict[str, Any] = {}
@@ -291,7 +299,9 @@ def run_scheduler(
             on_started(jobs)
         kept = _loop(scheduler, settings, store, lease, stop, synced)
     finally:
-        stop_sends.set()
+        _runtime["stopping"] = True
+        for event in list(_runtime.get("firing", ())):
+            event.set()
         if scheduler.running:
             scheduler.shutdown(wait=True)
         if kept:

@@ -40,7 +40,7 @@ def schedule() -> None:
 
 @schedule.command()
 @click.argument("month")
-@click.option("--at", "at", required=True, help='Local date and time, "YYYY-MM-DD HH:MM".')
+@click.option("--at", "at", required=True, help='Local date and time, "YYYY-MM-DD HH:MM[:SS]".')
 @click.option("--tz", "tz", default=None, help="IANA time zone of --at (default: timezone).")
 @click.pass_obj
 def add(app: AppContext, month: str, at: str, tz: str | None) -> None:
@@ -58,7 +58,9 @@ def add(app: AppContext, month: str, at: str, tz: str | None) -> None:
 
     result = schedule_once(app.settings(), month, at, tz)
     verb = "moved" if result.replaced else "scheduled"
-    click.echo(f"{result.month} {verb}: sends at {result.local} ({result.run_at:%H:%M} UTC)")
+    click.echo(
+        f"{result.month} {verb}: sends at {result.local} ({result.run_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
 
@@ -117,7 +119,8 @@ def run(app: AppContext, wait: float) -> None:
     from newsletter.schedule import run_scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     stop = threading.Event()
 
     def handler(signum, frame):

@@ -159,15 +159,21 @@ def _cron_fields(raw: str) -> dict[str, str]:
 
 
 def parse_local_time(text: str, timezone: str) -> dt.datetime:
-    """``YYYY-MM-DD HH:MM`` in ``timezone`` as an aware UTC time.
+    """``YYYY-MM-DD HH:MM[:SS]`` in ``timezone`` as an aware UTC time.
 
     A time that does not exist (skipped by a daylight-saving change) is refused; one that
     happens twice (the clocks go back) means the first of the two.
     """
     tz = zone(timezone)
-    try:
-        naive = dt.datetime.strptime(" ".join(text.strip().split()), "%Y-%m-%d %H:%M")
-    except ValueError:
+    cleaned = " ".join(text.strip().replace("T", " ").split())
+    naive = None
+    for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"):
+        try:
+            naive = dt.datetime.strptime(cleaned, fmt)
+            break
+        except ValueError:
+            continue
+    if naive is None:
         raise ScheduleError(
             f"{text!r} is not a date and time",
             hint='write it as "YYYY-MM-DD HH:MM", e.g. "2026-12-01 09:00"',

@@ -95,7 +95,7 @@ def schedule_once(
             warnings.append(
                 "no scheduler is running for this store: start `newsletter scheduler run`"
             )
-    local = run_at.astimezone(_zone(tz)).strftime("%Y-%m-%d %H:%M") + f" {tz}"
+    local = run_at.astimezone(_zone(tz)).strftime("%Y-%m-%d %H:%M:%S") + f" {tz}"
     replaced = before is not None and before.status == "scheduled"
     return ScheduleResult(month, run_at, local, replaced, warnings)
 
@@ -123,6 +123,11 @@ def _zone(name: str):
     from newsletter.scheduling.rules import zone
 
     return zone(name)
+
+
+def _local_text(moment: dt.datetime, timezone: str) -> str:
+    local = moment.astimezone(_zone(timezone))
+    return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
 
 
 def _scheduler_alive(store: Store, now: dt.datetime) -> bool:
@@ -206,7 +211,7 @@ def scheduler_overview(settings: Settings, now: dt.datetime | None = None) -> Sc
         if row.status == "scheduled" and row.run_at < now:
             # Not fired yet: the scheduler is down (or just about to fire it).
             state = "missed" if row.run_at + grace < now else "due"
-        local = row.run_at.astimezone(_zone(row.timezone)).strftime("%Y-%m-%d %H:%M")
+        local = _local_text(row.run_at, row.timezone)
         jobs.append(
             JobView(
                 job_id,
@@ -265,7 +270,7 @@ def issue_send_states(settings: Settings, months: list[str]) -> dict[str, IssueS
         when = None
         if month in schedules:
             r = schedules[month]
-            when = r.run_at.astimezone(_zone(r.timezone)).strftime("%Y-%m-%d %H:%M ") + r.timezone
+            when = f"{_local_text(r.run_at, r.timezone)} {r.timezone}"
         elif monthly_next is not None and month_of(monthly_next, monthly_tz) == month:
             when = monthly_next.astimezone(_zone(monthly_tz)).strftime("%Y-%m-%d %H:%M ")
             when += f"{monthly_tz} (monthly)"
