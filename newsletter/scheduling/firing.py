@@ -125,8 +125,12 @@ def fire(
     outcome = "sent" if status.status == "done" else "queued"
     detail = _counts_text(status)
     log.info("send of %s: %s", month, detail)
-    with open_store(settings) as store:
-        first_report = db.claim_report(store, month)
+    # One report per send, once nothing is in flight (a concurrent firing may still be
+    # sending: it reports when it is done).
+    first_report = False
+    if status.counts.get("sending", 0) == 0:
+        with open_store(settings) as store:
+            first_report = db.claim_report(store, month)
     if first_report:
         notify_author(
             settings,

@@ -99,7 +99,7 @@ def parse_monthly_rule(text: str, timezone: str) -> MonthlyRule:
     low = raw.lower()
     fields: dict[str, str] | None = None
     m = _WEEKDAY_RULE.match(low)
-    if m and m.group("ord") != "day":
+    if m and m.group("ord") != "day" and m.group("wd") != "day":
         wd = [w for w in WEEKDAYS if w.startswith(m.group("wd")) and len(m.group("wd")) >= 3]
         if m.group("ord") not in ORDINALS or len(wd) != 1:
             raise ConfigError(

@@ -179,8 +179,10 @@ def start_run(
                 outcome="running",
             )
             .on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"])
+            .returning(ScheduleRun.id)
         )
-        created = bool(result.rowcount)
+        # RETURNING, not rowcount: drivers do not all count rows skipped by ON CONFLICT.
+        created = result.scalar() is not None
         row = session.execute(
             select(ScheduleRun).where(
                 ScheduleRun.job_id == job_id, ScheduleRun.scheduled_for == scheduled_for
@@ -219,8 +221,9 @@ def record_missed(
                 detail=detail,
             )
             .on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"])
+            .returning(ScheduleRun.id)
         )
-        return bool(result.rowcount)
+        return result.scalar() is not None
 
 
 def unfinished_runs(store: Store) -> list[RunRow]:
@@ -275,8 +278,9 @@ def claim_report(store: Store, month: str) -> bool:
             insert(StoreMeta)
             .values(key=f"send_report:{month}", value=_now().isoformat())
             .on_conflict_do_nothing(index_elements=["key"])
+            .returning(StoreMeta.key)
         )
-        return bool(result.rowcount)
+        return result.scalar() is not None
 
 
 # --- the lease --------------------------------------------------------------------------

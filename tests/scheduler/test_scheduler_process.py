@@ -85,6 +85,7 @@ def test_killed_across_the_trigger_runs_once_within_the_grace(
     time.sleep(3)  # the trigger passes while no scheduler runs
     assert smtp_server.messages == []
     code, out = cli_run(project, "scheduler", "list", "--json")
+    assert code == 0, out
     [job] = json.loads(out)["jobs"]
     assert job["state"] == "due"
     second = scheduler_process()  # takes over the dead process's lease at once
@@ -119,7 +120,7 @@ def test_stopped_past_the_grace_is_reported_not_sent(project, scheduler_process,
     [job] = json.loads(out)["jobs"]
     assert (job["state"], job["last_outcome"], job["misfires"]) == ("missed", "missed", 1)
     code, out = cli_run(project, "scheduler", "list")
-    assert "missed" in out
+    assert code == 0 and "missed" in out
 
 
 def test_a_second_scheduler_refuses_and_a_dead_ones_lease_is_taken_over(
