@@ -118,7 +118,7 @@ def test_schedule_mistakes_are_clear_errors(project) -> None:
         assert code == 1, args
         assert message in out and "hint:" in out and "Traceback" not in out, out
     code, out = cli_run(project, "schedule", "2027-03", "--at", soon(3600))
-    assert code == 0 and "no issue" in out.lower() or "not" in out  # warned, still scheduled
+    assert (code == 0 and "no issue" in out.lower()) or "not" in out  # warned, still scheduled
 
 
 def test_schedule_of_a_sent_issue_is_refused_and_issue_list_shows_it(project, smtp_server):
