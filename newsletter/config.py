@@ -195,6 +195,46 @@ SETTINGS: tuple[SettingInfo, ...] = (
         kind=int,
         minimum=0,
     ),
+    # scheduler
+    SettingInfo(
+        "monthly_schedule",
+        "",
+        "When `newsletter scheduler run` sends the month's issue (if it is marked ready): "
+        'a rule like "first Tuesday 09:00", "last Friday 17:30", "day 1 08:00", or a '
+        'cron expression "minute hour day month weekday"; in `timezone`; empty = no '
+        "monthly send.",
+    ),
+    SettingInfo(
+        "misfire_grace_time",
+        259200,
+        "Seconds a scheduled send may still start late (e.g. after the scheduler was "
+        "down); later than that it is reported as missed, not sent (default: 3 days).",
+        kind=int,
+        minimum=1,
+    ),
+    SettingInfo(
+        "scheduler_lease_seconds",
+        60.0,
+        "Seconds without a heartbeat after which another `scheduler run` may take over the "
+        "store's scheduler lease (a stopped scheduler on the same host is replaced at once).",
+        kind=float,
+        minimum=0.5,
+    ),
+    SettingInfo(
+        "scheduler_heartbeat_seconds",
+        10.0,
+        "Seconds between the scheduler's heartbeats (keep well below the lease time).",
+        kind=float,
+        minimum=0.05,
+    ),
+    SettingInfo(
+        "scheduler_poll_seconds",
+        5.0,
+        "Seconds between the scheduler's looks for schedules added or cancelled with "
+        "`newsletter schedule`.",
+        kind=float,
+        minimum=0.05,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -238,6 +278,12 @@ class Settings:
     signup_limit_per_ip: int
     signup_limit_per_address: int
     trusted_proxies: int
+    # scheduler
+    monthly_schedule: str = ""
+    misfire_grace_time: int = 259200
+    scheduler_lease_seconds: float = 60.0
+    scheduler_heartbeat_seconds: float = 10.0
+    scheduler_poll_seconds: float = 5.0
     root: Path = field(default_factory=Path.cwd)
     config_path: Path | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

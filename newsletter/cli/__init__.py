@@ -70,6 +70,8 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("send", "worker", None),
     ("send", "deliveries", None),
     ("web", "serve", None),
+    ("schedule", "schedule", None),
+    ("schedule", "scheduler", None),
 ]
 
 

@@ -97,11 +97,16 @@ def list_(app: AppContext, as_json: bool) -> None:
         newsletter issue list --json | jq '.[0].subject'
     """
     from newsletter.content.files import list_issues
+    from newsletter.scheduling.service import IssueSendState, issue_send_states
 
-    infos = list_issues(app.settings().issues_dir)
+    settings = app.settings()
+    infos = list_issues(settings.issues_dir)
+    # Scheduled and sent status come from the store; without one, file status only.
+    states = issue_send_states(settings, [info.month for info in infos])
     rows = []
     for info in infos:
         i = info.issue
+        state = states.get(info.month, IssueSendState())
         rows.append(
             {
                 "month": info.month,
@@ -113,6 +118,9 @@ def list_(app: AppContext, as_json: bool) -> None:
                 "status": i.status if i else "invalid",
                 "summaries": len(i.summaries) if i else None,
                 "topics": [t.slug for t in i.topics] if i else [],
+                "scheduled": state.scheduled,
+                "send_status": state.send_status,
+                "sent": state.sent,
             }
         )
     if as_json:
@@ -121,7 +129,10 @@ def list_(app: AppContext, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} issues", title_justify="left")
-    for col in ("Month", "Status", "Subject", "Summaries", "Topics"):
+    columns = ["Month", "Status", "Subject", "Summaries", "Topics"]
+    if states:
+        columns += ["Scheduled", "Sent"]
+    for col in columns:
         table.add_column(col, overflow="fold")
     for info, row in zip(infos, rows, strict=True):
         if info.issue is None:
@@ -131,14 +142,22 @@ def list_(app: AppContext, as_json: bool) -> None:
                 f"{info.errors} error(s): run newsletter issue check {info.path.name}",
                 "",
                 "",
+                *(["", ""] if states else []),
             )
             continue
+        extra = []
+        if states:
+            sent = row["send_status"] or ""
+            if row["send_status"]:
+                sent = f"{sent} ({row['sent']})"
+            extra = [row["scheduled"] or "", sent]
         table.add_row(
             row["month"],
             row["status"],
             row["subject"],
             str(row["summaries"]),
             str(len(row["topics"])),
+            *extra,
         )
     console().print(table)
 

@@ -237,3 +237,72 @@ def receiving_condition(today: dt.date) -> ColumnElement[bool]:
             Subscriber.paused_until <= today,
         ),
     )
+
+
+# --- scheduler --------------------------------------------------------------------------
+
+SCHEDULE_STATUSES = ("scheduled", "cancelled", "fired", "missed")
+RUN_OUTCOMES = ("running", "sent", "queued", "already_sent", "refused", "missed", "failed")
+# Tables other programs keep in the store's database: APScheduler's job store creates its
+# own table, which the migrations neither create nor compare.
+FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic filter: leave the tables of :data:`FOREIGN_TABLES` (and their indexes) alone."""
+    if type_ == "table" and name in FOREIGN_TABLES:
+        return False
+    table = getattr(obj, "table", None)
+    return not (type_ == "index" and table is not None and table.name in FOREIGN_TABLES)
+
+
+class Schedule(Base):
+    """A one-off send requested with ``newsletter schedule``; the scheduler picks it up."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("status IN ('" + "', '".join(SCHEDULE_STATUSES) + "')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_month: Mapped[str] = mapped_column(String(7), unique=True)
+    run_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    timezone: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ScheduleRun(Base):
+    """One firing (or missed firing) of a scheduler job and what came of it."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('" + "', '".join(RUN_OUTCOMES) + "')", name="outcome"),
+        UniqueConstraint("job_id", "scheduled_for", name="uq_schedule_runs_job_time"),
+        Index("ix_schedule_runs_issue_month", "issue_month"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    issue_month: Mapped[str] = mapped_column(String(7))
+    scheduled_for: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class SchedulerLease(Base):
+    """Who runs the store's one scheduler, kept alive by heartbeats."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -67,9 +67,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
         sa.UniqueConstraint("send_id", "subscriber_id", name="uq_deliveries_send_subscriber"),
     )
-    op.create_index(
-        "ix_deliveries_queue", "deliveries", ["status", "id"], unique=False
-    )
+    op.create_index("ix_deliveries_queue", "deliveries", ["status", "id"], unique=False)
     op.create_index("ix_deliveries_subscriber_id", "deliveries", ["subscriber_id"], unique=False)
 
 

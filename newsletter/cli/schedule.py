@@ -1,0 +1,184 @@
+"""``newsletter schedule`` (one-off sends) and ``newsletter scheduler`` (run, list)."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from newsletter.cli.base import AppContext, console, print_json
+
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+class _ScheduleGroup(click.Group):
+    """A group whose first argument may be a month: ``schedule 2026-12 --at ...`` = ``add``."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and _MONTH.match(args[0]) and args[0] not in self.commands:
+            cmd = self.get_command(ctx, "add")
+            assert cmd is not None
+            return "add", cmd, args  # the month stays: it is add's argument
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_ScheduleGroup)
+def schedule() -> None:
+    """Schedule a one-off send of an issue, or cancel one.
+
+    `newsletter schedule MONTH --at TIME` is short for `newsletter schedule add`. The
+    running scheduler (`newsletter scheduler run`) picks the request up within seconds.
+    The monthly send is set in newsletter.toml (monthly_schedule), not here.
+
+    \b
+    Example:
+        newsletter schedule 2026-12 --at "2026-12-01 09:00"
+        newsletter schedule 2026-12 --at "2026-12-01 09:00" --tz Europe/Paris
+        newsletter schedule cancel 2026-12
+    """
+
+
+@schedule.command()
+@click.argument("month")
+@click.option("--at", "at", required=True, help='Local date and time, "YYYY-MM-DD HH:MM[:SS]".')
+@click.option("--tz", "tz", default=None, help="IANA time zone of --at (default: timezone).")
+@click.pass_obj
+def add(app: AppContext, month: str, at: str, tz: str | None) -> None:
+    """Send the issue of MONTH once, at a given time (again: moves the time).
+
+    At that time the issue must be valid and marked `status: ready`, or the author is told
+    what is wrong and nothing is sent. A send that could not start on time (scheduler
+    down) still starts within misfire_grace_time, else it is reported as missed.
+
+    \b
+    Example:
+        newsletter schedule add 2026-12 --at "2026-12-01 09:00" --tz Europe/Paris
+    """
+    from newsletter.scheduling.service import schedule_once
+
+    result = schedule_once(app.settings(), month, at, tz)
+    verb = "moved" if result.replaced else "scheduled"
+    click.echo(
+        f"{result.month} {verb}: sends at {result.local} ({result.run_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@schedule.command()
+@click.argument("month")
+@click.pass_obj
+def cancel(app: AppContext, month: str) -> None:
+    """Cancel the one-off send of MONTH.
+
+    \b
+    Example:
+        newsletter schedule cancel 2026-12
+    """
+    from newsletter.scheduling.service import cancel_once
+
+    row = cancel_once(app.settings(), month)
+    click.echo(f"the send of {row.month} is cancelled")
+
+
+@click.group()
+def scheduler() -> None:
+    """The store's one scheduler process: run it, list what it will send.
+
+    \b
+    Example:
+        newsletter scheduler run
+        newsletter scheduler list --json
+    """
+
+
+@scheduler.command()
+@click.option(
+    "--wait",
+    type=click.FloatRange(0),
+    default=0.0,
+    help="Seconds to wait for another scheduler's lease to end instead of refusing at once.",
+)
+@click.pass_obj
+def run(app: AppContext, wait: float) -> None:
+    """Run the scheduler until stopped (SIGTERM or Ctrl-C).
+
+    Sends the monthly issue (monthly_schedule) and the one-off sends of `newsletter
+    schedule`. Only one scheduler may run per store: a second one refuses to start. Jobs
+    live in the store's database, so restarts lose nothing and never send twice.
+
+    \b
+    Example:
+        newsletter scheduler run
+        newsletter scheduler run --wait 120
+    """
+    import logging
+    import signal
+    import threading
+
+    from newsletter.schedule import run_scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+    def started(jobs) -> None:
+        for job_id, next_run in jobs:
+            click.echo(f"job {job_id}: next run {next_run or '-'}", err=True)
+        click.echo("scheduler started", err=True)
+
+    if not run_scheduler(app.settings(), stop=stop, wait=wait, on_started=started):
+        raise click.ClickException("another scheduler took over the lease; stopped")
+    click.echo("scheduler stopped", err=True)
+
+
+@scheduler.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def list_(app: AppContext, as_json: bool) -> None:
+    """Scheduled sends: next run time, last outcome, misfires; is a scheduler running?
+
+    \b
+    Example:
+        newsletter scheduler list
+        newsletter scheduler list --json | jq '.jobs[] | select(.misfires > 0)'
+    """
+    from dataclasses import asdict
+
+    from newsletter.scheduling.service import scheduler_overview
+
+    view = scheduler_overview(app.settings())
+    if as_json:
+        print_json(asdict(view))
+        return
+    from rich.table import Table
+
+    out = console()
+    if view.running:
+        out.print(f"scheduler: running ({view.holder}, heartbeat {view.heartbeat_at:%H:%M:%S} UTC)")
+    else:
+        out.print("[yellow]scheduler: not running[/yellow] (start `newsletter scheduler run`)")
+    table = Table(title=f"{len(view.jobs)} scheduled sends ({view.timezone})", title_justify="left")
+    for col in ("Job", "When", "State", "Next run (UTC)", "Last outcome", "Misfires"):
+        table.add_column(col, overflow="fold")
+    for j in view.jobs:
+        state = f"[red]{j.state}[/red]" if j.state == "missed" else j.state
+        last = f"{j.last_outcome} {j.last_at:%Y-%m-%d %H:%M}" if j.last_outcome else ""
+        if j.last_detail:
+            last += f": {j.last_detail}"
+        table.add_row(
+            j.job_id,
+            j.when,
+            state,
+            f"{j.next_run:%Y-%m-%d %H:%M:%S}" if j.next_run else "",
+            last,
+            str(j.misfires),
+        )
+    out.print(table)
