@@ -609,10 +609,14 @@ def unsubscribe(
     source: str = "cli",
     ip: str | None = None,
     detail: str | None = None,
+    settle: float = 0.0,
 ) -> tuple[SubscriberView, bool]:
     """Unsubscribe someone; returns the subscriber and whether anything changed.
 
-    Unsubscribing twice is harmless (one-click links get clicked twice).
+    Unsubscribing twice is harmless (one-click links get clicked twice). Queued deliveries
+    are skipped at once; with ``settle`` > 0, also wait up to that many seconds for a
+    message a worker has already claimed for this person to finish, so that nothing at
+    all goes out after this returns (RFC 8058 one-click).
     """
     _check_source(source)
     with store.transaction() as s:
@@ -627,7 +631,31 @@ def unsubscribe(
         # (and a worker re-checks the subscriber when it claims a row).
         _skip_queued(s, sub.id)
         s.flush()
-        return _view(sub), True
+        view = _view(sub)
+    if settle > 0:
+        _wait_for_in_flight(store, view.id, settle)
+    return view, True
+
+
+def _wait_for_in_flight(store: Store, subscriber_id: int, timeout: float) -> None:
+    """Wait until no delivery of the subscriber is being sent (or ``timeout`` passes).
+
+    A row left ``sending`` by a crashed worker outlasts the wait; when it is recovered
+    the claim re-checks the subscriber and skips it.
+    """
+    import time
+
+    from newsletter.store.models import Delivery
+
+    deadline = time.monotonic() + timeout
+    query = select(func.count()).where(
+        Delivery.subscriber_id == subscriber_id, Delivery.status == "sending"
+    )
+    while time.monotonic() < deadline:
+        with store.transaction() as s:
+            if not s.execute(query).scalar_one():
+                return
+        time.sleep(0.05)
 
 
 def _skip_queued(session: Session, subscriber_id: int) -> None:

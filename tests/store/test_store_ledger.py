@@ -240,3 +240,29 @@ def test_unknown_send_is_a_clear_error(store) -> None:
     with pytest.raises(ledger.SendNotFoundError) as info:
         ledger.send_status(store, "2030-01")
     assert "newsletter send 2030-01" in info.value.hint
+
+
+def test_unsubscribe_can_wait_for_a_message_already_in_flight(store, issue) -> None:
+    import time
+
+    add_subscriber(store, "leaving@example.org", topics="training")
+    ledger.plan_send(store, issue, "skip")
+    [claimed] = ledger.claim_batch(store, 10, claimer="w:1")
+
+    def finish() -> None:
+        time.sleep(0.4)
+        ledger.record_outcomes(store, [Outcome(claimed.delivery_id, "sent", "250")])
+
+    t = threading.Thread(target=finish)
+    t.start()
+    start = time.monotonic()
+    unsubscribe(store, "leaving@example.org", source="web", settle=5.0)
+    waited = time.monotonic() - start
+    t.join()
+    assert 0.3 < waited < 4.0  # returned once the in-flight message was recorded
+    assert rows(store)["leaving@example.org"].status == "sent"
+    # Without anything in flight it returns at once.
+    add_subscriber(store, "other@example.org", topics="training")
+    start = time.monotonic()
+    unsubscribe(store, "other@example.org", settle=5.0)
+    assert time.monotonic() - start < 1.0
