@@ -83,9 +83,7 @@ def send_only(port: int, connections: int, folder: Path) -> None:
     overrides = {"smtp_url": f"smtp://127.0.0.1:{port}", "smtp_pool_size": str(connections)}
     settings = load_settings(folder / "newsletter.toml", overrides=overrides, environ={})
     start = time.perf_counter()
-    result = run_worker(
-        settings, WorkerOptions(threads=connections, months=["2026-11"], batch_size=50)
-    )
+    result = run_worker(settings, WorkerOptions(threads=connections, months=["2026-11"]))
     elapsed = time.perf_counter() - start
     print(
         json.dumps(
