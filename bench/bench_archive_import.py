@@ -3,7 +3,7 @@
 Builds two pages from the realistic fixture text (the second repeats half of the first,
 to exercise merging), then times ``import_archive`` into a temporary folder.
 
-Run: .venv/bin/python bench/archive_import.py
+Run: .venv/bin/python bench/bench_archive_import.py
 """
 
 from __future__ import annotations
