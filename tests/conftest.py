@@ -61,3 +61,29 @@ def require_or_skip(env_flag: str, reason: str) -> None:
     if os.environ.get(env_flag) == "1":
         pytest.fail(f"{reason} (and {env_flag}=1 says it must be available)")
     pytest.skip(reason)
+
+
+def need_browser() -> None:
+    """Skip (or fail, with NEWSLETTER_REQUIRE_BROWSER=1) without chromium and Playwright."""
+    import importlib.util
+
+    from newsletter.render.preview import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        require_or_skip("NEWSLETTER_REQUIRE_BROWSER", f"{CHROMIUM} is not installed")
+    if importlib.util.find_spec("playwright") is None:
+        require_or_skip("NEWSLETTER_REQUIRE_BROWSER", "playwright is not installed")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium through Playwright, shared by the tests of a module."""
+    need_browser()
+    from playwright.sync_api import sync_playwright
+
+    from newsletter.render.preview import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

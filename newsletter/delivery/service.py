@@ -6,19 +6,18 @@ data for the CLI to print.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from newsletter.errors import NewsletterError
+from newsletter.store.db import open_store
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
     from newsletter.content.model import Issue
     from newsletter.delivery.worker import WorkerOptions, WorkerReport
-    from newsletter.store.db import Store
     from newsletter.store.ledger import SendStatus
 
 
@@ -55,17 +54,6 @@ class SendResult:
     statuses: list[SendStatus] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def _store(settings: Settings) -> Iterator[Store]:
-    from newsletter.store.db import open_store
-
-    store = open_store(settings)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def load_sendable_issue(settings: Settings, month: str) -> Issue:
     """The issue of ``month`` if it may be sent: valid and marked ``status: ready``."""
     from newsletter.content.files import get_issue
@@ -90,7 +78,7 @@ def preview_send(settings: Settings, month: str) -> SendPreview:
 
     issue = load_sendable_issue(settings, month)
     k = len(issue.summaries)
-    with _store(settings) as store:
+    with open_store(settings) as store:
         if ledger.find_send(store, issue.month) is None:
             variants, skipped = ledger.preview_plan(store, issue, settings.no_match_policy)
             names = {variant_name(m, k): n for m, n in sorted(variants.items())}
@@ -112,7 +100,7 @@ def plan_issue_send(settings: Settings, month: str) -> SendPreview:
     # here, before anyone is queued.
     settings.require("sender_address", "to send")
     build_issue(issue, settings)
-    with _store(settings) as store:
+    with open_store(settings) as store:
         ledger.plan_send(store, issue, settings.no_match_policy)
     return preview_send(settings, month)
 
@@ -128,7 +116,7 @@ def run_worker(
     from newsletter.delivery.worker import DeliveryWorker
     from newsletter.store import ledger
 
-    with _store(settings) as store:
+    with open_store(settings) as store:
         transport = open_transport(settings)
         try:
             worker = DeliveryWorker(settings, store, transport, options, on_progress, stop)
@@ -144,7 +132,7 @@ def delivery_status(settings: Settings, month: str) -> SendStatus:
     """The send of ``month`` with its counts."""
     from newsletter.store import ledger
 
-    with _store(settings) as store:
+    with open_store(settings) as store:
         return ledger.send_status(store, month)
 
 
@@ -154,7 +142,7 @@ def list_deliveries(
     """Delivery rows of one send."""
     from newsletter.store import ledger
 
-    with _store(settings) as store:
+    with open_store(settings) as store:
         ledger.send_status(store, month)  # a clear error for an unknown send
         return ledger.list_deliveries(store, month, status=status, limit=limit)
 
@@ -163,7 +151,7 @@ def retry_failed(settings: Settings, month: str) -> int:
     """Put the failed deliveries of ``month`` back in the queue."""
     from newsletter.store import ledger
 
-    with _store(settings) as store:
+    with open_store(settings) as store:
         return ledger.retry_failed(store, month)
 
 

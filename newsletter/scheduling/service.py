@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from newsletter.errors import NewsletterError
 from newsletter.scheduling.rules import ScheduleError
+from newsletter.store.db import open_store
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -17,17 +17,6 @@ if TYPE_CHECKING:
     from newsletter.store.schedule import ScheduleRow
 
 PAST_TOLERANCE = dt.timedelta(minutes=1)
-
-
-@contextlib.contextmanager
-def _store(settings: Settings) -> Iterator[Store]:
-    from newsletter.store.db import open_store
-
-    store = open_store(settings)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _check_month(month: str) -> str:
@@ -81,7 +70,7 @@ def schedule_once(
         load_sendable_issue(settings, month)
     except NewsletterError as exc:
         warnings.append(f"{exc.message}: it is sent only if it is valid and marked ready by then")
-    with _store(settings) as store:
+    with open_store(settings) as store:
         if ledger.find_send(store, month) is not None:
             st = ledger.send_status(store, month)
             if st.status in ("done", "cancelled"):
@@ -105,7 +94,7 @@ def cancel_once(settings: Settings, month: str) -> ScheduleRow:
     from newsletter.store import schedule as db
 
     _check_month(month)
-    with _store(settings) as store:
+    with open_store(settings) as store:
         row = db.find_schedule(store, month)
         if row is None or row.status != "scheduled":
             state = f" (it is {row.status})" if row else ""
@@ -173,7 +162,7 @@ def scheduler_overview(settings: Settings, now: dt.datetime | None = None) -> Sc
 
     now = now or dt.datetime.now(dt.UTC)
     grace = dt.timedelta(seconds=settings.misfire_grace_time)
-    with _store(settings) as store:
+    with open_store(settings) as store:
         lease = db.read_lease(store)
         running = lease is not None and lease.expires_at > now
         next_runs = db.job_next_run_times(store)
@@ -253,7 +242,7 @@ def issue_send_states(settings: Settings, months: list[str]) -> dict[str, IssueS
     from newsletter.store.errors import StoreError
 
     try:
-        with _store(settings) as store:
+        with open_store(settings) as store:
             schedules = {r.month: r for r in db.list_schedules(store, ["scheduled"])}
             sends = {s.month: s for s in ledger.list_sends(store)}
     except (StoreError, NewsletterError):

@@ -482,56 +482,25 @@ def record_outcomes(store: Store, outcomes: Iterable[Outcome], now: dt.datetime 
     if not by_status:
         return
     d = Delivery.__table__
+    tried = {  # an attempt was made: count it, keep the reply and the Message-ID
+        "attempts": d.c.attempts + 1,
+        "last_reply": bindparam("b_reply"),
+        "message_id": bindparam("b_mid"),
+        "claimed_by": None,
+    }
+    values = {
+        "sent": {**tried, "status": "sent", "sent_at": now},
+        "retry": {**tried, "status": "pending", "next_attempt_at": bindparam("b_next")},
+        "failed": {**tried, "status": "failed"},
+        "release": {"status": "pending", "claimed_by": None},  # not sent: not an attempt
+    }
     with store.transaction() as session:
         conn = session.connection()
-        if rows := by_status.get("sent"):
-            conn.execute(
-                d.update()
-                .where(d.c.id == bindparam("b_id"))
-                .values(
-                    status="sent",
-                    sent_at=now,
-                    attempts=d.c.attempts + 1,
-                    last_reply=bindparam("b_reply"),
-                    message_id=bindparam("b_mid"),
-                    claimed_by=None,
-                ),
-                rows,
-            )
-        if rows := by_status.get("retry"):
-            conn.execute(
-                d.update()
-                .where(d.c.id == bindparam("b_id"))
-                .values(
-                    status="pending",
-                    attempts=d.c.attempts + 1,
-                    last_reply=bindparam("b_reply"),
-                    message_id=bindparam("b_mid"),
-                    next_attempt_at=bindparam("b_next"),
-                    claimed_by=None,
-                ),
-                rows,
-            )
-        if rows := by_status.get("failed"):
-            conn.execute(
-                d.update()
-                .where(d.c.id == bindparam("b_id"))
-                .values(
-                    status="failed",
-                    attempts=d.c.attempts + 1,
-                    last_reply=bindparam("b_reply"),
-                    message_id=bindparam("b_mid"),
-                    claimed_by=None,
-                ),
-                rows,
-            )
-        if rows := by_status.get("release"):
-            conn.execute(
-                d.update()
-                .where(d.c.id == bindparam("b_id"), d.c.status == "sending")
-                .values(status="pending", claimed_by=None),
-                rows,
-            )
+        for status, rows in by_status.items():
+            stmt = d.update().where(d.c.id == bindparam("b_id"))
+            if status == "release":
+                stmt = stmt.where(d.c.status == "sending")
+            conn.execute(stmt.values(**values[status]), rows)
 
 
 def finish_sends(store: Store, now: dt.datetime | None = None) -> list[str]:

@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from newsletter.render import RecipientFields, build_issue, personalise
-from newsletter.render.preview import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import need_browser
 
 pytestmark = pytest.mark.browser
-
-
-def _require_or_skip(env_flag: str, reason: str) -> None:
-    # The helper of tests/conftest.py, loaded by path: conftest modules are not importable
-    # by name under --import-mode=importlib.
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.require_or_skip(env_flag, reason)
-
-
-def _need_browser() -> None:
-    """Skip (or fail, with NEWSLETTER_REQUIRE_BROWSER=1) without chromium and Playwright."""
-    if not Path(CHROMIUM).exists():
-        _require_or_skip("NEWSLETTER_REQUIRE_BROWSER", f"{CHROMIUM} is not installed")
-    if importlib.util.find_spec("playwright") is None:
-        _require_or_skip("NEWSLETTER_REQUIRE_BROWSER", "playwright is not installed")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Debian chromium, shared by the tests of this module."""
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _open(browser, tmp_path: Path, html: str, width: int, scheme: str = "light"):
@@ -52,7 +21,7 @@ def _open(browser, tmp_path: Path, html: str, width: int, scheme: str = "light")
 
 
 def test_preview_png_screenshots(project):
-    _need_browser()
+    need_browser()
     from click.testing import CliRunner
 
     from newsletter.cli import cli

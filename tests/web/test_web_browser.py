@@ -5,40 +5,16 @@ The server runs in a thread on a free port; emails go through the real aiosmtpd 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import threading
-from pathlib import Path
 
 import pytest
 
-from newsletter.render.preview import CHROMIUM, CHROMIUM_ARGS
 from newsletter.tokens import make_token
 from tests.web.conftest import subscriber, wait_jobs
 
 pytestmark = pytest.mark.browser
 LINK = re.compile(r"https://news\.example\.org(/[^\s\"<>]+)")
-
-
-def _need_browser() -> None:
-    from tests.conftest import require_or_skip
-
-    if not Path(CHROMIUM).exists():
-        require_or_skip("NEWSLETTER_REQUIRE_BROWSER", f"{CHROMIUM} is not installed")
-    if importlib.util.find_spec("playwright") is None:
-        require_or_skip("NEWSLETTER_REQUIRE_BROWSER", "playwright is not installed")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Debian chromium, shared by the tests of this module."""
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
