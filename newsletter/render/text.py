@@ -7,7 +7,6 @@ converting HTML: paragraphs wrapped at :data:`WIDTH` columns, each link shown as
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 WIDTH = 72
@@ -35,6 +34,25 @@ class References:
         return "\n".join(f"[{n}] {url}" for n, url in enumerate(self.urls, 1))
 
 
+def _fill(words: list[str], width: int, first: str, rest: str) -> str:
+    """Greedy fill, as ``textwrap.fill`` with no broken words or hyphens, but several times
+    faster (it runs per recipient for the topic list)."""
+    lines: list[str] = []
+    line = first
+    empty = True
+    for word in words:
+        if empty:
+            line += word
+            empty = False
+        elif len(line) + 1 + len(word) <= width:
+            line += " " + word
+        else:
+            lines.append(line)
+            line = rest + word
+    lines.append(line)
+    return "\n".join(lines)
+
+
 def wrap(text: str, width: int = WIDTH, indent: str = "", subsequent: str | None = None) -> str:
     """Wrap ``text`` to ``width`` columns, keeping its hard line breaks.
 
@@ -45,16 +63,7 @@ def wrap(text: str, width: int = WIDTH, indent: str = "", subsequent: str | None
         if not line.strip():
             out.append("")
             continue
-        out.append(
-            textwrap.fill(
-                " ".join(line.split()),
-                width=width,
-                initial_indent=indent,
-                subsequent_indent=indent if subsequent is None else subsequent,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
+        out.append(_fill(line.split(), width, indent, indent if subsequent is None else subsequent))
     return "\n".join(out)
 
 
