@@ -111,6 +111,12 @@ def run_demo(folder: Path, send: bool = True) -> DemoResult:
     steps: list[str] = []
     if not config.exists():
         steps += init_project(config, DEMO_SETTINGS)
+    else:
+        # An older demo folder: bring its store up to this version's tables.
+        from newsletter.config import load_settings
+        from newsletter.store import upgrade_database
+
+        upgrade_database(load_settings(config, environ={}).database_url)
     issues = folder / "issues"
     issues.mkdir(parents=True, exist_ok=True)
     copied = 0
