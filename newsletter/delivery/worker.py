@@ -44,7 +44,7 @@ class WorkerOptions:
 
     threads: int = 0  # 0: as many as smtp_pool_size
     batch_size: int = 200  # rows claimed at once (claims cost more than sends)
-    record_every: int = 20  # outcomes written at least this often: what a crash can repeat
+    record_every: int = 50  # outcomes written this often: what a SIGKILL can send twice
     once: bool = True  # drain what is due now and return; False: keep polling
     limit: int | None = None  # stop after this many messages handed to the transport
     months: list[str] | None = None  # only these sends (None: every running send)
