@@ -401,8 +401,9 @@ def import_cmd(
     Columns (any case): email (required), name, topics (";"-separated slugs or names, or
     "all"), status, and the other columns `export` writes. Comma, semicolon or tab
     separated; UTF-8 with or without BOM. Every bad row is listed with its line number and
-    the good rows are imported (exit 0); with --atomic a bad row means nothing is imported
-    (exit 1). A row without topics gets every topic.
+    reason and the good rows are imported, and the exit code is 1 if any row was rejected
+    (importing the fixed file again adds just those); with --atomic a bad row means nothing
+    is imported. A row without topics gets every topic.
 
     \b
     Example:
@@ -427,7 +428,7 @@ def import_cmd(
         print_json(report.to_dict())
     else:
         _print_report(file, report)
-    if report.atomic_aborted:
+    if report.atomic_aborted or report.errors:
         raise SystemExit(1)
 
 
@@ -459,6 +460,11 @@ def _print_report(file: Path, report: Any) -> None:
         f"{report.resubscribed} resubscribed, {report.unchanged} already in the store, "
         f"{len(report.skipped)} skipped, {len(report.errors)} rejected"
     )
+    if report.errors:
+        out.print(
+            "fix the rejected rows and import the file again: rows already imported are "
+            "left as they are"
+        )
 
 
 class _progress:

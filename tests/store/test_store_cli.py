@@ -100,11 +100,11 @@ def test_import_export_stats(store_url, tmp_path) -> None:
     src.write_text("email,name,topics\na@example.org,=cmd,CBT\nb@example.org,B,Alliens\n", "utf-8")
     out = run("subscribers", "import", str(src), "--atomic", code=1).output
     assert "nothing imported" in out and "Alliens" in out
-    out = run("subscribers", "import", str(src), "--dry-run").output
+    out = run("subscribers", "import", str(src), "--dry-run", code=1).output
     assert "dry run" in out and "1 added" in out
-    report = json.loads(run("subscribers", "import", str(src), "--json").output)
+    report = json.loads(run("subscribers", "import", str(src), "--json", code=1).output)
     assert report["added"] == 1 and report["errors"][0]["line"] == 3
-    again = json.loads(run("subscribers", "import", str(src), "--json").output)
+    again = json.loads(run("subscribers", "import", str(src), "--json", code=1).output)
     assert again["added"] == 0 and again["unchanged"] == 1
 
     exported = run("subscribers", "export").output
