@@ -203,6 +203,62 @@ def sync_jobs(
             scheduler.remove_job(job.id, "default")
 
 
+def missed_monthly_occurrence(
+    settings: Settings,
+    store: Store,
+    stored_next_run: dt.datetime | None,
+    now: dt.datetime | None = None,
+) -> dt.datetime | None:
+    """The monthly firing a crash skipped, if one is still within the grace time.
+
+    APScheduler moves a job's stored next run time on before it runs the job; a process
+    killed between that and the firing's record would silently skip the month. So at start:
+    if the stored job already points past the rule's latest occurrence (within the grace
+    time) and that occurrence has no recorded firing or miss, it is returned for a
+    catch-up firing. A rule configured after its time (no stored job yet) is not caught up.
+    """
+    from newsletter.scheduling.rules import parse_monthly_rule
+    from newsletter.store import schedule as db
+
+    if not settings.monthly_schedule.strip() or stored_next_run is None:
+        return None
+    now = now or dt.datetime.now(dt.UTC)
+    rule = parse_monthly_rule(settings.monthly_schedule, settings.timezone)
+    last = rule.last_time(now, dt.timedelta(seconds=settings.misfire_grace_time))
+    if last is None or stored_next_run <= last:
+        return None  # APScheduler itself still has this occurrence to run (or miss)
+    if db.find_run(store, MONTHLY_JOB, last.astimezone(dt.UTC)) is not None:
+        return None
+    return last.astimezone(dt.UTC)
+
+
+def catch_up_monthly(
+    scheduler: BackgroundScheduler,
+    settings: Settings,
+    store: Store,
+    stored_next_run: dt.datetime | None,
+) -> bool:
+    """Queue the firing :func:`missed_monthly_occurrence` finds; True if there was one."""
+    from newsletter.scheduling.rules import month_of
+
+    missed = missed_monthly_occurrence(settings, store, stored_next_run)
+    if missed is None:
+        return False
+    month = month_of(missed, settings.timezone)
+    scheduler.add_job(
+        JOB_FUNC,
+        "date",
+        run_date=dt.datetime.now(dt.UTC),
+        id=f"resume:{MONTHLY_JOB}:{month}",
+        kwargs={"job_id": MONTHLY_JOB, "month": month, "run_at": missed.isoformat()},
+        jobstore="internal",
+        replace_existing=True,
+        misfire_grace_time=None,
+    )
+    log.warning("the monthly send of %s (due %s) never ran: sending it now", month, missed)
+    return True
+
+
 def resume_unfinished(scheduler: BackgroundScheduler, store: Store) -> int:
     """Queue again the firings a stopped or killed scheduler left mid-send."""
     from newsletter.store import schedule as db
@@ -289,9 +345,13 @@ def run_scheduler(
     kept = True
     synced: dict[str, Any] = {}
     try:
+        from newsletter.store import schedule as db
+
+        stored_next_run = db.job_next_run_times(store).get(MONTHLY_JOB)
         scheduler.start(paused=True)
         sync_jobs(scheduler, settings, store, synced)
         resume_unfinished(scheduler, store)
+        catch_up_monthly(scheduler, settings, store, stored_next_run)
         scheduler.resume()
         jobs = [(j.id, j.next_run_time) for j in scheduler.get_jobs("default")]
         log.info("scheduler started (%s); %d jobs", lease.holder, len(jobs))

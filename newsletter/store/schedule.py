@@ -191,6 +191,17 @@ def start_run(
         return _run_row(row), created
 
 
+def find_run(store: Store, job_id: str, scheduled_for: dt.datetime) -> RunRow | None:
+    """The recorded firing (or miss) of ``job_id`` for ``scheduled_for``, if any."""
+    with store.transaction() as session:
+        row = session.execute(
+            select(ScheduleRun).where(
+                ScheduleRun.job_id == job_id, ScheduleRun.scheduled_for == scheduled_for
+            )
+        ).scalar_one_or_none()
+        return _run_row(row) if row is not None else None
+
+
 def finish_run(store: Store, run_id: int, outcome: str, detail: str | None = None) -> None:
     """Record how a firing ended."""
     with store.transaction() as session:

@@ -146,3 +146,29 @@ def test_issue_list_works_without_a_database(isolated_env: Path) -> None:
     assert all(r["scheduled"] is None and r["send_status"] is None for r in rows)
     result = CliRunner().invoke(cli, ["issue", "list"])
     assert result.exit_code == 0 and "Scheduled" not in result.output
+
+
+def test_a_monthly_firing_lost_in_a_crash_is_caught_up_once(project) -> None:
+    """APScheduler moved the stored job on, then the process died before the firing was
+    recorded: the next start finds the occurrence and fires it; once recorded, never again."""
+    from dataclasses import replace
+
+    from newsletter.schedule import missed_monthly_occurrence
+
+    settings = replace(settings_of(project), monthly_schedule="day 1 08:00", timezone="UTC")
+    now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)  # an hour after the occurrence
+    due = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+    next_month = dt.datetime(2027, 1, 1, 8, 0, tzinfo=dt.UTC)
+    with open_store(settings) as store:
+        # Stored job already points at next month, no record of December: caught up.
+        assert missed_monthly_occurrence(settings, store, next_month, now) == due
+        # APScheduler still has December to run (or report as missed) itself.
+        assert missed_monthly_occurrence(settings, store, due, now) is None
+        # No stored job yet (rule just configured): a past occurrence is not sent late.
+        assert missed_monthly_occurrence(settings, store, None, now) is None
+        # Past the grace time: nothing to catch up (the miss is reported instead).
+        late = now + dt.timedelta(seconds=settings.misfire_grace_time)
+        assert missed_monthly_occurrence(settings, store, next_month, late) is None
+        # Once the firing is recorded, it is not caught up again.
+        db.start_run(store, "monthly", "2026-12", due)
+        assert missed_monthly_occurrence(settings, store, next_month, now) is None
