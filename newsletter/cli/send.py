@@ -140,6 +140,11 @@ def send(
         out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
         return
     out.print(_preview_table(preview, f"Send of {issue.month} ({preview.status})"))
+    if not settings.base_url.startswith("https://"):
+        out.print(
+            f"[yellow]warning:[/yellow] base_url is {settings.base_url}: links in the email "
+            "point there, and mail providers offer one-click unsubscribe only for https"
+        )
     if dry_run:
         out.print("dry run: nothing was planned or sent")
         return

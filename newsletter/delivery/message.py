@@ -526,11 +526,10 @@ def build_message_template(
             [*_list_phrase(settings.newsletter_name), list_id(settings.newsletter_name, domain)],
         )
     )
-    tail = []
-    # RFC 8058: one-click unsubscription is only defined for an https address.
-    if settings.base_url.startswith("https://"):
-        tail.append(f"List-Unsubscribe-Post: {ONE_CLICK}")
-    tail += [
+    # Always sent: the web page answers the one-click POST at that address. RFC 8058 wants
+    # it https, so mail providers ignore it on an http base_url (`send` warns about that).
+    tail = [
+        f"List-Unsubscribe-Post: {ONE_CLICK}",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
         "",

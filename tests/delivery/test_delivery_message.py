@@ -318,12 +318,12 @@ def test_reply_to_only_when_configured(variant: Variant) -> None:
     assert "Reply-To" not in parse(out.data)
 
 
-def test_one_click_header_needs_an_https_base_url(variant: Variant) -> None:
+def test_one_click_headers_follow_base_url(variant: Variant) -> None:
     settings = make_settings(base_url="http://127.0.0.1:8000")
     msg = parse(
         assemble(build_message_template(variant, settings, issue_month="2026-10"), ALEX).data
     )
-    assert "List-Unsubscribe-Post" not in msg
+    assert msg["List-Unsubscribe-Post"] == ONE_CLICK
     assert msg["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/unsubscribe/")
 
 
