@@ -154,7 +154,11 @@ def send(
     if not yes and not click.confirm(f"Send {preview.outstanding} messages now?", default=False):
         raise click.ClickException("cancelled; nothing was sent")
     preview = plan_issue_send(settings, month)
-    options = WorkerOptions(threads=workers or 0, limit=limit, months=[issue.month])
+    # An unreachable server pauses the send; after two minutes `send` hands it over to
+    # `newsletter worker` (which waits as long as it takes) instead of hanging.
+    options = WorkerOptions(
+        threads=workers or 0, limit=limit, months=[issue.month], max_unavailable_wait=120.0
+    )
     result = _drain(settings, options, limit or preview.outstanding)
     out.print(_result_table(result))
     _report_tail(out, result)

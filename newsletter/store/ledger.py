@@ -365,7 +365,9 @@ def claim_batch(
     """
     now = now or _now()
     claimer = claimer or worker_id()
-    running = select(Send.id).where(Send.status.in_(("planned", "sending")))
+    # A send paused by an SMTP outage is picked up again by any worker (it pauses it
+    # again if the server is still down).
+    running = select(Send.id).where(Send.status.in_(("planned", "sending", "paused")))
     if months:
         running = running.where(Send.issue_month.in_(list(months)))
     due = (
@@ -444,8 +446,12 @@ def claim_batch(
         if send_ids:
             session.execute(
                 update(Send)
-                .where(Send.id.in_(send_ids), Send.status == "planned")
-                .values(status="sending", started_at=now)
+                .where(Send.id.in_(send_ids), Send.status.in_(("planned", "paused")))
+                .values(
+                    status="sending",
+                    started_at=func.coalesce(Send.started_at, now),
+                    paused_reason=None,
+                )
                 .execution_options(synchronize_session=False)
             )
     return [

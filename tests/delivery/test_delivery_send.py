@@ -349,3 +349,19 @@ def test_deliveries_status_and_list_json(project, smtp_server) -> None:
     assert [(r["email"], r["last_reply"][:3]) for r in failed] == [("perm-fail@example.org", "550")]
     shown = cli_run(project, "subscribers", "show", "perm-fail@example.org", "--json")
     assert json.loads(shown.output)["deliveries"][0]["status"] == "failed"
+
+
+def test_a_send_paused_by_an_outage_is_resumed_by_a_later_worker(project, smtp_server) -> None:
+    settings = settings_of(project)
+    plan_issue_send(settings, MONTH)
+    smtp_server.stop()
+    first = run_worker(settings, WorkerOptions(months=[MONTH], max_unavailable_wait=0.5))
+    assert first.report.paused and first.report.sent == 0
+    with open_store(settings) as store:
+        assert ledger.send_status(store, MONTH).status == "paused"
+    smtp_server.start()
+    later = run_worker(settings, WorkerOptions())  # a fresh `newsletter worker --once`
+    assert later.report.sent == 5
+    check_everyone_got_their_digest(smtp_server)
+    with open_store(settings) as store:
+        assert ledger.send_status(store, MONTH).status == "done"
