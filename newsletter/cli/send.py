@@ -6,6 +6,13 @@ import click
 
 from newsletter.cli.base import AppContext, console, print_json
 
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Sender threads (default: smtp_pool_size).",
+)
+
 
 def _stop_on_signals():
     """An event set by SIGTERM/SIGINT: in-flight messages finish, the rest stays queued."""
@@ -100,12 +107,7 @@ def _drain(settings, options, total: int):
 @click.command()
 @click.argument("month")
 @click.option("--dry-run", is_flag=True, help="Show who would get what; change nothing.")
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=None,
-    help="Sender threads (default: smtp_pool_size).",
-)
+@workers_option
 @click.option(
     "--limit",
     type=click.IntRange(1),
@@ -184,12 +186,7 @@ def _report_tail(out, result) -> None:
 
 @click.command()
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=None,
-    help="Sender threads (default: smtp_pool_size).",
-)
+@workers_option
 @click.option(
     "--poll",
     type=click.FloatRange(0.1),

@@ -64,3 +64,20 @@ def smtp_settings(isolated_env: Path) -> Callable[..., Settings]:
         return load_settings(overrides={"smtp_url": url, **overrides}, environ={})
 
     return build
+
+
+@pytest.fixture(scope="session")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """(private key PEM file, the DNS TXT record publishing its public half), made once."""
+    import base64
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("dkim")
+    key = folder / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import email
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,20 +32,6 @@ MESSAGE = (
     b"\r\n"
     b"Two new studies this month.\r\n"
 )
-
-
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    """(private key PEM file, the DNS TXT record publishing its public half)."""
-    folder = tmp_path_factory.mktemp("dkim")
-    key = folder / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    der = subprocess.run(
-        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
 
 
 def dns_for(record: bytes) -> Callable[..., bytes | None]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import email
 import email.policy
 import re
-import subprocess
 import time
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -532,19 +530,6 @@ def test_boundary_does_not_occur_in_the_content(template: MessageTemplate) -> No
 
 
 # --------------------------------------------------------------------------- DKIM and SMTP
-
-
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    folder = tmp_path_factory.mktemp("dkim-message")
-    key = folder / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    der = subprocess.run(
-        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
 
 
 def test_assembled_message_signs_and_verifies(
