@@ -13,8 +13,7 @@ Two changes to the stock serializer keep signing cheap enough to run once per re
 - the derived HMAC key is computed once per (key, purpose), not once per token.
 
 The payload names the subscriber: an int id (the store's primary key) or, before the
-store exists, an email address. Link layouts live here too (:data:`LINK_PATHS`) so the
-email templates and the web pages agree on them.
+store exists, an email address. The link layout is :mod:`newsletter.rules.links`.
 """
 
 from __future__ import annotations
@@ -31,21 +30,13 @@ from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTime
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from newsletter.errors import MissingSettingError, NewsletterError
+from newsletter.rules.links import page_url
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
 
 PURPOSES = ("preferences", "unsubscribe", "topic", "confirm")
 
-# Where each kind of token is used on the web side. ``{token}`` is the signed token;
-# the topic link adds the topic's slug after it (the slug need not be signed: the token
-# already lets its holder manage that subscriber's topics).
-LINK_PATHS = {
-    "preferences": "/preferences/{token}",
-    "unsubscribe": "/unsubscribe/{token}",
-    "topic": "/topic/{token}/{slug}",
-    "confirm": "/confirm/{token}",
-}
 
 Payload = int | str
 
@@ -166,7 +157,7 @@ def read_token(settings: Settings, purpose: str, token: str, max_age: int | None
 
 def link(settings: Settings, purpose: str, token: str, **parts: str) -> str:
     """The absolute web address for a token, e.g. ``{base_url}/unsubscribe/{token}``."""
-    return settings.base_url + LINK_PATHS[purpose].format(token=token, **parts)
+    return page_url(settings.base_url, purpose, token, **parts)
 
 
 @contextmanager

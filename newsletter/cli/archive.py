@@ -57,7 +57,8 @@ def import_archive_cmd(
         newsletter issue import-archive archive/all.txt archive/alliance.txt \\
             --topic all --topic "Alliance and Therapeutic Relationship"
     """
-    from newsletter.content.archive import import_archive, report_to_dict
+    from newsletter.importers.archive import report_to_dict
+    from newsletter.services import imports
 
     if topics and len(topics) != len(files):
         raise click.UsageError(
@@ -65,9 +66,8 @@ def import_archive_cmd(
             "the same order (use '--topic all' for a page without a topic filter)"
         )
     per_file = [None if t.strip().lower() in NO_TOPIC else t for t in topics] or [None] * len(files)
-    target = into if into is not None else app.settings().issues_dir
-    report = import_archive(
-        list(zip(files, per_file, strict=True)), target, dry_run=dry_run, force=force
+    report = imports.import_archive(
+        app.app(), list(zip(files, per_file, strict=True)), into, dry_run=dry_run, force=force
     )
     if as_json:
         print_json(report_to_dict(report))

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from newsletter.config import Settings
+    from newsletter.services import App
 
 
 class NewsletterGroup(click.Group):
@@ -31,21 +32,30 @@ class NewsletterGroup(click.Group):
 
 @dataclass
 class AppContext:
-    """What every command gets through ``click.pass_obj``: lazily loaded settings."""
+    """What every command gets through ``click.pass_obj``: the settings and the
+    :class:`~newsletter.services.App`, both made on first use (``--help`` needs neither)."""
 
     config: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     _settings: Settings | None = None
+    _app: App | None = None
 
-    def settings(self, **more: Any) -> Settings:
-        """The settings, with ``more`` (command flags) taking precedence over everything."""
+    def settings(self) -> Settings:
+        """The settings: defaults < newsletter.toml < environment < ``--set`` flags."""
         from newsletter.config import load_settings
 
-        if more:
-            return load_settings(self.config, {**self.overrides, **more})
         if self._settings is None:
             self._settings = load_settings(self.config, self.overrides)
         return self._settings
+
+    def app(self) -> App:
+        """The application the command calls services with (closed when the command ends)."""
+        if self._app is None:
+            from newsletter.services import App
+
+            self._app = App(self.settings())
+            click.get_current_context().find_root().call_on_close(self._app.close)
+        return self._app
 
 
 def console(stderr: bool = False) -> Console:

@@ -31,9 +31,9 @@ def upgrade(app: AppContext) -> None:
         newsletter db upgrade
         NEWSLETTER_DATABASE_URL=postgresql://news@db/news newsletter db upgrade
     """
-    from newsletter.store import upgrade_database
+    from newsletter.services.setup import upgrade_store
 
-    status = upgrade_database(app.settings().database_url)
+    status = upgrade_store(app.settings().database_url)
     click.echo(f"{status.url}: at revision {status.current} (newest)")
 
 
@@ -48,9 +48,9 @@ def current(app: AppContext) -> None:
     Example:
         newsletter db current
     """
-    from newsletter.store import database_status
+    from newsletter.services.setup import store_status
 
-    status = database_status(app.settings().database_url)
+    status = store_status(app.settings().database_url)
     if status.up_to_date:
         click.echo(f"{status.url}: at revision {status.current} (newest)")
         return

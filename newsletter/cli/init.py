@@ -36,7 +36,7 @@ def init(
         newsletter init --sender-name "Research Digest" --sender-address news@example.org
     """
     from newsletter.config import config_file_path
-    from newsletter.project import init_project
+    from newsletter.services.setup import init_project
 
     values = {
         "sender_name": sender_name,

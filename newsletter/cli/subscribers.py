@@ -11,15 +11,10 @@ import click
 from newsletter.cli.base import AppContext, console, print_json
 
 if TYPE_CHECKING:
-    from newsletter.store import Store, SubscriberView
+    from newsletter.store.views import SubscriberView
 
+# The subscriber statuses (newsletter.rules.statuses; not imported here: --help stays fast).
 STATUS_CHOICES = ("pending", "active", "paused", "unsubscribed", "bounced")
-
-
-def _open(app: AppContext) -> Store:
-    from newsletter.store import open_store
-
-    return open_store(app.settings())
 
 
 def _esc(text: str) -> str:
@@ -29,13 +24,11 @@ def _esc(text: str) -> str:
 
 
 def _topic_names(view: SubscriberView) -> str:
-    from newsletter.content.taxonomy import load_taxonomy
+    from newsletter.content.taxonomy import topic_names
 
     if view.all_topics:
         return "all topics"
-    taxonomy = load_taxonomy()
-    names = [taxonomy.by_slug[s].name if s in taxonomy.by_slug else s for s in view.topics]
-    return "; ".join(names) or "(none)"
+    return "; ".join(topic_names(view.topics)) or "(none)"
 
 
 def _say(view: SubscriberView, what: str) -> None:
@@ -83,21 +76,20 @@ def add(
         newsletter subscribers add ann@example.org --name "Ann Lee" --topics "CBT; Alliance"
         newsletter subscribers add bo@example.org --all-topics
     """
-    from newsletter.store import add_subscriber
+    from newsletter.services import subscribers as service
 
     if topics.strip() and all_topics:
         raise click.UsageError("give --topics or --all-topics, not both")
-    with _open(app) as store:
-        view = add_subscriber(
-            store,
-            email,
-            name=name,
-            topics=topics,
-            all_topics=True if all_topics else None,
-            pending=pending,
-            resubscribe=resubscribe,
-            consent_version=consent_version,
-        )
+    view = service.add_subscriber(
+        app.app(),
+        email,
+        name=name,
+        topics=topics,
+        all_topics=True if all_topics else None,
+        pending=pending,
+        resubscribe=resubscribe,
+        consent_version=consent_version,
+    )
     _say(view, f"added as {view.status}, topics: {_topic_names(view)}")
 
 
@@ -125,12 +117,9 @@ def list_(
         newsletter subscribers list --status active --topic "Alliance"
         newsletter subscribers list --search example.org --page 2 --json
     """
-    from newsletter.store import SubscriberFilter, list_subscribers
+    from newsletter.services import subscribers as service
 
-    with _open(app) as store:
-        result = list_subscribers(
-            store, SubscriberFilter(topic=topic, status=status, search=search), page, page_size
-        )
+    result = service.list_subscribers(app.app(), topic, status, search, page, page_size)
     if as_json:
         print_json(
             {
@@ -170,11 +159,10 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     """
     from dataclasses import asdict
 
-    from newsletter.store import get_subscriber, ledger
+    from newsletter.services import subscribers as service
 
-    with _open(app) as store:
-        view = get_subscriber(store, email, history=True)
-        deliveries = ledger.list_deliveries(store, email=view.email, limit=120)
+    record = service.subscriber_record(app.app(), email)
+    view, deliveries = record.subscriber, record.deliveries
     if as_json:
         data: dict[str, Any] = view.to_dict()
         data["consent_log"] = [{**vars(e), "at": e.at.isoformat()} for e in view.events]
@@ -227,11 +215,9 @@ def _topics_command(name: str, doc: str, func_name: str) -> click.Command:
     @click.argument("topics", required=name != "set-topics", default="")
     @click.pass_obj
     def command(app: AppContext, email: str, topics: str, **kwargs: Any) -> None:
-        import newsletter.store as store_api
+        from newsletter.services import subscribers as service
 
-        func = getattr(store_api, func_name)
-        with _open(app) as store:
-            view = func(store, email, topics, **kwargs)
+        view = getattr(service, func_name)(app.app(), email, topics, **kwargs)
         _say(view, f"topics now: {_topic_names(view)}")
 
     return command
@@ -276,12 +262,11 @@ def set_topics_cmd(app: AppContext, email: str, topics: str, all_topics: bool) -
         newsletter subscribers set-topics ann@example.org "CBT; Alliance"
         newsletter subscribers set-topics ann@example.org --all-topics
     """
-    from newsletter.store import set_topics
+    from newsletter.services import subscribers as service
 
     if topics.strip() and all_topics:
         raise click.UsageError("give TOPICS or --all-topics, not both")
-    with _open(app) as store:
-        view = set_topics(store, email, topics, all_topics=all_topics)
+    view = service.set_topics(app.app(), email, topics, all_topics=all_topics)
     _say(view, f"topics now: {_topic_names(view)}")
 
 
@@ -301,10 +286,9 @@ def pause_cmd(app: AppContext, email: str, until: dt.datetime | None) -> None:
     Example:
         newsletter subscribers pause ann@example.org --until 2027-01-31
     """
-    from newsletter.store import pause
+    from newsletter.services import subscribers as service
 
-    with _open(app) as store:
-        view = pause(store, email, until.date() if until else None)
+    view = service.pause(app.app(), email, until.date() if until else None)
     _say(view, f"paused {'until ' + str(view.paused_until) if view.paused_until else ''}".strip())
 
 
@@ -318,10 +302,9 @@ def resume_cmd(app: AppContext, email: str) -> None:
     Example:
         newsletter subscribers resume ann@example.org
     """
-    from newsletter.store import resume
+    from newsletter.services import subscribers as service
 
-    with _open(app) as store:
-        view = resume(store, email)
+    view = service.resume(app.app(), email)
     _say(view, "active again")
 
 
@@ -335,10 +318,9 @@ def unsubscribe_cmd(app: AppContext, email: str) -> None:
     Example:
         newsletter subscribers unsubscribe ann@example.org
     """
-    from newsletter.store import unsubscribe
+    from newsletter.services import subscribers as service
 
-    with _open(app) as store:
-        view, changed = unsubscribe(store, email)
+    view, changed = service.unsubscribe(app.app(), email)
     _say(view, "unsubscribed" if changed else "was already unsubscribed")
 
 
@@ -356,12 +338,11 @@ def erase_cmd(app: AppContext, email: str, yes: bool) -> None:
     Example:
         newsletter subscribers erase ann@example.org --yes
     """
-    from newsletter.store import erase
+    from newsletter.services import subscribers as service
 
     if not yes:
         click.confirm(f"Erase {email} and their whole history? This cannot be undone", abort=True)
-    with _open(app) as store:
-        erase(store, email)
+    service.erase(app.app(), email)
     click.echo(f"{email}: erased (only a salted hash remains on the suppression list)")
 
 
@@ -410,11 +391,11 @@ def import_cmd(
         newsletter subscribers import subscribers/list.csv --dry-run
         newsletter subscribers import list.csv --on-duplicate update --encoding cp1252
     """
-    from newsletter.store import import_csv
+    from newsletter.services import imports
 
-    with _open(app) as store, _progress(file) as progress:
-        report = import_csv(
-            store,
+    with _progress(file) as progress:
+        report = imports.import_subscribers(
+            app.app(),
             file,
             encoding=encoding,
             on_duplicate=on_duplicate,
@@ -513,26 +494,11 @@ def export_cmd(app: AppContext, file: Path | None) -> None:
         newsletter subscribers export subscribers/backup.csv
         newsletter subscribers export | head
     """
-    from newsletter.store import export_csv
+    from newsletter.services import imports
 
-    with _open(app) as store:
-        if file is None:
-            import sys
-
-            export_csv(store, sys.stdout)
-            return
-        # Written beside the target and renamed: a failure never leaves half a file.
-        tmp = file.with_name(file.name + ".part")
-        try:
-            with tmp.open("w", encoding="utf-8", newline="") as fh:
-                n = export_csv(store, fh)
-            tmp.replace(file)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise click.ClickException(f"cannot write {file}: {exc.strerror}") from None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    n = imports.export_subscribers(app.app(), file)
+    if file is None:
+        return
     click.echo(f"wrote {n} subscribers to {file}", err=True)
 
 
@@ -554,12 +520,9 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
     from rich.table import Table
 
     if month:
-        from newsletter.content.files import get_issue
-        from newsletter.store import issue_stats
+        from newsletter.services import issues
 
-        issue = get_issue(app.settings().issues_dir, month)
-        with _open(app) as store:
-            result = issue_stats(store, issue)
+        result = issues.audience(app.app(), month)
         if as_json:
             print_json(
                 {
@@ -574,8 +537,10 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
             )
             return
         out = console()
+        from newsletter.rules.months import month_name
+
         table = Table(
-            title=f"{issue.month_name}: {result.receiving} receiving subscribers",
+            title=f"{month_name(result.month)}: {result.receiving} receiving subscribers",
             title_justify="left",
         )
         table.add_column("Summaries received", justify="right")
@@ -592,10 +557,9 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
         return
 
     from newsletter.content.taxonomy import load_taxonomy
-    from newsletter.store import stats
+    from newsletter.services import subscribers as service
 
-    with _open(app) as store:
-        result = stats(store)
+    result = service.stats(app.app())
     if as_json:
         print_json(
             {

@@ -63,13 +63,6 @@ def list_(app: AppContext, as_json: bool) -> None:
 
 def _subscriber_counts(app: AppContext):
     """Active subscribers per topic, or None when there is no (usable) store."""
-    from newsletter.errors import NewsletterError
+    from newsletter.services import subscribers
 
-    try:
-        from newsletter.store import open_store, topic_counts
-
-        with open_store(app.settings()) as store:
-            return topic_counts(store)
-    except NewsletterError:
-        # The taxonomy is useful without a database (e.g. while writing an issue).
-        return None
+    return subscribers.topic_counts(app.app())

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.content.model import Issue, Problem
 from newsletter.content.parser import (
-    MONTH_RE,
     ParseResult,
     find_issue_files,
     issue_path,
+    load_issue,
     read_issue_file,
 )
 from newsletter.errors import IssueNotFoundError, NewsletterError
+from newsletter.rules.months import check_month
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,6 @@ def list_issues(issues_dir: Path) -> list[IssueInfo]:
 
 def get_issue(issues_dir: Path, month: str) -> Issue:
     """The valid issue of ``month`` (YYYY-MM or a path), or a clear error."""
-    from newsletter.content.parser import load_issue
-
     return load_issue(issue_path(issues_dir, month))
 
 
@@ -105,9 +105,7 @@ What a clinician could do differently on Monday.
 
 def new_issue_file(issues_dir: Path, month: str) -> Path:
     """Write a commented skeleton for ``month``; never overwrites an existing file."""
-    m = MONTH_RE.match(month)
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise NewsletterError(f"{month!r} is not a month", hint="write it as YYYY-MM, e.g. 2026-12")
+    check_month(month)
     issues_dir.mkdir(parents=True, exist_ok=True)
     path = issues_dir / f"{month}.md"
     try:
@@ -127,3 +125,44 @@ def format_problem(problem: Problem) -> str:
     if problem.hint:
         text += f"\n    hint: {problem.hint}"
     return text
+
+
+class IssueLibrary:
+    """The valid issue files of a folder, re-read only when a file changes.
+
+    For long-running processes (the web pages): invalid files are left out (the author
+    sees them in ``newsletter issue check``).
+    """
+
+    def __init__(self, issues_dir: Path) -> None:
+        self.issues_dir = issues_dir
+        self._lock = threading.Lock()
+        self._stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._issues: dict[str, Issue] = {}
+
+    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        if not self.issues_dir.is_dir():
+            return ()
+        out = []
+        for p in sorted(self.issues_dir.glob("*.md")):
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            out.append((p.name, st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def issues(self) -> dict[str, Issue]:
+        """Valid issues by month."""
+        stamp = self._fingerprint()
+        with self._lock:
+            if stamp != self._stamp:
+                found: dict[str, Issue] = {}
+                if self.issues_dir.is_dir():
+                    for path in find_issue_files(self.issues_dir):
+                        result = read_issue_file(path)
+                        if result.issue is not None and not result.errors:
+                            found[result.issue.month] = result.issue
+                self._issues = found
+                self._stamp = stamp
+            return dict(self._issues)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import calendar
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from newsletter.rules.months import month_name
 
 # Gmail and most clients truncate longer subjects; RFC 5322 recommends 78 characters a line.
 MAX_SUBJECT = 78
@@ -89,7 +92,40 @@ class Issue:
     @property
     def month_name(self) -> str:
         """The month as people write it, e.g. ``December 2026``."""
-        return f"{calendar.month_name[self.month_number]} {self.year_number}"
+        return month_name(self.month)
+
+    @property
+    def summary_topics(self) -> tuple[frozenset[str], ...]:
+        """Each summary's topic slugs, in order: what decides who gets which variant."""
+        return tuple(s.topic_slugs for s in self.summaries)
+
+    @property
+    def summary_keys(self) -> tuple[str, ...]:
+        """Each summary's key, in order."""
+        return tuple(s.key for s in self.summaries)
+
+    def content_hash(self) -> str:
+        """A hash of everything a reader sees (not the status): changes when the text does."""
+        data = {
+            "month": self.month,
+            "subject": self.subject,
+            "intro": self.intro,
+            "summaries": [
+                [
+                    s.key,
+                    s.title,
+                    [t.slug for t in s.topics],
+                    s.body,
+                    s.implications,
+                    s.citation,
+                    s.research.slug if s.research else None,
+                    s.link,
+                ]
+                for s in self.summaries
+            ],
+        }
+        text = json.dumps(data, ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @property
     def topics(self) -> tuple[Topic, ...]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from newsletter.content.markdown import iter_links
 from newsletter.content.model import ISSUE_STATUSES, MAX_SUBJECT, Issue, Problem, Summary
 from newsletter.content.taxonomy import load_taxonomy, resolve_research_type, slugify
 from newsletter.errors import (
@@ -23,8 +24,8 @@ from newsletter.errors import (
     UnknownResearchTypeError,
     UnknownTopicError,
 )
+from newsletter.rules.months import is_month, looks_like_month
 
-MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 FILE_NAME_RE = re.compile(r"^\d{4}-\d{2}\.md$")
 FRONT_KEYS = ("month", "subject", "intro", "status")
 META_KEYS = ("citation", "topics", "research", "link")
@@ -122,7 +123,7 @@ def issue_path(issues_dir: Path, month: str) -> Path:
     """The file of ``month`` in ``issues_dir``; accepts ``YYYY-MM`` or a path."""
     if month.endswith(".md") or "/" in month:
         return Path(month)
-    if not MONTH_RE.match(month):
+    if not looks_like_month(month):
         raise IssueNotFoundError(
             f"{month!r} is not a month", hint="write the month as YYYY-MM, e.g. 2026-12"
         )
@@ -210,8 +211,6 @@ def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
 
 
 def _replace_key(s: Summary, key: str) -> Summary:
-    from dataclasses import replace
-
     return s if s.key == key else replace(s, key=key)
 
 
@@ -296,8 +295,7 @@ def _check_front_matter(
     else:
         raw, line = front["month"]
         value = str(raw).strip() if raw is not None else ""
-        m = MONTH_RE.match(value)
-        if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1900:
+        if not is_month(value):
             out.error(line, f"month {value!r} is not a valid month", "write it as YYYY-MM")
         else:
             month = value
@@ -552,8 +550,6 @@ def _check_markdown_links(md: str, first_line: int, out: _Collector) -> None:
     """Every link in Markdown text must be http(s) or mailto."""
     if not md:
         return
-    from newsletter.content.markdown import iter_links
-
     for offset, href in iter_links(md):
         if href.startswith("mailto:") and "@" in href:
             continue

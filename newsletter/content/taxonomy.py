@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import tomllib
+import unicodedata
+from collections.abc import Iterable, Iterator
 from functools import cache
 from importlib import resources
 
@@ -16,8 +19,6 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 def slugify(text: str) -> str:
     """Lowercase, ASCII letters and digits, words joined by single hyphens."""
-    import unicodedata
-
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return _NON_ALNUM.sub("-", ascii_text.lower()).strip("-")
 
@@ -42,7 +43,7 @@ class Taxonomy:
     def __len__(self) -> int:
         return len(self.topics)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Topic]:
         return iter(self.topics)
 
     def find(self, value: str) -> Topic | None:
@@ -109,6 +110,38 @@ def load_taxonomy() -> Taxonomy:
         for t in data["topic"]
     ]
     return Taxonomy(topics)
+
+
+ALL_TOPICS_WORDS = ("all", "*")  # in a topics cell or --topics: every topic
+
+
+def resolve_topics(topics: str | Iterable[str]) -> list[str]:
+    """Topic slugs from a ``;``-separated text or a list of slugs or names, in order.
+
+    :class:`UnknownTopicError` (with suggestions) for a name that is not a topic.
+    """
+    parts = [topics] if isinstance(topics, str) else list(topics)
+    slugs: list[str] = []
+    for part in parts:
+        for slug in _resolve_text(part):
+            if slug not in slugs:
+                slugs.append(slug)
+    return slugs
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolve_text(text: str) -> tuple[str, ...]:
+    # Cached: an import repeats the same few topic cells thousands of times.
+    taxonomy = load_taxonomy()
+    # Strip around each ";" so that error messages quote the topic as typed.
+    cleaned = ";".join(p.strip() for p in text.split(";"))
+    return tuple(topic.slug for topic in taxonomy.resolve_list(cleaned))
+
+
+def topic_names(slugs: Iterable[str]) -> list[str]:
+    """Display names of topic slugs (an unknown slug is shown as it is)."""
+    by_slug = load_taxonomy().by_slug
+    return [by_slug[s].name if s in by_slug else s for s in slugs]
 
 
 RESEARCH_TYPES: tuple[ResearchType, ...] = (

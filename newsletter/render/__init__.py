@@ -1,44 +1,26 @@
-"""Render stage: an Issue to its variants (HTML through MJML, and plain text), once each.
+"""Render stage: templates to MJML to HTML, plus the plain-text part. Only this package
+knows MJML (and the email templates' Jinja set-up).
 
-Public entry points:
-
-- :func:`build_issue` renders every distinct digest of an issue; ``BuiltIssue.variants``
-  maps the frozenset of summary keys to a :class:`Variant`.
-- :func:`choose_variant_key` picks a subscriber's variant from their topics.
-- :class:`RecipientFields` + :func:`personalise` (or :func:`recipient_values` and
-  ``PreparedPart.fill``) fill one recipient's values into a variant without re-rendering.
-
-Only this package knows MJML.
+- :func:`build_issue` renders every distinct digest of an issue once;
+  ``BuiltIssue.variants`` maps each :class:`~newsletter.rules.variants.VariantKey` to a
+  :class:`Variant` whose parts (:class:`PreparedPart`) have holes for the personal fields,
+  filled per recipient by delivery.
+- :func:`render_mail` renders the other emails (sign-up confirmation, welcome, a
+  preferences link, the author's reports) in the same branded layout.
 """
 
-from newsletter.render.build import BuiltIssue, Variant, build_issue, html_size, render_variant
+from newsletter.render.build import BuiltIssue, Variant, build_issue, render_variant, variant_keys
 from newsletter.render.errors import NoMatchingVariantError, TemplateError
-from newsletter.render.personalise import (
-    FIELDS,
-    PersonalMessage,
-    RecipientFields,
-    personalise,
-    recipient_values,
-)
 from newsletter.render.prepared import PreparedPart, prepare
-from newsletter.render.variants import TEASER, choose_variant_key, possible_variant_keys
 
 __all__ = [
-    "FIELDS",
-    "TEASER",
     "BuiltIssue",
     "NoMatchingVariantError",
-    "PersonalMessage",
     "PreparedPart",
-    "RecipientFields",
     "TemplateError",
     "Variant",
     "build_issue",
-    "choose_variant_key",
-    "html_size",
-    "personalise",
-    "possible_variant_keys",
     "prepare",
-    "recipient_values",
     "render_variant",
+    "variant_keys",
 ]

@@ -1,10 +1,10 @@
 """Build an issue's variants: each distinct set of summaries rendered once, HTML and text.
 
 ``build_issue`` renders every variant a subscriber can get (see
-:func:`~newsletter.render.variants.possible_variant_keys`) through the templates in
+:func:`~newsletter.rules.variants.possible_variants`) through the templates in
 ``templates/email/``: Jinja (autoescaped) then MJML for HTML, Jinja without escaping for
 the text part, both from the same content. Personal values are left as holes
-(:mod:`newsletter.render.prepared`) to fill per recipient.
+(:mod:`newsletter.render.prepared`) for delivery to fill per recipient.
 """
 
 from __future__ import annotations
@@ -12,48 +12,33 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from markupsafe import Markup
+
+from newsletter.config import Settings
 from newsletter.content.markdown import render_markdown
 from newsletter.content.model import MAX_SUBJECT, Issue, Summary, build_subject
 from newsletter.render.errors import NoMatchingVariantError
-from newsletter.render.personalise import FIELDS, RecipientFields, recipient_values
 from newsletter.render.prepared import PreparedPart, marker, prepare
 from newsletter.render.templates import mjml_to_html, render_template
 from newsletter.render.text import WIDTH, References, markdown_to_text, wrap
-from newsletter.render.variants import TEASER, choose_variant_key, possible_variant_keys
-from newsletter.tokens import LINK_PATHS
-
-if TYPE_CHECKING:
-    from newsletter.config import Settings
+from newsletter.rules.links import archive_url, page_url
+from newsletter.rules.personal import FIELDS
+from newsletter.rules.variants import VariantKey, choose_variant, possible_variants
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 TEASER_HTML_TEMPLATE = "teaser.mjml.j2"
 TEASER_TEXT_TEMPLATE = "teaser.txt.j2"
 PREHEADER_LENGTH = 140
-# Gmail clips messages whose HTML is larger than this ("[Message clipped]").
-HTML_SIZE_LIMIT = 102 * 1024
-
-# Values of typical length, to measure a variant as subscribers will receive it.
-SAMPLE_RECIPIENT = RecipientFields(
-    email="alex.example@example.org",
-    subscriber_id=123456,
-    name="Alex Example",
-    topics=(
-        "alliance-and-therapeutic-relationship",
-        "empathy",
-        "depression-and-depressive-symptoms",
-    ),
-)
 
 
 @dataclass(frozen=True)
 class Variant:
     """One distinct digest of an issue: its summaries, rendered once, with holes."""
 
-    key: frozenset[str]
-    name: str  # "all", "teaser" or e.g. "s1+s3" (positions in the issue)
+    key: VariantKey
     summaries: tuple[Summary, ...]
     subject: str
     web_view_url: str
@@ -61,22 +46,27 @@ class Variant:
     text: PreparedPart
 
     @property
+    def name(self) -> str:
+        """ "all", "teaser" or e.g. "s1+s3" (positions in the issue)."""
+        return self.key.name
+
+    @property
     def is_teaser(self) -> bool:
         """True for the short note sent when no summary matches."""
-        return not self.key
+        return self.key.is_teaser
 
 
 @dataclass(frozen=True)
 class BuiltIssue:
-    """Every variant of one issue, keyed by the frozenset of its summary keys."""
+    """Every variant of one issue, keyed by :class:`~newsletter.rules.variants.VariantKey`."""
 
     issue: Issue
-    variants: dict[frozenset[str], Variant]
+    variants: dict[VariantKey, Variant]
     policy: str
 
     def variant_for(self, topics: Iterable[str], all_topics: bool = False) -> Variant | None:
         """The variant a subscriber with ``topics`` gets; None when the policy skips them."""
-        key = choose_variant_key(self.issue, topics, all_topics, self.policy)
+        key = choose_variant(self.issue.summary_topics, topics, all_topics, self.policy)
         return None if key is None else self.variants[key]
 
     def by_name(self, name: str) -> Variant:
@@ -90,30 +80,29 @@ class BuiltIssue:
         )
 
 
-def variant_name(issue: Issue, key: frozenset[str]) -> str:
-    """A short stable name for a variant: "all", "teaser", or positions like "s1+s3"."""
-    if not key:
-        return "teaser"
-    if len(key) == len(issue.summaries):
-        return "all"
-    return "+".join(f"s{n}" for n, s in enumerate(issue.summaries, 1) if s.key in key)
+def variant_keys(issue: Issue, policy: str) -> list[VariantKey]:
+    """Every variant of ``issue`` a reader can get under ``policy``, largest first."""
+    keys = possible_variants(issue.summary_topics)
+    if policy == "teaser":
+        keys.append(VariantKey.teaser(len(issue.summaries)))
+    return keys
 
 
 def build_issue(issue: Issue, settings: Settings) -> BuiltIssue:
     """Render every variant of ``issue`` once (plus the teaser when the policy asks)."""
     settings.require("postal_address", "in the footer of every email")
-    keys = possible_variant_keys(issue)
-    if settings.no_match_policy == "teaser":
-        keys.append(TEASER)
-    variants = {key: render_variant(issue, key, settings) for key in keys}
+    variants = {
+        key: render_variant(issue, key, settings)
+        for key in variant_keys(issue, settings.no_match_policy)
+    }
     return BuiltIssue(issue, variants, settings.no_match_policy)
 
 
-def render_variant(issue: Issue, key: frozenset[str], settings: Settings) -> Variant:
-    """Render the variant of ``issue`` holding the summaries in ``key`` (empty: teaser)."""
+def render_variant(issue: Issue, key: VariantKey, settings: Settings) -> Variant:
+    """Render the variant of ``issue`` holding the summaries of ``key`` (none: teaser)."""
     settings.require("postal_address", "in the footer of every email")
-    chosen = tuple(s for s in issue.summaries if s.key in key)
-    teaser = not key
+    chosen = key.pick(issue.summaries)
+    teaser = key.is_teaser
     subject = _subject(issue, chosen)
     context = _context(issue, chosen, subject, settings)
     html_name, text_name = (
@@ -124,7 +113,6 @@ def render_variant(issue: Issue, key: frozenset[str], settings: Settings) -> Var
     text = render_template(settings.templates_dir, "text", text_name, context)
     return Variant(
         key=key,
-        name=variant_name(issue, key),
         summaries=chosen,
         subject=subject,
         web_view_url=context["web_view_default"],
@@ -142,15 +130,9 @@ def _subject(issue: Issue, chosen: tuple[Summary, ...]) -> str:
     return build_subject([s.title for s in chosen], issue.month_name)
 
 
-def archive_url(settings: Settings, issue: Issue, summary: Summary | None = None) -> str:
-    """The web archive page of the issue, or of one summary of it."""
-    base = f"{settings.base_url}/archive/{issue.month}"
-    return f"{base}/{summary.key}" if summary else base
-
-
 def topic_link(settings: Settings, slug: str) -> str:
     """The "fewer emails on this topic" link, with the token left as a hole."""
-    return settings.base_url + LINK_PATHS["topic"].format(token=marker("topic_token"), slug=slug)
+    return page_url(settings.base_url, "topic", marker("topic_token"), slug=slug)
 
 
 @dataclass(frozen=True)
@@ -172,8 +154,6 @@ class _SummaryView:
 def _context(
     issue: Issue, chosen: tuple[Summary, ...], subject: str, settings: Settings
 ) -> dict[str, Any]:
-    from markupsafe import Markup
-
     def view(n: int, s: Summary) -> _SummaryView:
         return _SummaryView(
             key=s.key,
@@ -188,7 +168,7 @@ def _context(
             body_html=Markup(render_markdown(s.body)),
             implications_html=Markup(render_markdown(s.implications)),
             link=s.link,
-            archive_url=archive_url(settings, issue, s),
+            archive_url=archive_url(settings.base_url, issue.month, s.key),
         )
 
     numbered = {s.key: n for n, s in enumerate(issue.summaries, 1)}
@@ -215,12 +195,10 @@ def _context(
         if settings.also_in_issue
         else [],
         "field": fields,
-        "preferences_url": base
-        + LINK_PATHS["preferences"].format(token=fields["preferences_token"]),
-        "unsubscribe_url": base
-        + LINK_PATHS["unsubscribe"].format(token=fields["unsubscribe_token"]),
+        "preferences_url": page_url(base, "preferences", fields["preferences_token"]),
+        "unsubscribe_url": page_url(base, "unsubscribe", fields["unsubscribe_token"]),
         "web_view_url": fields["web_view_url"],
-        "web_view_default": archive_url(settings, issue),
+        "web_view_default": archive_url(base, issue.month),
         # Helpers for the text template.
         "width": WIDTH,
         "wrap": wrap,
@@ -257,13 +235,3 @@ def _tidy_text(text: str) -> str:
             continue
         out.append(line)
     return "\n".join(out) + "\n"
-
-
-def sample_values(variant: Variant, settings: Settings) -> dict[str, str]:
-    """Field values of a typical recipient, to measure or preview a variant."""
-    return recipient_values(settings, SAMPLE_RECIPIENT, variant.web_view_url)
-
-
-def html_size(variant: Variant, settings: Settings) -> int:
-    """Bytes of the variant's HTML as a typical recipient receives it."""
-    return len(variant.html.fill_bytes(sample_values(variant, settings)))

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import jinja2
+from mjml import mjml2html
 
 from newsletter.render.errors import TemplateError
-
-if TYPE_CHECKING:
-    import jinja2
 
 
 def default_templates_dir() -> Path:
@@ -28,8 +28,6 @@ def default_templates_dir() -> Path:
 @lru_cache(maxsize=8)
 def environment(templates_dir: Path, kind: str) -> jinja2.Environment:
     """The environment for ``kind`` "html" (autoescaped MJML) or "text" (no escaping)."""
-    import jinja2
-
     folders = [templates_dir / "email", default_templates_dir() / "email"]
     loader = jinja2.FileSystemLoader([str(f) for f in dict.fromkeys(folders) if f.is_dir()])
     env = jinja2.Environment(
@@ -46,8 +44,6 @@ def environment(templates_dir: Path, kind: str) -> jinja2.Environment:
 
 def render_template(templates_dir: Path, kind: str, name: str, context: dict[str, Any]) -> str:
     """Render template ``name``; :class:`TemplateError` with ``name:line`` if it is broken."""
-    import jinja2
-
     env = environment(templates_dir, kind)
     try:
         return env.get_template(name).render(context)
@@ -80,8 +76,6 @@ def _template_location(exc: BaseException, name: str) -> str:
 
 def mjml_to_html(mjml: str, template: str) -> str:
     """Convert MJML to HTML; :class:`TemplateError` naming the template if it is invalid."""
-    from mjml import mjml2html
-
     try:
         return mjml2html(mjml, disable_comments=True)
     except (ValueError, RuntimeError) as exc:

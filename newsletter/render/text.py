@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-WIDTH = 72
+from newsletter.content.markdown import markdown_parser
+from newsletter.rules.wrapping import WIDTH, wrap
+
+__all__ = ["WIDTH", "References", "markdown_to_text", "wrap"]
 
 
 @dataclass
@@ -34,44 +37,9 @@ class References:
         return "\n".join(f"[{n}] {url}" for n, url in enumerate(self.urls, 1))
 
 
-def _fill(words: list[str], width: int, first: str, rest: str) -> str:
-    """Greedy fill, as ``textwrap.fill`` with no broken words or hyphens, but several times
-    faster (it runs per recipient for the topic list)."""
-    lines: list[str] = []
-    line = first
-    empty = True
-    for word in words:
-        if empty:
-            line += word
-            empty = False
-        elif len(line) + 1 + len(word) <= width:
-            line += " " + word
-        else:
-            lines.append(line)
-            line = rest + word
-    lines.append(line)
-    return "\n".join(lines)
-
-
-def wrap(text: str, width: int = WIDTH, indent: str = "", subsequent: str | None = None) -> str:
-    """Wrap ``text`` to ``width`` columns, keeping its hard line breaks.
-
-    Long words (URLs, placeholders) are never broken: they stand on a line of their own.
-    """
-    out = []
-    for line in text.split("\n"):
-        if not line.strip():
-            out.append("")
-            continue
-        out.append(_fill(line.split(), width, indent, indent if subsequent is None else subsequent))
-    return "\n".join(out)
-
-
 def markdown_to_text(source: str, refs: References, width: int = WIDTH, indent: str = "") -> str:
     """Markdown ``source`` as plain text wrapped at ``width``; links go into ``refs``."""
-    from newsletter.content.markdown import _parser
-
-    tokens = _parser().parse(source or "")
+    tokens = markdown_parser().parse(source or "")
     blocks: list[str] = []
     prefix_stack: list[str] = []  # indentation of nested lists and quotes
     list_stack: list[list[int | None]] = []  # per list: [next number] or [None] if bullets

@@ -1,5 +1,3 @@
-"""Scheduling: when sends happen (rules, one-off times, the lease, what a firing does).
-
-APScheduler itself is wired in :mod:`newsletter.schedule`; this package holds the parts
-that do not need it running.
-"""
+"""The scheduler process (``newsletter scheduler run``): an entry point, like the CLI and
+the web pages. APScheduler runs here, with its jobs in memory, rebuilt from the store;
+what a firing does is :mod:`newsletter.services.schedules`."""

@@ -1,16 +1,20 @@
-"""The subscriber store: subscribers, their topics, consent log and suppression list.
+"""The store: the only package that talks SQL. Persistence only, one module per table group.
 
-The only package that talks SQL. Everything public is re-exported here; results are plain
-dataclasses (:mod:`newsletter.store.views`), never ORM rows.
+- :mod:`~newsletter.store.db`: URLs, engines, the open :class:`Store`, Alembic migrations;
+- :mod:`~newsletter.store.subscribers`: subscribers, topics, consent log, suppression list;
+- :mod:`~newsletter.store.ledger`: sends, their snapshots and their deliveries;
+- :mod:`~newsletter.store.schedules`: requested schedules, firings, the scheduler lease;
+- :mod:`~newsletter.store.views`: the plain dataclasses handed out (never ORM rows).
 
-    from newsletter.store import open_store, add_subscriber
-    with open_store(settings) as store:
-        add_subscriber(store, "ann@example.org", topics="CBT; Alliance")
+What a change means is decided above (services, pure rules); the store applies it in one
+transaction. Open it through :class:`newsletter.services.App`::
+
+    with App(settings) as app:
+        subscribers.get_subscriber(app.store, "ann@example.org")
 """
 
 from __future__ import annotations
 
-from newsletter.store.csvio import export_csv, import_csv
 from newsletter.store.db import (
     MigrationStatus,
     Store,
@@ -20,91 +24,27 @@ from newsletter.store.db import (
     upgrade_database,
 )
 from newsletter.store.errors import (
-    CsvError,
-    InvalidEmailError,
+    SendNotFoundError,
     StoreError,
     StoreNotMigratedError,
     StoreUnavailableError,
     SubscriberExistsError,
     SubscriberNotFoundError,
-    SubscriberStateError,
     SuppressedError,
-)
-from newsletter.store.operations import (
-    add_subscriber,
-    add_topics,
-    confirm,
-    erase,
-    get_subscriber,
-    get_subscriber_by_id,
-    is_suppressed,
-    issue_stats,
-    list_subscribers,
-    normalise_email,
-    pause,
-    remove_topics,
-    resolve_topics,
-    resume,
-    set_topics,
-    stats,
-    topic_counts,
-    unsubscribe,
-)
-from newsletter.store.views import (
-    ConsentEvent,
-    ImportReport,
-    IssueStats,
-    RowProblem,
-    Stats,
-    SubscriberFilter,
-    SubscriberPage,
-    SubscriberView,
-    TopicCounts,
 )
 
 __all__ = [
-    "ConsentEvent",
-    "CsvError",
-    "ImportReport",
-    "InvalidEmailError",
-    "IssueStats",
     "MigrationStatus",
-    "RowProblem",
-    "Stats",
+    "SendNotFoundError",
     "Store",
     "StoreError",
     "StoreNotMigratedError",
     "StoreUnavailableError",
     "SubscriberExistsError",
-    "SubscriberFilter",
     "SubscriberNotFoundError",
-    "SubscriberPage",
-    "SubscriberStateError",
-    "SubscriberView",
     "SuppressedError",
-    "TopicCounts",
-    "add_subscriber",
-    "add_topics",
-    "confirm",
     "database_status",
-    "erase",
-    "export_csv",
-    "get_subscriber",
-    "get_subscriber_by_id",
-    "import_csv",
-    "is_suppressed",
-    "issue_stats",
-    "list_subscribers",
-    "normalise_email",
     "normalise_url",
     "open_store",
-    "pause",
-    "remove_topics",
-    "resolve_topics",
-    "resume",
-    "set_topics",
-    "stats",
-    "topic_counts",
-    "unsubscribe",
     "upgrade_database",
 ]

@@ -13,7 +13,12 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -96,8 +101,6 @@ def sqlite_path(url: URL) -> Path | None:
 
 def alembic_config(connection: Connection | None = None) -> Any:
     """An Alembic config pointing at the migrations inside the package (no alembic.ini)."""
-    from alembic.config import Config
-
     cfg = Config()
     location = resources.files("newsletter.store").joinpath("migrations")
     cfg.set_main_option("script_location", str(location))
@@ -107,16 +110,12 @@ def alembic_config(connection: Connection | None = None) -> Any:
 
 def head_revision() -> str:
     """The newest revision shipped with this version of the program."""
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None  # the package always ships at least one revision
     return head
 
 
 def _current_revision(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -155,8 +154,6 @@ def upgrade_database(database_url: str) -> MigrationStatus:
 
     For SQLite, creates the file and its folder if they do not exist.
     """
-    from alembic import command
-
     url = normalise_url(database_url)
     path = sqlite_path(url)
     if path is not None:
@@ -210,6 +207,11 @@ class Store:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
 
+    @property
+    def insert(self) -> Any:
+        """The dialect's ``insert`` (it has ``on_conflict_do_nothing`` / ``_do_update``)."""
+        return postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+
     def close(self) -> None:
         """Release the connections."""
         self.engine.dispose()
@@ -257,8 +259,6 @@ def open_store(settings: Settings | str) -> Store:
 
 
 def _known_revisions() -> set[str]:
-    from alembic.script import ScriptDirectory
-
     return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 

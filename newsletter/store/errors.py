@@ -32,17 +32,9 @@ class SubscriberExistsError(StoreError):
     """The address is already in the store."""
 
 
-class InvalidEmailError(StoreError):
-    """An address is not a valid email address."""
-
-
-class SubscriberStateError(StoreError):
-    """The operation does not fit the subscriber's current status."""
-
-
 class SuppressedError(StoreError):
     """The address was erased and is on the suppression list."""
 
 
-class CsvError(StoreError):
-    """A CSV file cannot be read as a whole (encoding, header)."""
+class SendNotFoundError(StoreError):
+    """No send has been planned for that issue."""

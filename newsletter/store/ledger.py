@@ -9,61 +9,89 @@ lock at once (busy timeout) so claims never overlap. A row is marked sent only a
 server's 2xx.
 
 Variants are stored as a bit mask over the issue's summaries (bit i = summary i); 0 is the
-teaser. The render stage maps masks to its variants.
+teaser (see :class:`newsletter.rules.variants.VariantKey`).
+
+Each send keeps a snapshot of what it sends (``send_variants`` and the send's own columns):
+every variant's rendered parts, the header values, each summary's topics and the
+no-match policy, per revision. Workers build messages from the snapshot alone, people who
+join later are planned from it, and an issue file edited after planning changes nothing
+until the send is re-planned (:func:`replan_send`, for the rows not yet sent).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     and_,
     bindparam,
     case,
+    delete,
     exists,
     func,
+    insert,
     literal,
     or_,
     select,
     update,
 )
+from sqlalchemy.orm import Session
 
-from newsletter.content.model import Issue
+from newsletter.rules.statuses import (
+    FINISHED_SENDS,
+    OUTSTANDING,
+    RUNNING_SENDS,
+    SKIP_LEFT,
+    SKIP_NO_MATCH,
+    SKIP_PAUSED,
+)
+from newsletter.rules.variants import choose_variant
 from newsletter.store.db import Store
-from newsletter.store.errors import StoreError
+from newsletter.store.errors import SendNotFoundError, StoreError
 from newsletter.store.models import (
     Delivery,
     Send,
+    SendVariant,
     Subscriber,
     SubscriberTopic,
     receiving_condition,
     utcnow,
 )
+from newsletter.store.views import MessageHeaders, PartContent, SendSnapshot, VariantContent
 
-SKIP_NO_MATCH = "no matching topic"
-SKIP_PAUSED = "paused"
-SKIP_LEFT = "unsubscribed before sending"
-
-
-class SendNotFoundError(StoreError):
-    """No send has been planned for that issue."""
+SummaryTopics = Sequence[frozenset[str]]
 
 
 @dataclass(frozen=True)
-class PlanReport:
-    """What planning did: rows added now and the send's counts after it."""
+class NewSnapshot:
+    """What planning stores for a revision of a send (see the module docstring)."""
+
+    subject: str
+    content_hash: str
+    policy: str
+    summary_topics: tuple[frozenset[str], ...]
+    headers: MessageHeaders
+    variants: tuple[VariantContent, ...]
+
+
+@dataclass(frozen=True)
+class SendRow:
+    """A send's own row (no counts): which revision of its snapshot is current."""
 
     send_id: int
     month: str
-    added: int
-    send_status: str
-    counts: dict[str, int]
-    variants: dict[int, int]  # variant mask -> pending+sent rows
-    skipped: dict[str, int]  # reason -> rows
+    status: str
+    subject: str
+    revision: int
+    content_hash: str
+    summaries: int
 
 
 @dataclass(frozen=True)
@@ -79,6 +107,7 @@ class Claimed:
     topics: tuple[str, ...]
     all_topics: bool
     variant_mask: int
+    revision: int
     attempts: int
     first_attempt_at: dt.datetime
 
@@ -106,6 +135,9 @@ class SendStatus:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     paused_reason: str | None
+    revision: int = 0
+    content_hash: str = ""
+    summaries: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     retrying: int = 0  # pending rows that were tried before
     variants: dict[int, dict[str, int]] = field(default_factory=dict)
@@ -119,7 +151,12 @@ class SendStatus:
     @property
     def outstanding(self) -> int:
         """Rows still to send (pending or being sent)."""
-        return self.counts.get("pending", 0) + self.counts.get("sending", 0)
+        return sum(self.counts.get(s, 0) for s in OUTSTANDING)
+
+    @property
+    def sent(self) -> int:
+        """Messages the server took."""
+        return self.counts.get("sent", 0)
 
 
 @dataclass(frozen=True)
@@ -148,22 +185,18 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _insert(store: Store):
-    if store.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+def variant_mask_expression(summary_topics: SummaryTopics) -> ColumnElement[int]:
+    """SQL expression: the bit mask of the summaries a subscriber's topics call for.
 
-
-def variant_mask_expression(issue: Issue):
-    """SQL expression: the bit mask of the summaries a subscriber's topics call for."""
-    full = (1 << len(issue.summaries)) - 1
-    parts = []
-    for i, summary in enumerate(issue.summaries):
+    The SQL form of :func:`newsletter.rules.variants.matching_mask` (a property test
+    checks that the two agree).
+    """
+    full = (1 << len(summary_topics)) - 1
+    parts: list[ColumnElement[int]] = []
+    for i, slugs in enumerate(summary_topics):
         has = exists().where(
             SubscriberTopic.subscriber_id == Subscriber.id,
-            SubscriberTopic.topic_slug.in_(sorted(summary.topic_slugs)),
+            SubscriberTopic.topic_slug.in_(sorted(slugs)),
         )
         parts.append(case((has, 1 << i), else_=0))
     by_topic = parts[0]
@@ -172,10 +205,12 @@ def variant_mask_expression(issue: Issue):
     return case((Subscriber.all_topics.is_(True), full), else_=by_topic)
 
 
-def _plan_select(issue: Issue, policy: str, today: dt.date, send_id: int):
-    """SELECT (send_id, subscriber_id, variant_mask, status, skip_reason, attempts)."""
-    full = (1 << len(issue.summaries)) - 1
-    mask = variant_mask_expression(issue)
+def _plan_select(
+    summary_topics: SummaryTopics, policy: str, today: dt.date, send_id: int, revision: int
+) -> Any:
+    """SELECT (send_id, subscriber_id, variant_mask, status, skip_reason, attempts, revision)."""
+    full = (1 << len(summary_topics)) - 1
+    mask = variant_mask_expression(summary_topics)
     receiving = receiving_condition(today)
     no_match = and_(mask == 0, literal(policy) == "skip")
     status = case((~receiving, "skipped"), (no_match, "skipped"), else_="pending")
@@ -188,14 +223,26 @@ def _plan_select(issue: Issue, policy: str, today: dt.date, send_id: int):
         status.label("status"),
         reason.label("skip_reason"),
         literal(0),
+        literal(revision),
     ).where(or_(receiving, Subscriber.status == "paused"))
 
 
+_PLAN_COLUMNS = [
+    "send_id",
+    "subscriber_id",
+    "variant_mask",
+    "status",
+    "skip_reason",
+    "attempts",
+    "revision",
+]
+
+
 def preview_plan(
-    store: Store, issue: Issue, policy: str, today: dt.date | None = None
+    store: Store, summary_topics: SummaryTopics, policy: str, today: dt.date | None = None
 ) -> tuple[dict[int, int], dict[str, int]]:
     """What planning would do, changing nothing: rows per variant mask, skips per reason."""
-    rows = _plan_select(issue, policy, today or dt.date.today(), 0).subquery()
+    rows = _plan_select(summary_topics, policy, today or dt.date.today(), 0, 0).subquery()
     variants: dict[int, int] = {}
     skipped: dict[str, int] = {}
     with store.transaction() as session:
@@ -211,87 +258,249 @@ def preview_plan(
     return variants, skipped
 
 
+def _part_json(part: PartContent) -> str:
+    return json.dumps({"segments": list(part.segments), "names": list(part.names)})
+
+
+def _part(kind: str, text: str) -> PartContent:
+    data = json.loads(text)
+    return PartContent(kind, tuple(data["segments"]), tuple(data["names"]))
+
+
+def _save_snapshot(session: Session, send: Send, revision: int, snapshot: NewSnapshot) -> None:
+    """Write one revision of a send's snapshot and make it the send's current one."""
+    session.execute(
+        insert(SendVariant),
+        [
+            {
+                "send_id": send.id,
+                "revision": revision,
+                "mask": v.mask,
+                "name": v.name,
+                "subject": v.subject[:300],
+                "web_view_url": v.web_view_url,
+                "html": _part_json(v.html),
+                "text": _part_json(v.text),
+            }
+            for v in snapshot.variants
+        ],
+    )
+    send.revision = revision
+    send.subject = snapshot.subject[:300]
+    send.summaries = len(snapshot.summary_topics)
+    send.content_hash = snapshot.content_hash
+    send.policy = snapshot.policy
+    send.summary_topics = json.dumps([sorted(t) for t in snapshot.summary_topics])
+    send.headers = json.dumps(asdict(snapshot.headers))
+
+
+def _queue(store: Store, session: Session, send: Send, today: dt.date) -> int:
+    """Add a delivery row for every subscriber without one; returns how many were added.
+
+    Planned from the send's snapshot (its summaries' topics and policy), never from the
+    issue file, so everyone of one send is planned against the same version.
+    """
+    if send.status in FINISHED_SENDS:
+        return 0
+    topics = _summary_topics(send)
+    if not topics:
+        raise StoreError(
+            f"the send of {send.issue_month} was planned by an older version of newsletter "
+            "and has no snapshot",
+            hint=f"run `newsletter send {send.issue_month} --replan` to make one",
+        )
+    rows = _plan_select(topics, send.policy, today, send.id, send.revision)
+    insert_ = store.insert
+    stmt = (
+        insert_(Delivery)
+        .from_select(_PLAN_COLUMNS, rows)
+        .on_conflict_do_nothing(index_elements=["send_id", "subscriber_id"])
+    )
+    # rowcount of INSERT ... SELECT is not reliable on every driver: count instead.
+    count = select(func.count()).where(Delivery.send_id == send.id)
+    before = session.execute(count).scalar_one()
+    session.execute(stmt)
+    return int(session.execute(count).scalar_one() - before)
+
+
+def _summary_topics(send: Send) -> tuple[frozenset[str], ...]:
+    return tuple(frozenset(t) for t in json.loads(send.summary_topics or "[]"))
+
+
 def plan_send(
     store: Store,
-    issue: Issue,
-    policy: str,
+    month: str,
+    snapshot: NewSnapshot | None,
     today: dt.date | None = None,
-) -> PlanReport:
-    """Create the send of ``issue`` (if new) and a delivery row for every subscriber.
+) -> tuple[SendRow, int, bool]:
+    """Create the send of ``month`` with ``snapshot`` (if new) and queue every subscriber.
 
-    Idempotent: subscribers who already have a row keep it; people who joined since are
-    added while the send is not finished. Active subscribers whose topics meet none of the
-    summaries get ``policy``: ``skip`` (a skipped row saying why), ``full`` (every summary)
-    or ``teaser`` (mask 0). Paused subscribers get a skipped row.
+    Returns (the send, rows added now, created now?). Idempotent: subscribers who already
+    have a row keep it; people who joined since are added from the send's own snapshot
+    while it is not finished. Receiving subscribers whose topics meet none of the
+    summaries get the send's policy: ``skip`` (a skipped row saying why), ``full`` (every
+    summary) or ``teaser`` (mask 0). Paused subscribers get a skipped row. ``snapshot``
+    may be None for a send that exists already (:class:`SendNotFoundError` if it does not).
     """
     today = today or dt.date.today()
-    now = utcnow()
-    insert = _insert(store)
+    insert_ = store.insert
+    created = False
     with store.transaction() as session:
         send = session.execute(
-            select(Send).where(Send.issue_month == issue.month).with_for_update()
+            select(Send).where(Send.issue_month == month).with_for_update()
         ).scalar_one_or_none()
         if send is None:
-            session.execute(
-                insert(Send)
+            if snapshot is None:
+                raise _not_planned(month)
+            result = session.execute(
+                insert_(Send)
                 .values(
-                    issue_month=issue.month,
+                    issue_month=month,
                     status="planned",
-                    subject=issue.effective_subject[:300],
-                    summaries=len(issue.summaries),
-                    created_at=now,
+                    subject=snapshot.subject[:300],
+                    summaries=len(snapshot.summary_topics),
+                    created_at=utcnow(),
                 )
                 .on_conflict_do_nothing(index_elements=["issue_month"])
+                .returning(Send.id)
             )
-            send = session.execute(select(Send).where(Send.issue_month == issue.month)).scalar_one()
-        if send.summaries != len(issue.summaries):
+            # RETURNING, not rowcount: drivers do not all count rows skipped by ON CONFLICT.
+            created = result.scalar() is not None
+            send = session.execute(
+                select(Send).where(Send.issue_month == month).with_for_update()
+            ).scalar_one()
+            if created:
+                _save_snapshot(session, send, 1, snapshot)
+        added = _queue(store, session, send, today)
+        return _send_row(send), added, created
+
+
+def replan_send(
+    store: Store, month: str, snapshot: NewSnapshot, today: dt.date | None = None
+) -> tuple[SendRow, int]:
+    """Make ``snapshot`` the send's new revision for every row not yet sent.
+
+    Queued rows get the new revision and the variant the new summaries call for (or a
+    "no matching topic" skip); rows skipped for no matching topic are planned again;
+    people who joined since are added. Sent, failed and in-flight rows are left alone.
+    Returns (the send, rows planned again or added).
+    """
+    today = today or dt.date.today()
+    with store.transaction() as session:
+        send = session.execute(
+            select(Send).where(Send.issue_month == month).with_for_update()
+        ).scalar_one_or_none()
+        if send is None:
+            raise _not_planned(month)
+        if send.status in FINISHED_SENDS:
             raise StoreError(
-                f"the send of {issue.month} was planned with {send.summaries} summaries; the "
-                f"issue file now has {len(issue.summaries)}",
-                hint="a planned issue's summaries cannot change; cancel the send first",
+                f"the send of {month} is {send.status}: there is nothing left to re-plan",
+                hint=f"see `newsletter deliveries status {month}`",
             )
-        added = 0
-        if send.status not in ("done", "cancelled"):
-            rows = _plan_select(issue, policy, today, send.id)
-            stmt = (
-                insert(Delivery)
-                .from_select(
-                    [
-                        "send_id",
-                        "subscriber_id",
-                        "variant_mask",
-                        "status",
-                        "skip_reason",
-                        "attempts",
-                    ],
-                    rows,
-                )
-                .on_conflict_do_nothing(index_elements=["send_id", "subscriber_id"])
+        revision = send.revision + 1
+        _save_snapshot(session, send, revision, snapshot)
+        mine = Delivery.send_id == send.id
+        # Never tried: planned afresh below, exactly as a first plan would.
+        fresh = and_(mine, Delivery.status == "pending", Delivery.attempts == 0)
+        no_match = and_(mine, Delivery.status == "skipped", Delivery.skip_reason == SKIP_NO_MATCH)
+        renewed = session.execute(select(func.count()).where(or_(fresh, no_match))).scalar_one()
+        session.execute(delete(Delivery).where(or_(fresh, no_match)))
+        # Waiting for a retry: keep the row (its attempts and Message-ID), new variant.
+        retrying = session.execute(
+            select(Delivery.id, Subscriber.id, Subscriber.all_topics)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(mine, Delivery.status == "pending")
+        ).all()
+        topics = _topics_of(session, [r[1] for r in retrying])
+        for delivery_id, subscriber_id, all_topics in retrying:
+            key = choose_variant(
+                snapshot.summary_topics, topics.get(subscriber_id, ()), all_topics, snapshot.policy
             )
-            # rowcount of INSERT ... SELECT is not reliable on every driver: count instead.
-            count = select(func.count()).where(Delivery.send_id == send.id)
-            before = session.execute(count).scalar_one()
-            session.execute(stmt)
-            added = session.execute(count).scalar_one() - before
-    status = send_status(store, issue.month)
-    return PlanReport(
-        send_id=status.send_id,
-        month=issue.month,
-        added=added,
-        send_status=status.status,
-        counts=status.counts,
-        variants={
-            m: c.get("pending", 0) + c.get("sending", 0) + c.get("sent", 0)
-            for m, c in status.variants.items()
-        },
-        skipped=status.skipped,
+            values: dict[str, Any] = {"revision": revision}
+            if key is None:
+                values.update(status="skipped", skip_reason=SKIP_NO_MATCH)
+            else:
+                values["variant_mask"] = key.mask
+            session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+        added = _queue(store, session, send, today)
+        return _send_row(send), int(added - renewed + len(retrying))
+
+
+def _topics_of(session: Session, subscriber_ids: list[int]) -> dict[int, list[str]]:
+    topics: dict[int, list[str]] = {}
+    for i in range(0, len(subscriber_ids), 5000):
+        for sid, slug in session.execute(
+            select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug).where(
+                SubscriberTopic.subscriber_id.in_(subscriber_ids[i : i + 5000])
+            )
+        ):
+            topics.setdefault(sid, []).append(slug)
+    return topics
+
+
+def _not_planned(month: str) -> SendNotFoundError:
+    return SendNotFoundError(
+        f"{month} has not been sent or planned",
+        hint=f"plan and send it with `newsletter send {month}`",
     )
 
 
-def find_send(store: Store, month: str) -> int | None:
-    """The id of the send of ``month``, or None if it was never planned."""
+def _send_row(send: Send) -> SendRow:
+    return SendRow(
+        send_id=send.id,
+        month=send.issue_month,
+        status=send.status,
+        subject=send.subject,
+        revision=send.revision,
+        content_hash=send.content_hash,
+        summaries=send.summaries,
+    )
+
+
+def find_send(store: Store, month: str) -> SendRow | None:
+    """The send of ``month`` (its own row), or None if it was never planned."""
     with store.transaction() as session:
-        return session.execute(select(Send.id).where(Send.issue_month == month)).scalar()
+        send = session.execute(select(Send).where(Send.issue_month == month)).scalar_one_or_none()
+        return _send_row(send) if send is not None else None
+
+
+def load_snapshot(store: Store, send_id: int, revision: int) -> SendSnapshot:
+    """One revision of a send's snapshot: what a worker builds the messages from."""
+    with store.transaction() as session:
+        send = session.get(Send, send_id)
+        if send is None:
+            raise SendNotFoundError(f"send #{send_id} does not exist")
+        rows = session.execute(
+            select(SendVariant).where(
+                SendVariant.send_id == send_id, SendVariant.revision == revision
+            )
+        ).scalars()
+        variants = {
+            r.mask: VariantContent(
+                mask=r.mask,
+                name=r.name,
+                subject=r.subject,
+                web_view_url=r.web_view_url,
+                html=_part("html", r.html),
+                text=_part("text", r.text),
+            )
+            for r in rows
+        }
+        if not variants:
+            raise StoreError(
+                f"the send of {send.issue_month} has no snapshot of revision {revision}",
+                hint=f"run `newsletter send {send.issue_month} --replan` to make one",
+            )
+        return SendSnapshot(
+            send_id=send.id,
+            month=send.issue_month,
+            revision=revision,
+            content_hash=send.content_hash,
+            policy=send.policy,
+            summary_topics=_summary_topics(send),
+            headers=MessageHeaders(**json.loads(send.headers or "{}")),
+            variants=variants,
+        )
 
 
 def send_status(store: Store, month: str) -> SendStatus:
@@ -299,10 +508,7 @@ def send_status(store: Store, month: str) -> SendStatus:
     with store.transaction() as session:
         send = session.execute(select(Send).where(Send.issue_month == month)).scalar_one_or_none()
         if send is None:
-            raise SendNotFoundError(
-                f"{month} has not been sent or planned",
-                hint=f"plan and send it with `newsletter send {month}`",
-            )
+            raise _not_planned(month)
         counts: dict[str, int] = {}
         variants: dict[int, dict[str, int]] = {}
         for st, mask, n in session.execute(
@@ -336,6 +542,9 @@ def send_status(store: Store, month: str) -> SendStatus:
             started_at=send.started_at,
             finished_at=send.finished_at,
             paused_reason=send.paused_reason,
+            revision=send.revision,
+            content_hash=send.content_hash,
+            summaries=send.summaries,
             counts=counts,
             retrying=retrying,
             variants=variants,
@@ -367,7 +576,7 @@ def claim_batch(
     claimer = claimer or worker_id()
     # A send paused by an SMTP outage is picked up again by any worker (it pauses it
     # again if the server is still down).
-    running = select(Send.id).where(Send.status.in_(("planned", "sending", "paused")))
+    running = select(Send.id).where(Send.status.in_(RUNNING_SENDS))
     if months:
         running = running.where(Send.issue_month.in_(list(months)))
     due = (
@@ -407,9 +616,9 @@ def claim_batch(
                 Subscriber.email,
                 Subscriber.name,
                 Subscriber.all_topics,
-                Subscriber.status,
-                Subscriber.paused_until,
+                receiving_condition(now.date()).label("receiving"),
                 Delivery.variant_mask,
+                Delivery.revision,
                 Delivery.attempts,
                 Delivery.first_attempt_at,
             )
@@ -418,13 +627,9 @@ def claim_batch(
             .where(Delivery.id.in_(ids))
             .order_by(Delivery.id)
         ).all()
-        today = now.date()
         keep, gone = [], []
         for r in rows:
-            receiving = r.status == "active" or (
-                r.status == "paused" and r.paused_until is not None and r.paused_until <= today
-            )
-            (keep if receiving else gone).append(r)
+            (keep if r.receiving else gone).append(r)
         # Rows whose subscriber was erased vanish with it (cascade); the rest are skipped.
         if gone:
             session.execute(
@@ -464,9 +669,10 @@ def claim_batch(
             name=r[5] or "",
             topics=tuple(sorted(topics.get(r[3], ()))),
             all_topics=bool(r[6]),
-            variant_mask=r[9],
-            attempts=r[10] + 1,
-            first_attempt_at=r[11] or now,
+            variant_mask=r.variant_mask,
+            revision=r.revision,
+            attempts=r.attempts + 1,
+            first_attempt_at=r.first_attempt_at or now,
         )
         for r in keep
     ]
@@ -512,16 +718,12 @@ def record_outcomes(store: Store, outcomes: Iterable[Outcome], now: dt.datetime 
 def finish_sends(store: Store, now: dt.datetime | None = None) -> list[str]:
     """Mark running sends with nothing left to send as done; returns their months."""
     now = now or _now()
-    outstanding = exists().where(
-        Delivery.send_id == Send.id, Delivery.status.in_(("pending", "sending"))
-    )
+    outstanding = exists().where(Delivery.send_id == Send.id, Delivery.status.in_(OUTSTANDING))
     with store.transaction() as session:
         months = [
             m
             for (m,) in session.execute(
-                select(Send.issue_month).where(
-                    Send.status.in_(("planned", "sending", "paused")), ~outstanding
-                )
+                select(Send.issue_month).where(Send.status.in_(RUNNING_SENDS), ~outstanding)
             )
         ]
         if months:

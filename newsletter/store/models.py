@@ -1,9 +1,12 @@
 """SQLAlchemy models of the subscriber store (the only module that defines tables).
 
-Tables are kept deliberately plain, because delivery planning will run set-based SQL over
+Tables are kept deliberately plain, because delivery planning runs set-based SQL over
 ``subscribers`` joined to ``subscriber_topics``: an integer key, an indexed ``status``, a
-unique normalised ``email``, and one row per (subscriber, topic slug). The delivery ledger
-(``sends``, ``deliveries``) arrives in a later migration and references ``subscribers.id``.
+unique normalised ``email``, and one row per (subscriber, topic slug). Table groups:
+subscribers (``subscribers``, ``subscriber_topics``, ``consent_events``, ``suppressions``),
+the ledger (``sends``, ``send_variants``, ``deliveries``), the scheduler (``schedules``,
+``schedule_runs``, ``scheduler_lease``) and ``store_meta``. The values allowed in status
+columns come from :mod:`newsletter.rules.statuses`.
 
 Every change of a schema here needs a new Alembic revision in ``migrations/versions``; a
 test checks that the models and the migrations agree.
@@ -32,18 +35,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
-STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced")
-SOURCES = ("cli", "import", "web")
-EVENTS = (
-    "subscribed",
-    "confirmed",
-    "topics_changed",
-    "paused",
-    "resumed",
-    "unsubscribed",
-    "resubscribed",
-    "erased",
+from newsletter.rules.statuses import (
+    DELIVERY_STATUSES,
+    LAPSING,
+    RECEIVING,
+    SEND_STATUSES,
+    SOURCES,
+    SUBSCRIBER_STATUSES,
 )
+
+STATUSES = SUBSCRIBER_STATUSES
 
 # Stable constraint names, so that later migrations (and SQLite batch mode) can refer to them.
 NAMING = {
@@ -173,10 +174,6 @@ class StoreMeta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-SEND_STATUSES = ("planned", "sending", "paused", "done", "cancelled")
-DELIVERY_STATUSES = ("pending", "sending", "sent", "skipped", "failed")
-
-
 class Send(Base):
     """One issue's send: its state and timing. Counts come from its deliveries."""
 
@@ -194,6 +191,31 @@ class Send(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # The snapshot (revision 0: planned before snapshots existed, none stored).
+    revision: Mapped[int] = mapped_column(Integer, server_default="0")
+    content_hash: Mapped[str] = mapped_column(String(64), server_default="")
+    policy: Mapped[str] = mapped_column(String(16), server_default="skip")
+    summary_topics: Mapped[str] = mapped_column(Text, server_default="[]")  # JSON
+    headers: Mapped[str] = mapped_column(Text, server_default="{}")  # JSON
+
+
+class SendVariant(Base):
+    """One variant of one revision of a send's snapshot: its parts, split around holes."""
+
+    __tablename__ = "send_variants"
+    __table_args__ = (
+        UniqueConstraint("send_id", "revision", "mask", name="uq_send_variants_send_mask"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)
+    mask: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300))
+    web_view_url: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)  # JSON {"segments": [...], "names": [...]}
+    text: Mapped[str] = mapped_column(Text)
 
 
 class Delivery(Base):
@@ -221,18 +243,20 @@ class Delivery(Base):
     last_reply: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revision: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 def receiving_condition(today: dt.date) -> ColumnElement[bool]:
-    """SQL condition: the subscriber gets this month's issue.
+    """SQL condition: the subscriber gets the issue sent ``today``.
 
-    Active subscribers, and paused ones whose pause ended on or before ``today`` (a pause
-    lapses by itself; nobody has to run ``resume``). Delivery planning uses the same rule.
+    The SQL form of :func:`newsletter.rules.statuses.is_receiving` (built from the same
+    constants; a test checks that the two agree): active subscribers, and paused ones
+    whose pause ended on or before ``today``.
     """
     return or_(
-        Subscriber.status == "active",
+        Subscriber.status == RECEIVING,
         and_(
-            Subscriber.status == "paused",
+            Subscriber.status == LAPSING,
             Subscriber.paused_until.is_not(None),
             Subscriber.paused_until <= today,
         ),
@@ -243,19 +267,6 @@ def receiving_condition(today: dt.date) -> ColumnElement[bool]:
 
 SCHEDULE_STATUSES = ("scheduled", "cancelled", "fired", "missed")
 RUN_OUTCOMES = ("running", "sent", "queued", "already_sent", "refused", "missed", "failed")
-# Tables other programs keep in the store's database: APScheduler's job store creates its
-# own table, which the migrations neither create nor compare.
-FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    """Alembic filter: leave the tables of :data:`FOREIGN_TABLES` (and their indexes) alone."""
-    if type_ == "table" and name in FOREIGN_TABLES:
-        return False
-    table = getattr(obj, "table", None)
-    return not (type_ == "index" and table is not None and table.name in FOREIGN_TABLES)
 
 
 class Schedule(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class SubscriberView:
 class SubscriberFilter:
     """What ``list_subscribers`` shows. ``topic`` also matches all-topics subscribers."""
 
-    topic: str | None = None  # slug or name
+    topic: str | None = None  # a topic slug
     status: str | None = None
     search: str | None = None  # part of the address or the name, any case
 
@@ -73,44 +73,6 @@ class SubscriberPage:
     def pages(self) -> int:
         """How many pages there are (at least 1)."""
         return max(1, -(-self.total // self.page_size))
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    """One CSV row that was not imported, with its physical line number."""
-
-    line: int
-    email: str
-    reason: str
-
-
-@dataclass
-class ImportReport:
-    """What an import did (or, with ``dry_run``, would do)."""
-
-    rows: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0  # already in the store and skipped, or updated to the same values
-    resubscribed: int = 0
-    errors: list[RowProblem] = field(default_factory=list)
-    skipped: list[RowProblem] = field(default_factory=list)  # not faults: e.g. suppressed
-    dry_run: bool = False
-    atomic_aborted: bool = False  # --atomic and some row was bad: nothing was imported
-
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-able dict."""
-        return {
-            "rows": self.rows,
-            "added": self.added,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "resubscribed": self.resubscribed,
-            "errors": [vars(p) for p in self.errors],
-            "skipped": [vars(p) for p in self.skipped],
-            "dry_run": self.dry_run,
-            "atomic_aborted": self.atomic_aborted,
-        }
 
 
 @dataclass(frozen=True)
@@ -141,3 +103,58 @@ class TopicCounts:
 
     by_topic: dict[str, int]
     all_topics: int
+
+
+# --- the snapshot of a send --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageHeaders:
+    """Who a send's messages come from and the list's identity, fixed when it is planned.
+
+    ``list_name`` names the list in List-Id; ``base_url`` is where List-Unsubscribe
+    points; an empty ``reply_to`` or ``unsubscribe_mailto`` means none.
+    """
+
+    from_name: str
+    from_address: str
+    reply_to: str = ""
+    list_name: str = ""
+    unsubscribe_mailto: str = ""
+    base_url: str = ""
+
+
+@dataclass(frozen=True)
+class PartContent:
+    """One rendered part (``kind`` "html" or "text") split around its personal holes:
+    ``segments`` has one more item than ``names``."""
+
+    kind: str
+    segments: tuple[str, ...]
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VariantContent:
+    """One variant of a send as workers build it: bit mask, name, subject and parts."""
+
+    mask: int
+    name: str
+    subject: str
+    web_view_url: str
+    html: PartContent
+    text: PartContent
+
+
+@dataclass(frozen=True)
+class SendSnapshot:
+    """Everything a worker needs to build any message of one revision of a send."""
+
+    send_id: int
+    month: str
+    revision: int
+    content_hash: str
+    policy: str
+    summary_topics: tuple[frozenset[str], ...]
+    headers: MessageHeaders
+    variants: dict[int, VariantContent]  # mask -> variant

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from newsletter.store.models import Base, include_object
+from newsletter.store.models import Base
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -21,8 +21,6 @@ context.configure(
     # SQLite cannot ALTER most things; batch mode rebuilds tables in later revisions.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
-    # APScheduler's job table lives in the same database but is not ours to migrate.
-    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -11,7 +11,7 @@ line number, never dropped silently.
 
 :func:`import_archive` is the one entry point of the command: read the pages, merge them
 (deduplicating by month and title), suggest topics with the keyword rules in
-``topic_keywords.toml``, and write one ``issues/YYYY-MM.md`` per month, marked
+``newsletter/importers/topic_keywords.toml``, and write one ``issues/YYYY-MM.md`` per month, marked
 ``status: published`` so it is never sent.
 """
 
@@ -710,7 +710,7 @@ class KeywordRuleSet:
 def load_keyword_rules() -> KeywordRuleSet:
     """The rules of ``topic_keywords.toml``; unknown slugs there are a bug, so they raise."""
     data = tomllib.loads(
-        resources.files("newsletter.content").joinpath("topic_keywords.toml").read_text("utf-8")
+        resources.files("newsletter.importers").joinpath("topic_keywords.toml").read_text("utf-8")
     )
     taxonomy = load_taxonomy()
     by_slug = {r.slug: r for r in RESEARCH_TYPES}

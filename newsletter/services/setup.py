@@ -1,22 +1,22 @@
-"""Setting up a project folder (``newsletter init``)."""
+"""Setting up: a new project folder (``newsletter init``) and the store's tables."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from newsletter.config import write_config_file
-from newsletter.errors import ConfigError
+from newsletter.config import load_settings, write_config_file
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.rules.schedules import zone
+from newsletter.store.db import MigrationStatus, database_status, upgrade_database
 
 
 def init_project(config_path: Path, values: dict[str, str], force: bool = False) -> list[str]:
-    """Write ``newsletter.toml`` and create the data folders; returns what was done."""
+    """Write ``newsletter.toml``, create the data folders and the store; what was done."""
     tz = values.get("timezone")
     if tz:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
+            zone(tz)
+        except NewsletterError:
             raise ConfigError(
                 f"unknown time zone {tz!r}", hint="use an IANA name such as Europe/London"
             ) from None
@@ -33,10 +33,6 @@ def init_project(config_path: Path, values: dict[str, str], force: bool = False)
 
 def _upgrade_store(config_path: Path) -> str:
     """Create or update the subscriber store's tables (``newsletter db upgrade``)."""
-    from newsletter.config import load_settings
-    from newsletter.errors import NewsletterError
-    from newsletter.store import upgrade_database
-
     try:
         status = upgrade_database(load_settings(config_path).database_url)
     except NewsletterError as exc:
@@ -45,3 +41,13 @@ def _upgrade_store(config_path: Path) -> str:
             hint=(exc.hint or "") + "; then run `newsletter db upgrade`",
         ) from None
     return f"subscriber store {status.url} at revision {status.current}"
+
+
+def upgrade_store(database_url: str) -> MigrationStatus:
+    """Bring the store's tables to the newest revision (creates a SQLite file if needed)."""
+    return upgrade_database(database_url)
+
+
+def store_status(database_url: str) -> MigrationStatus:
+    """The store's revision, changing nothing."""
+    return database_status(database_url)

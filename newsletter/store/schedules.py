@@ -1,9 +1,11 @@
 """The scheduler's tables: requested one-off schedules, the record of firings, the lease.
 
-The CLI writes requested schedules here and the one running scheduler copies them into
-APScheduler's job store, so only one process ever touches that store. The lease row makes
-sure there is only one such process per store: it is taken with one conditional UPDATE
-(atomic on SQLite and PostgreSQL) and kept alive by heartbeats.
+These rows are the schedule's only truth: the CLI writes requested schedules here, and the
+one running scheduler rebuilds its (in-memory) jobs from them. The lease row makes sure
+there is only one such process per store: it is taken with one conditional UPDATE (atomic
+on SQLite and PostgreSQL) and kept alive by heartbeats. ``store_meta`` remembers since
+when the monthly rule has been in force, so that a firing missed while no scheduler ran
+is found again, and which sends have had their report mailed.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, inspect, or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from newsletter.store.db import Store
-from newsletter.store.models import FOREIGN_TABLES, Schedule, SchedulerLease, ScheduleRun, StoreMeta
+from newsletter.store.models import Schedule, SchedulerLease, ScheduleRun, StoreMeta
 
 LEASE_NAME = "scheduler"
-APSCHEDULER_TABLE = "apscheduler_jobs"
-assert APSCHEDULER_TABLE in FOREIGN_TABLES
+MONTHLY_RULE_KEY = "monthly_rule"
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _insert(store: Store):
-    if store.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
-
-
 def _schedule_row(s: Schedule) -> ScheduleRow:
     return ScheduleRow(
         s.issue_month, s.run_at, s.timezone, s.status, s.version, s.created_at, s.updated_at
@@ -96,7 +89,7 @@ def _run_row(r: ScheduleRun) -> RunRow:
 def save_schedule(store: Store, month: str, run_at: dt.datetime, timezone: str) -> ScheduleRow:
     """Schedule (or re-schedule) the one-off send of ``month`` at ``run_at``."""
     now = _now()
-    insert = _insert(store)
+    insert = store.insert
     with store.transaction() as session:
         session.execute(
             insert(Schedule)
@@ -167,7 +160,7 @@ def start_run(
     The UNIQUE (job, time) key makes a second firing of the same occurrence find the
     first one's row instead of adding another.
     """
-    insert = _insert(store)
+    insert = store.insert
     with store.transaction() as session:
         result = session.execute(
             insert(ScheduleRun)
@@ -217,7 +210,7 @@ def record_missed(
     store: Store, job_id: str, month: str, scheduled_for: dt.datetime, detail: str
 ) -> bool:
     """Record a firing that did not happen in time; False if it was recorded already."""
-    insert = _insert(store)
+    insert = store.insert
     now = _now()
     with store.transaction() as session:
         result = session.execute(
@@ -283,7 +276,7 @@ def run_summary(store: Store) -> dict[str, tuple[RunRow, int]]:
 
 def claim_report(store: Store, month: str) -> bool:
     """True the first time it is called for ``month``: who sends the send's report."""
-    insert = _insert(store)
+    insert = store.insert
     with store.transaction() as session:
         result = session.execute(
             insert(StoreMeta)
@@ -316,7 +309,7 @@ def acquire_lease(store: Store, holder: str, ttl: float, takeover_from: Sequence
     """
     now = _now()
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    insert = _insert(store)
+    insert = store.insert
     with store.transaction() as session:
         session.execute(
             insert(SchedulerLease)
@@ -371,21 +364,40 @@ def release_lease(store: Store, holder: str) -> None:
         )
 
 
-# --- APScheduler's table (read only) ----------------------------------------------------
+# --- the monthly rule --------------------------------------------------------------------
 
 
-def job_next_run_times(store: Store) -> dict[str, dt.datetime | None]:
-    """Job id -> next run time, read from APScheduler's job table (empty if none yet).
+def monthly_rule_since(store: Store, rule: str, now: dt.datetime) -> dt.datetime:
+    """Since when ``rule`` (the monthly rule with its time zone) has been in force.
 
-    Only the two plain columns are read; the pickled job state is left to APScheduler.
+    The first scheduler to see a rule records ``now``; a changed rule starts again from
+    ``now``. Firings of the rule before that moment are never made up for.
     """
-    from sqlalchemy import column, table
-
-    if APSCHEDULER_TABLE not in inspect(store.engine).get_table_names():
-        return {}
-    jobs = table(APSCHEDULER_TABLE, column("id"), column("next_run_time"))
+    insert = store.insert
+    value = f"{now.astimezone(dt.UTC).isoformat()} {rule}"
     with store.transaction() as session:
-        return {
-            job_id: (dt.datetime.fromtimestamp(ts, dt.UTC) if ts is not None else None)
-            for job_id, ts in session.execute(select(jobs.c.id, jobs.c.next_run_time))
-        }
+        session.execute(
+            insert(StoreMeta)
+            .values(key=MONTHLY_RULE_KEY, value=value)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        row = session.execute(
+            select(StoreMeta).where(StoreMeta.key == MONTHLY_RULE_KEY).with_for_update()
+        ).scalar_one()
+        since, _, stored = row.value.partition(" ")
+        if stored != rule:
+            row.value = value
+            return now
+        return dt.datetime.fromisoformat(since)
+
+
+def read_monthly_rule_since(store: Store, rule: str) -> dt.datetime | None:
+    """Since when ``rule`` has been in force, or None if no scheduler has seen it yet."""
+    with store.transaction() as session:
+        value = session.execute(
+            select(StoreMeta.value).where(StoreMeta.key == MONTHLY_RULE_KEY)
+        ).scalar_one_or_none()
+    if value is None:
+        return None
+    since, _, stored = value.partition(" ")
+    return dt.datetime.fromisoformat(since) if stored == rule else None

@@ -1,7 +1,8 @@
 """The monthly rule ("first Tuesday 09:00") and one-off times, in the configured time zone.
 
 Rules become APScheduler cron triggers with a time zone, so daylight-saving changes are
-the time zone database's business: "09:00" stays 09:00 local time all year.
+the time zone database's business: "09:00" stays 09:00 local time all year. (Only the
+trigger's arithmetic is used here, which is pure; the scheduler process runs it.)
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsletter.errors import ConfigError, NewsletterError
+from apscheduler.triggers.cron import CronTrigger
 
-if TYPE_CHECKING:
-    from apscheduler.triggers.cron import CronTrigger
+from newsletter.errors import ConfigError, NewsletterError
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ORDINALS = {
@@ -58,8 +57,6 @@ class MonthlyRule:
 
     def trigger(self) -> CronTrigger:
         """The APScheduler trigger of this rule."""
-        from apscheduler.triggers.cron import CronTrigger
-
         return CronTrigger(timezone=ZoneInfo(self.timezone), **dict(self.fields))
 
     def next_time(self, after: dt.datetime) -> dt.datetime | None:
@@ -75,6 +72,16 @@ class MonthlyRule:
             last = fire
             fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(microseconds=1))
         return last
+
+    def between(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+        """Every firing after ``start`` and at or before ``end`` (aware), oldest first."""
+        trigger = self.trigger()
+        out: list[dt.datetime] = []
+        fire = trigger.get_next_fire_time(None, start + dt.timedelta(microseconds=1))
+        while fire is not None and fire <= end:
+            out.append(fire)
+            fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(microseconds=1))
+        return out
 
     def describe(self) -> str:
         """The rule as the author wrote it, with its time zone."""

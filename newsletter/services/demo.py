@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from newsletter.content.files import CheckedFile, check_issues, list_issues
-from newsletter.project import init_project
+from newsletter.config import Settings, load_settings
+from newsletter.content.files import CheckedFile, check_issues
+from newsletter.content.taxonomy import load_taxonomy
+from newsletter.importers.subscribers_csv import import_csv
+from newsletter.services.setup import init_project
+from newsletter.store.db import open_store, upgrade_database
 
 DEMO_SETTINGS = {
     "sender_name": "Psychotherapy Research Digest (demo)",
@@ -74,6 +78,7 @@ class DemoResult:
     steps: list[str]
     checked: list[CheckedFile]
     month: str | None = None
+    settings: Settings | None = None  # of the demo folder, once it is set up
 
 
 def sample_issues_dir() -> Path:
@@ -81,13 +86,11 @@ def sample_issues_dir() -> Path:
     packaged = resources.files("newsletter").joinpath("samples")
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "issues"
+    return Path(__file__).resolve().parents[2] / "issues"
 
 
 def write_demo_subscribers(path: Path, n: int = DEMO_SUBSCRIBERS, seed: int = 2026) -> Path:
     """A CSV of ``n`` made-up subscribers, the same every time (``seed``)."""
-    from newsletter.content.taxonomy import load_taxonomy
-
     rng = random.Random(seed)
     slugs = [t.slug for t in load_taxonomy()]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,9 +116,6 @@ def run_demo(folder: Path, send: bool = True) -> DemoResult:
         steps += init_project(config, DEMO_SETTINGS)
     else:
         # An older demo folder: bring its store up to this version's tables.
-        from newsletter.config import load_settings
-        from newsletter.store import upgrade_database
-
         upgrade_database(load_settings(config, environ={}).database_url)
     issues = folder / "issues"
     issues.mkdir(parents=True, exist_ok=True)
@@ -132,10 +132,8 @@ def run_demo(folder: Path, send: bool = True) -> DemoResult:
     if not send or any(c.result.errors for c in checked):
         return result
 
-    from newsletter.config import load_settings
-    from newsletter.store import import_csv, open_store
-
     settings = load_settings(config, environ={})
+    result.settings = settings
     csv_path = write_demo_subscribers(folder / "subscribers" / "demo-subscribers.csv")
     with open_store(settings) as store:
         report = import_csv(store, csv_path)
@@ -147,4 +145,4 @@ def run_demo(folder: Path, send: bool = True) -> DemoResult:
     return result
 
 
-__all__ = ["DemoResult", "list_issues", "run_demo", "sample_issues_dir", "write_demo_subscribers"]
+__all__ = ["DemoResult", "run_demo", "sample_issues_dir", "write_demo_subscribers"]

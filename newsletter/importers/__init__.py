@@ -1,0 +1,6 @@
+"""Importers: bringing outside data in, apart from the readers of the program's own files.
+
+- :mod:`~newsletter.importers.archive`: the network's blog archive (plain-text pages) into
+  issue files;
+- :mod:`~newsletter.importers.subscribers_csv`: subscribers from and to CSV files.
+"""

@@ -1,0 +1,14 @@
+"""Pure rules: no I/O, no database, no templates; each decides one thing.
+
+- :mod:`~newsletter.rules.addresses`: what an email address must look like to be stored
+  and sent (one rule for the store, the message builder and the sign-up form);
+- :mod:`~newsletter.rules.months`: issue months (``YYYY-MM``) and calendar arithmetic;
+- :mod:`~newsletter.rules.statuses`: subscriber statuses and how they change, who is still
+  receiving, and the states of a send and of a delivery;
+- :mod:`~newsletter.rules.variants`: which summaries a reader gets (:class:`VariantKey`);
+- :mod:`~newsletter.rules.links`: the web addresses in emails and whether they are secure;
+- :mod:`~newsletter.rules.personal`: the personal fields filled into each message.
+
+These modules import nothing of the program but :mod:`newsletter.errors`, so every layer
+above may use them.
+"""

@@ -1,0 +1,47 @@
+"""The web addresses in emails and pages, and whether the public address is secure.
+
+The email templates, the message headers and the web pages build every link from here,
+so the paths (``/unsubscribe/<token>`` ...) and the archive layout agree everywhere.
+"""
+
+from __future__ import annotations
+
+#: Where each kind of signed link points, below ``base_url``. ``{token}`` is the signed
+#: token; the topic link adds the topic's slug (the slug need not be signed: the token
+#: already lets its holder manage that subscriber's topics).
+LINK_PATHS = {
+    "preferences": "/preferences/{token}",
+    "unsubscribe": "/unsubscribe/{token}",
+    "topic": "/topic/{token}/{slug}",
+    "confirm": "/confirm/{token}",
+}
+
+
+def page_url(base_url: str, purpose: str, token: str, **parts: str) -> str:
+    """The absolute address of a signed link, e.g. ``{base_url}/unsubscribe/{token}``."""
+    return base_url + LINK_PATHS[purpose].format(token=token, **parts)
+
+
+def archive_url(base_url: str, month: str | None = None, summary_key: str | None = None) -> str:
+    """The public archive, one issue of it, or one summary of that issue."""
+    url = f"{base_url}/archive"
+    if month:
+        url += f"/{month}"
+        if summary_key:
+            url += f"/{summary_key}"
+    return url
+
+
+def is_secure(base_url: str) -> bool:
+    """True when the pages are served over https (cookies are then marked Secure)."""
+    return base_url.startswith("https://")
+
+
+def insecure_warning(base_url: str) -> str | None:
+    """Why a send to this ``base_url`` deserves a warning, or None when it is https."""
+    if is_secure(base_url):
+        return None
+    return (
+        f"base_url is {base_url}: links in the email point there, and mail providers offer "
+        "one-click unsubscribe only for https"
+    )

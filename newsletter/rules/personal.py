@@ -1,0 +1,37 @@
+"""The personal fields of a message: what is filled in per recipient, and how.
+
+A variant is rendered once with a hole for each field in :data:`FIELDS`; delivery fills
+the holes for each recipient (``newsletter.delivery.personalise``).
+"""
+
+from __future__ import annotations
+
+FIELDS = (
+    "first_name",  # greeting name, or a friendly fallback
+    "email",
+    "your_topics",  # the subscriber's topics, one line ("; "-separated)
+    "your_topics_text",  # the same, wrapped for the text part
+    "preferences_token",
+    "unsubscribe_token",
+    "topic_token",  # used with a topic slug after it: {base_url}/topic/{token}/{slug}
+    "web_view_url",
+)
+TOKEN_FIELDS = {
+    "preferences_token": "preferences",
+    "unsubscribe_token": "unsubscribe",
+    "topic_token": "topic",
+}
+
+NAME_FALLBACK = "colleague"
+ALL_TOPICS = "all topics"
+_TITLES = frozenset({"dr", "prof", "mr", "mrs", "ms", "mx", "miss"})
+
+
+def first_name(name: str | None) -> str:
+    """The name to greet someone by: the first name, "Dr. Lopez", or "colleague"."""
+    words = "".join(ch if ch.isprintable() else " " for ch in (name or "")).split()
+    if not words:
+        return NAME_FALLBACK
+    if words[0].rstrip(".").lower() in _TITLES:
+        return f"{words[0]} {words[-1]}"[:60] if len(words) > 1 else NAME_FALLBACK
+    return words[0][:60]

@@ -1,0 +1,74 @@
+"""Moving data in and out: subscribers from and to CSV, the blog archive into issue files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from newsletter.importers import archive, subscribers_csv
+from newsletter.importers.subscribers_csv import ImportReport, ProgressFn
+from newsletter.services.app import App
+from newsletter.store.errors import StoreError
+
+
+def import_subscribers(
+    app: App,
+    path: Path,
+    *,
+    encoding: str | None = None,
+    on_duplicate: str = "skip",
+    atomic: bool = False,
+    dry_run: bool = False,
+    resubscribe: bool = False,
+    check_dns: bool = False,
+    progress: ProgressFn | None = None,
+) -> ImportReport:
+    """Import subscribers from a CSV file (see :mod:`newsletter.importers.subscribers_csv`)."""
+    return subscribers_csv.import_csv(
+        app.store,
+        path,
+        encoding=encoding,
+        on_duplicate=on_duplicate,
+        atomic=atomic,
+        dry_run=dry_run,
+        resubscribe=resubscribe,
+        check_dns=check_dns,
+        progress=progress,
+    )
+
+
+def export_subscribers(app: App, target: Path | None = None, out: TextIO | None = None) -> int:
+    """Write every subscriber as CSV to ``target`` (atomically), or to ``out`` (stdout).
+
+    A file is written beside the target and renamed, so a failure never leaves half of
+    it. Returns how many subscribers were written.
+    """
+    if target is None:
+        return subscribers_csv.export_csv(app.store, out or sys.stdout)
+    tmp = target.with_name(target.name + ".part")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            n = subscribers_csv.export_csv(app.store, fh)
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {target}: {exc.strerror}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
+def import_archive(
+    app: App,
+    pages: list[tuple[Path, str | None]],
+    into: Path | None = None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+) -> archive.ImportReport:
+    """Turn plain-text copies of the blog's archive pages into issue files (default: the
+    issues folder); see :mod:`newsletter.importers.archive`."""
+    target = into if into is not None else app.settings.issues_dir
+    return archive.import_archive(pages, target, dry_run=dry_run, force=force)

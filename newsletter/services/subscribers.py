@@ -1,0 +1,420 @@
+"""The subscriber list: adding people, reading them, and every change to one person.
+
+Addresses are taken as people type them (normalised by :mod:`newsletter.rules.addresses`)
+and topics as slugs, names or aliases (resolved with the taxonomy). Each change is decided
+by a rule of :mod:`newsletter.rules.statuses` and written by :mod:`newsletter.store` in
+one transaction, with a consent event saying who did it (``source``) from where (``ip``).
+Unsubscribing, from any entry point, goes through :func:`unsubscribe`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from newsletter.content.taxonomy import load_taxonomy, resolve_topics
+from newsletter.errors import NewsletterError
+from newsletter.importers.deliverability import check_deliverable
+from newsletter.rules import statuses
+from newsletter.rules.addresses import normalise_address
+from newsletter.rules.statuses import SubscriberStateError
+from newsletter.services.app import App
+from newsletter.store import ledger
+from newsletter.store import subscribers as db
+from newsletter.store.errors import (
+    StoreError,
+    SubscriberExistsError,
+    SubscriberNotFoundError,
+    SuppressedError,
+)
+from newsletter.store.ledger import DeliveryRow
+from newsletter.store.views import (
+    Stats,
+    SubscriberFilter,
+    SubscriberPage,
+    SubscriberView,
+    TopicCounts,
+)
+from newsletter.tokens import BadTokenError, ExpiredTokenError, read_token
+
+MAX_NAME = 200
+# A one-click unsubscribe waits this long for a message a worker already holds for the
+# person, so that nothing at all goes out after it answers (RFC 8058).
+SETTLE_SECONDS = 10.0
+
+TopicsArg = str | Iterable[str]
+
+
+# --- adding and reading ------------------------------------------------------------------
+
+
+def add_subscriber(
+    app: App,
+    email: str,
+    *,
+    name: str = "",
+    topics: TopicsArg = (),
+    all_topics: bool | None = None,
+    pending: bool = False,
+    source: str = "cli",
+    ip: str | None = None,
+    consent_version: str | None = None,
+    resubscribe: bool = False,
+    check_dns: bool = False,
+) -> SubscriberView:
+    """Add a person as ``active`` (or ``pending`` until they confirm).
+
+    Without topics the person gets every topic. An address already in the store is an
+    error, except an unsubscribed one with ``resubscribe``; an erased (suppressed) address
+    needs ``resubscribe`` too, and that is logged as a consent event.
+    """
+    address = normalise_address(email)
+    if check_dns:
+        check_deliverable(address)
+    slugs = resolve_topics(topics)
+    if all_topics is None:
+        all_topics = not slugs
+    if all_topics:
+        slugs = []
+    name = name.strip()
+    if len(name) > MAX_NAME:
+        raise StoreError(f"the name is longer than {MAX_NAME} characters", hint="shorten it")
+    detail = db.describe_topics(all_topics, slugs)
+    current = db.find_subscriber(app.store, address)
+    if current is not None:
+        if current.status == "unsubscribed" and resubscribe:
+            view, _ = db.change_status(
+                app.store,
+                address,
+                lambda sub: statuses.resubscribe(sub.status, pending, detail),
+                source=source,
+                ip=ip,
+                consent_version=consent_version,
+                name=name or None,
+                topics=(all_topics, slugs),
+            )
+            return view
+        hint = (
+            "pass --resubscribe if they asked to come back"
+            if current.status == "unsubscribed"
+            else "change their topics with `newsletter subscribers set-topics`"
+        )
+        raise SubscriberExistsError(
+            f"{address} is already in the store ({current.status})", hint=hint
+        )
+    suppressed = db.is_suppressed(app.store, address)
+    if suppressed and not resubscribe:
+        raise SuppressedError(
+            f"{address} was erased at their request and is on the suppression list",
+            hint="add them only if they asked to come back: pass --resubscribe",
+        )
+    new = db.NewSubscriber(
+        email=address,
+        name=name,
+        status="pending" if pending else "active",
+        all_topics=all_topics,
+        topics=tuple(slugs),
+        source=source,
+    )
+    return db.insert_subscriber(
+        app.store,
+        new,
+        event="resubscribed" if suppressed else "subscribed",
+        detail=detail + (" (pending)" if pending else ""),
+        ip=ip,
+        consent_version=consent_version,
+        lift_suppression=suppressed,
+    )
+
+
+def get_subscriber(app: App, email: str, history: bool = False) -> SubscriberView:
+    """One subscriber by address (as typed); with ``history`` their consent log."""
+    return db.get_subscriber(app.store, email, history=history)
+
+
+def get_subscriber_by_id(app: App, subscriber_id: int) -> SubscriberView:
+    """One subscriber by their id."""
+    return db.get_subscriber_by_id(app.store, subscriber_id)
+
+
+@dataclass(frozen=True)
+class SubscriberRecord:
+    """One person with everything known about them: profile, consent log, deliveries."""
+
+    subscriber: SubscriberView
+    deliveries: list[DeliveryRow]
+
+
+def subscriber_record(app: App, email: str, deliveries: int = 120) -> SubscriberRecord:
+    """A person's profile and consent history, and their last ``deliveries``."""
+    view = db.get_subscriber(app.store, email, history=True)
+    rows = ledger.list_deliveries(app.store, email=view.email, limit=deliveries)
+    return SubscriberRecord(view, rows)
+
+
+def list_subscribers(
+    app: App,
+    topic: str | None = None,
+    status: str | None = None,
+    search: str | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> SubscriberPage:
+    """One page of subscribers in address order; ``topic`` (slug or name) also matches
+    all-topics subscribers."""
+    slug = load_taxonomy().resolve(topic).slug if topic else None
+    return db.list_subscribers(
+        app.store, SubscriberFilter(topic=slug, status=status, search=search), page, page_size
+    )
+
+
+# --- topics ------------------------------------------------------------------------------
+
+
+def set_topics(
+    app: App,
+    email: str,
+    topics: TopicsArg = (),
+    *,
+    all_topics: bool = False,
+    source: str = "cli",
+    ip: str | None = None,
+) -> SubscriberView:
+    """Replace a subscriber's topics (or give them every topic with ``all_topics``)."""
+    slugs = resolve_topics(topics)
+    if not slugs and not all_topics:
+        raise StoreError(
+            "no topics given", hint='name topics, e.g. --topics "CBT; Alliance", or --all-topics'
+        )
+    return db.change_topics(
+        app.store, email, lambda _a, _b: (all_topics, slugs), source=source, ip=ip
+    )
+
+
+def add_topics(
+    app: App, email: str, topics: TopicsArg, *, source: str = "cli", ip: str | None = None
+) -> SubscriberView:
+    """Add topics to a subscriber's choice (an all-topics subscriber stays all-topics)."""
+    slugs = resolve_topics(topics)
+    if not slugs:
+        raise StoreError("no topics given", hint='e.g. "CBT; Alliance"')
+    return db.change_topics(
+        app.store, email, lambda a, before: (a, [*before, *slugs]), source=source, ip=ip
+    )
+
+
+def remove_topics(
+    app: App, email: str, topics: TopicsArg, *, source: str = "cli", ip: str | None = None
+) -> SubscriberView:
+    """Remove topics from a subscriber's choice; never leaves them with none."""
+    slugs = resolve_topics(topics)
+    if not slugs:
+        raise StoreError("no topics given", hint='e.g. "CBT; Alliance"')
+
+    def compute(all_topics: bool, before: list[str]) -> tuple[bool, list[str]]:
+        if all_topics:
+            raise SubscriberStateError(
+                f"{email.strip()} gets every topic, so there is nothing to remove",
+                hint="choose their topics with `newsletter subscribers set-topics`",
+            )
+        after = [t for t in before if t not in slugs]
+        if not after:
+            raise SubscriberStateError(
+                "that would leave no topics at all",
+                hint="unsubscribe them instead, or use set-topics",
+            )
+        return False, after
+
+    return db.change_topics(app.store, email, compute, source=source, ip=ip)
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """What "fewer emails on this topic" can do for one person and one topic."""
+
+    has_topic: bool  # they get it (chosen, or every topic)
+    last_topic: bool  # it is their only topic: removing it would leave none
+    receiving: bool  # still subscribed
+
+
+def topic_state(sub: SubscriberView, slug: str) -> TopicState:
+    """Whether ``sub`` can drop the topic ``slug`` from their choice."""
+    return TopicState(
+        has_topic=sub.all_topics or slug in sub.topics,
+        last_topic=not sub.all_topics and tuple(sub.topics) == (slug,),
+        receiving=sub.status != "unsubscribed",
+    )
+
+
+def drop_topic(
+    app: App, sub: SubscriberView, slug: str, *, ip: str | None = None
+) -> SubscriberView:
+    """Stop sending ``sub`` summaries on ``slug`` (all-topics: every topic but that one).
+
+    :class:`SubscriberStateError` when they do not get the topic, it is their last one,
+    or they left.
+    """
+    state = topic_state(sub, slug)
+    if not state.receiving or not state.has_topic or state.last_topic:
+        raise SubscriberStateError(f"{sub.email} cannot drop the topic {slug!r}")
+    if sub.all_topics:
+        rest = [t.slug for t in load_taxonomy() if t.slug != slug]
+    else:
+        rest = [t for t in sub.topics if t != slug]
+    return set_topics(app, sub.email, rest, source="web", ip=ip)
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def confirm(
+    app: App,
+    email: str,
+    *,
+    source: str = "web",
+    ip: str | None = None,
+    consent_version: str | None = None,
+) -> SubscriberView:
+    """A pending subscriber confirmed their address: they become active."""
+    view, _ = db.change_status(
+        app.store,
+        email,
+        lambda sub: statuses.confirm(sub.email, sub.status),
+        source=source,
+        ip=ip,
+        consent_version=consent_version,
+    )
+    return view
+
+
+def pause(
+    app: App,
+    email: str,
+    until: dt.date | None = None,
+    *,
+    source: str = "cli",
+    ip: str | None = None,
+    today: dt.date | None = None,
+) -> SubscriberView:
+    """Stop sending to an active subscriber until ``until`` (or until resumed)."""
+    day = today or app.today()
+    view, _ = db.change_status(
+        app.store,
+        email,
+        lambda sub: statuses.pause(sub.email, sub.status, until, day),
+        source=source,
+        ip=ip,
+    )
+    return view
+
+
+def resume(app: App, email: str, *, source: str = "cli", ip: str | None = None) -> SubscriberView:
+    """Start sending again to a paused subscriber."""
+    view, _ = db.change_status(
+        app.store, email, lambda sub: statuses.resume(sub.email, sub.status), source=source, ip=ip
+    )
+    return view
+
+
+def unsubscribe(
+    app: App,
+    email: str,
+    *,
+    source: str = "cli",
+    ip: str | None = None,
+    detail: str | None = None,
+    settle: float = 0.0,
+) -> tuple[SubscriberView, bool]:
+    """Unsubscribe someone; returns the subscriber and whether anything changed.
+
+    Takes effect at once, also for a send in progress: their queued deliveries are skipped
+    in the same transaction. With ``settle`` > 0, also wait up to that many seconds for a
+    message a worker already holds for them, so that nothing at all goes out after this
+    returns (RFC 8058 one-click). Unsubscribing twice is harmless.
+    """
+    view, changed = db.change_status(
+        app.store,
+        email,
+        lambda sub: statuses.unsubscribe(sub.status, detail),
+        source=source,
+        ip=ip,
+    )
+    if changed and settle > 0:
+        db.wait_for_in_flight(app.store, view.id, settle)
+    return view, changed
+
+
+def resubscribe(
+    app: App, sub: SubscriberView, *, source: str = "web", ip: str | None = None
+) -> SubscriberView:
+    """Someone who unsubscribed subscribes again from their preference page."""
+    return add_subscriber(
+        app,
+        sub.email,
+        topics=sub.topics,
+        all_topics=sub.all_topics,
+        resubscribe=True,
+        source=source,
+        ip=ip,
+        consent_version=app.settings.consent_version,
+    )
+
+
+def erase(app: App, email: str, *, source: str = "cli") -> None:
+    """Delete a person's data and consent history; only a salted hash stays (suppression)."""
+    db.erase(app.store, email, source=source)
+
+
+# --- signed links ------------------------------------------------------------------------
+
+
+class BadLinkError(NewsletterError):
+    """A link from an email cannot be used: tampered, expired, or its person is gone."""
+
+    def __init__(self, expired: bool = False, gone: bool = False) -> None:
+        super().__init__("this link has expired" if expired else "this link is not valid")
+        self.expired = expired
+        self.gone = gone
+
+
+MAX_TOKEN = 512
+
+
+def from_link(app: App, purpose: str, token: str, max_age: int | None = None) -> SubscriberView:
+    """The subscriber a signed link names; :class:`BadLinkError` if it cannot be used.
+
+    Bad: tampered with, made for another purpose, signed by an unknown key, older than
+    ``max_age`` seconds, or naming a person no longer in the store.
+    """
+    if len(token) > MAX_TOKEN:
+        raise BadLinkError()
+    try:
+        payload = read_token(app.settings, purpose, token, max_age=max_age)
+    except ExpiredTokenError:
+        raise BadLinkError(expired=True) from None
+    except BadTokenError:
+        raise BadLinkError() from None
+    try:
+        if isinstance(payload, int):
+            return db.get_subscriber_by_id(app.store, payload)
+        return db.get_subscriber(app.store, payload)
+    except SubscriberNotFoundError:
+        raise BadLinkError(gone=True) from None
+
+
+# --- counts ------------------------------------------------------------------------------
+
+
+def stats(app: App) -> Stats:
+    """Counts by status, and among receiving subscribers by topic."""
+    return db.stats(app.store, app.today())
+
+
+def topic_counts(app: App) -> TopicCounts | None:
+    """Receiving subscribers per topic, or None when there is no (usable) store."""
+    try:
+        return db.topic_counts(app.store, app.today())
+    except NewsletterError:
+        # The taxonomy is useful without a database (e.g. while writing an issue).
+        return None
