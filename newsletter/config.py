@@ -2,18 +2,20 @@
 
 Precedence, lowest to highest: built-in defaults < ``newsletter.toml`` < ``NEWSLETTER_*``
 environment variables < command-line flags. Every setting, its default and its meaning is
-listed once, in :data:`SETTINGS`; the README's configuration table and the file written by
-``newsletter init`` are generated from it.
+declared once, as a field of :class:`Settings` made with :func:`setting` (its type is the
+field's annotation); :data:`SETTINGS` is derived from those fields, and the README's
+configuration table and the file written by ``newsletter init`` are generated from it.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 from newsletter.errors import ConfigError, MissingSettingError
 
@@ -21,6 +23,11 @@ ENV_PREFIX = "NEWSLETTER_"
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG = "newsletter.toml"
 NO_MATCH_POLICIES = ("skip", "full", "teaser")
+
+_T = TypeVar("_T")
+_DOC = "newsletter.setting"  # the key of a setting's documentation in its field's metadata
+_NOT_SETTINGS = frozenset({"root", "config_path", "sources"})  # Settings fields set by the loader
+_KINDS = (str, int, float, bool, Path)  # the types a setting field may be annotated with
 
 
 @dataclass(frozen=True)
@@ -35,255 +42,206 @@ class SettingInfo:
     minimum: float | None = None  # for int/float settings: the smallest allowed value
 
 
-SETTINGS: tuple[SettingInfo, ...] = (
-    SettingInfo(
-        "newsletter_name",
+@dataclass(frozen=True)
+class _SettingDoc:
+    declared: Any  # the default as documented and written into newsletter.toml
+    help: str
+    in_init: bool
+    minimum: float | None
+
+
+def setting(default: _T, help: str, *, in_init: bool = False, minimum: float | None = None) -> _T:
+    """Declare one field of :class:`Settings` as a setting: its default and its meaning.
+
+    ``in_init``: written (commented out where empty) into a new ``newsletter.toml``;
+    ``minimum``: for int/float settings, the smallest allowed value. The field's type
+    annotation is the setting's kind: str, int, float or bool (for paths see
+    :func:`path_setting`).
+    """
+    doc = _SettingDoc(default, help, in_init, minimum)
+    return field(default=default, metadata={_DOC: doc})
+
+
+def path_setting(default: str, help: str, *, in_init: bool = False) -> Path:
+    """Declare a ``Path`` field of :class:`Settings` as a setting.
+
+    It is documented, written and read as text (``default``, relative to the folder of
+    ``newsletter.toml``); :func:`load_settings` makes it an absolute ``Path``.
+    """
+    doc = _SettingDoc(default, help, in_init, None)
+    return field(default=Path(default), metadata={_DOC: doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :func:`load_settings`; paths are absolute.
+
+    Each field made with :func:`setting` or :func:`path_setting` is a setting (see
+    :data:`SETTINGS`); only ``root``, ``config_path`` and ``sources`` are not.
+    """
+
+    newsletter_name: str = setting(
         "Psychotherapy Research Digest",
         "Name shown in the email header and the web pages.",
         in_init=True,
-    ),
-    SettingInfo("sender_name", "", "Name in the From header.", in_init=True),
-    SettingInfo(
-        "sender_address", "", "Address in the From header (required to send).", in_init=True
-    ),
-    SettingInfo(
-        "postal_address",
+    )
+    sender_name: str = setting("", "Name in the From header.", in_init=True)
+    sender_address: str = setting(
+        "", "Address in the From header (required to send).", in_init=True
+    )
+    postal_address: str = setting(
         "",
         "Sender's postal address, shown in every email's footer (required to send).",
         in_init=True,
-    ),
-    SettingInfo("reply_to", "", "Reply-To address; empty for none.", in_init=True),
-    SettingInfo(
-        "author_address",
+    )
+    reply_to: str = setting("", "Reply-To address; empty for none.", in_init=True)
+    author_address: str = setting(
         "",
         "Where send reports and scheduler warnings go; empty for none.",
         in_init=True,
-    ),
-    SettingInfo(
-        "base_url",
+    )
+    base_url: str = setting(
         "http://127.0.0.1:8000",
         "Public address of the web pages, used in every link.",
         in_init=True,
-    ),
-    SettingInfo("timezone", "UTC", "Time zone for schedules and dates (IANA name).", in_init=True),
-    SettingInfo(
-        "secret_key",
+    )
+    timezone: str = setting("UTC", "Time zone for schedules and dates (IANA name).", in_init=True)
+    secret_key: str = setting(
         "",
         "Key that signs links; a comma-separated list rotates keys (the first signs, all verify).",
         in_init=True,
-    ),
-    SettingInfo(
-        "database_url",
+    )
+    database_url: str = setting(
         "sqlite:///subscribers/newsletter.db",
         "SQLAlchemy URL of the subscriber store.",
-    ),
-    SettingInfo(
-        "smtp_url",
+    )
+    smtp_url: str = setting(
         "outbox:///outbox",
         "smtp://[user:pass@]host:port[?starttls=true], smtps://..., or outbox:///dir "
         "(writes .eml files). Add ?ca_file=/path/ca.pem to trust a private CA, or "
         "?verify=false to skip certificate checks (testing only).",
-    ),
-    SettingInfo(
-        "smtp_pool_size",
+    )
+    smtp_pool_size: int = setting(
         2,
         "How many SMTP connections are kept open and used at once.",
-        kind=int,
         minimum=1,
-    ),
-    SettingInfo(
-        "smtp_timeout",
+    )
+    smtp_timeout: float = setting(
         30.0,
         "Seconds to wait for the SMTP server before giving up on a command.",
-        kind=float,
         minimum=0.1,
-    ),
-    SettingInfo(
-        "rate_per_second",
+    )
+    rate_per_second: float = setting(
         0.0,
         "Most messages sent per second (fractions allowed, 0.5 = one every 2 s); 0 = no limit.",
-        kind=float,
         minimum=0,
-    ),
-    SettingInfo(
-        "rate_per_hour",
+    )
+    rate_per_hour: int = setting(
         0,
         "Most messages sent in any 60 minutes (the provider's hourly cap); 0 = no cap.",
-        kind=int,
         minimum=0,
-    ),
-    SettingInfo(
-        "dkim_domain",
+    )
+    dkim_domain: str = setting(
         "",
         "Domain (d=) of the DKIM signature; empty = no DKIM signing.",
-    ),
-    SettingInfo("dkim_selector", "", "DKIM selector (s=): the DNS record <selector>._domainkey."),
-    SettingInfo(
-        "dkim_key_file",
+    )
+    dkim_selector: str = setting("", "DKIM selector (s=): the DNS record <selector>._domainkey.")
+    dkim_key_file: str = setting(
         "",
         "PEM file of the DKIM private RSA key (relative to the project folder).",
-    ),
-    SettingInfo("issues_dir", "issues", "Folder of the monthly issue files."),
-    SettingInfo("templates_dir", "templates", "Folder of the email and web templates."),
-    SettingInfo(
-        "no_match_policy",
+    )
+    # ruff's RUF009 takes Path for mutable; path_setting returns a field(), like setting().
+    issues_dir: Path = path_setting(  # noqa: RUF009
+        "issues", "Folder of the monthly issue files."
+    )
+    templates_dir: Path = path_setting(  # noqa: RUF009
+        "templates", "Folder of the email and web templates."
+    )
+    no_match_policy: str = setting(
         "skip",
         "What a subscriber gets when no summary matches their topics: skip, full or teaser.",
-    ),
-    SettingInfo(
-        "also_in_issue",
+    )
+    also_in_issue: bool = setting(
         True,
         'List the month\'s other summaries ("Also in this issue") in each email.',
-        kind=bool,
-    ),
-    SettingInfo("dev_redirect", "", "Send every message to this one address instead (staging)."),
-    SettingInfo(
-        "unsubscribe_mailto",
+    )
+    dev_redirect: str = setting("", "Send every message to this one address instead (staging).")
+    unsubscribe_mailto: str = setting(
         "",
         "Address added to List-Unsubscribe as mailto: (the subscriber's token in the "
         "subject); empty for none.",
-    ),
-    SettingInfo(
-        "retry_initial_delay",
+    )
+    retry_initial_delay: float = setting(
         60.0,
         "Seconds before the first retry of a message the server refused for now (4xx); "
         "the delay doubles with each attempt.",
-        kind=float,
         minimum=0,
-    ),
-    SettingInfo(
-        "retry_max_delay",
+    )
+    retry_max_delay: float = setting(
         3600.0,
         "Longest delay between two retries of one message, in seconds.",
-        kind=float,
         minimum=0,
-    ),
-    SettingInfo(
-        "retry_give_up_after",
+    )
+    retry_give_up_after: float = setting(
         259200.0,
         "Seconds after the first attempt when a message still refused for now is marked "
         "failed (default: 3 days).",
-        kind=float,
         minimum=0,
-    ),
+    )
     # web
-    SettingInfo(
-        "consent_version",
+    consent_version: str = setting(
         "2026-01",
         "Version of the consent text on the sign-up page, recorded with every sign-up; "
         "change it whenever you change that text.",
-    ),
-    SettingInfo(
-        "signup_limit_per_ip",
+    )
+    signup_limit_per_ip: int = setting(
         20,
         "Most sign-up and lost-link requests from one IP address per hour (0 = no limit).",
-        kind=int,
         minimum=0,
-    ),
-    SettingInfo(
-        "signup_limit_per_address",
+    )
+    signup_limit_per_address: int = setting(
         3,
         "Most sign-up and lost-link requests for one email address per hour (0 = no limit).",
-        kind=int,
         minimum=0,
-    ),
-    SettingInfo(
-        "trusted_proxies",
+    )
+    trusted_proxies: int = setting(
         0,
         "How many reverse proxies in front of `newsletter serve` to trust for the client's "
         "IP (X-Forwarded-For); 0 when browsers connect directly.",
-        kind=int,
         minimum=0,
-    ),
+    )
     # scheduler
-    SettingInfo(
-        "monthly_schedule",
+    monthly_schedule: str = setting(
         "",
         "When `newsletter scheduler run` sends the month's issue (if it is marked ready): "
         'a rule like "first Tuesday 09:00", "last Friday 17:30", "day 1 08:00", or a '
         'cron expression "minute hour day month weekday"; in `timezone`; empty = no '
         "monthly send.",
-    ),
-    SettingInfo(
-        "misfire_grace_time",
+    )
+    misfire_grace_time: int = setting(
         259200,
         "Seconds a scheduled send may still start late (e.g. after the scheduler was "
         "down); later than that it is reported as missed, not sent (default: 3 days).",
-        kind=int,
         minimum=1,
-    ),
-    SettingInfo(
-        "scheduler_lease_seconds",
+    )
+    scheduler_lease_seconds: float = setting(
         60.0,
         "Seconds without a heartbeat after which another `scheduler run` may take over the "
         "store's scheduler lease (a stopped scheduler on the same host is replaced at once).",
-        kind=float,
         minimum=0.5,
-    ),
-    SettingInfo(
-        "scheduler_heartbeat_seconds",
+    )
+    scheduler_heartbeat_seconds: float = setting(
         10.0,
         "Seconds between the scheduler's heartbeats (keep well below the lease time).",
-        kind=float,
         minimum=0.05,
-    ),
-    SettingInfo(
-        "scheduler_poll_seconds",
+    )
+    scheduler_poll_seconds: float = setting(
         5.0,
         "Seconds between the scheduler's looks for schedules added or cancelled with "
         "`newsletter schedule`.",
-        kind=float,
         minimum=0.05,
-    ),
-)
-
-_BY_NAME = {s.name: s for s in SETTINGS}
-# The env var names of DESIGN.md; every other setting is NEWSLETTER_<NAME> too.
-ENV_NAMES = {s.name: ENV_PREFIX + s.name.upper() for s in SETTINGS}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Resolved settings. Build with :func:`load_settings`; paths are absolute."""
-
-    newsletter_name: str
-    sender_name: str
-    sender_address: str
-    postal_address: str
-    reply_to: str
-    author_address: str
-    base_url: str
-    timezone: str
-    secret_key: str
-    database_url: str
-    smtp_url: str
-    smtp_pool_size: int
-    smtp_timeout: float
-    rate_per_second: float
-    rate_per_hour: int
-    dkim_domain: str
-    dkim_selector: str
-    dkim_key_file: str
-    issues_dir: Path
-    templates_dir: Path
-    no_match_policy: str
-    also_in_issue: bool
-    dev_redirect: str
-    unsubscribe_mailto: str
-    retry_initial_delay: float
-    retry_max_delay: float
-    retry_give_up_after: float
-    # web
-    consent_version: str
-    signup_limit_per_ip: int
-    signup_limit_per_address: int
-    trusted_proxies: int
-    # scheduler
-    monthly_schedule: str = ""
-    misfire_grace_time: int = 259200
-    scheduler_lease_seconds: float = 60.0
-    scheduler_heartbeat_seconds: float = 10.0
-    scheduler_poll_seconds: float = 5.0
+    )
+    # not settings: where the settings came from
     root: Path = field(default_factory=Path.cwd)
     config_path: Path | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -313,6 +271,42 @@ class Settings:
             + ", ".join(f"{f.name}={shown(f.name)}" for f in fields(self) if f.name != "sources")
             + ")"
         )
+
+
+def setting_infos(cls: type[Any]) -> tuple[SettingInfo, ...]:
+    """The :class:`SettingInfo` of every setting field of the dataclass ``cls``, in order.
+
+    Raises :class:`TypeError` for a field that is neither a documented :func:`setting` nor
+    one of ``root``, ``config_path``, ``sources``, so a setting cannot be half declared.
+    """
+    hints = get_type_hints(cls)
+    infos = []
+    for f in fields(cls):
+        if f.name in _NOT_SETTINGS:
+            continue
+        doc = f.metadata.get(_DOC)
+        where = f"{cls.__name__}.{f.name}"
+        if not isinstance(doc, _SettingDoc) or not doc.help.strip():
+            raise TypeError(f"{where} is not declared with setting(default, help)")
+        kind = hints[f.name]
+        if kind not in _KINDS:
+            raise TypeError(f"{where}: a setting must be one of {[k.__name__ for k in _KINDS]}")
+        if isinstance(f.default, Path) != (kind is Path):
+            raise TypeError(f"{where}: a Path setting, and only one, is made with path_setting()")
+        if kind is Path:  # documented, written and read as text; load_settings resolves it
+            kind = str
+        elif type(doc.declared) is not kind:
+            raise TypeError(f"{where}: the default {doc.declared!r} is not of type {kind.__name__}")
+        if doc.minimum is not None and kind not in (int, float):
+            raise TypeError(f"{where}: only int and float settings have a minimum")
+        infos.append(SettingInfo(f.name, doc.declared, doc.help, kind, doc.in_init, doc.minimum))
+    return tuple(infos)
+
+
+SETTINGS: tuple[SettingInfo, ...] = setting_infos(Settings)
+_BY_NAME = {s.name: s for s in SETTINGS}
+# The env var names of DESIGN.md; every other setting is NEWSLETTER_<NAME> too.
+ENV_NAMES = {s.name: ENV_PREFIX + s.name.upper() for s in SETTINGS}
 
 
 def redact_url(url: str) -> str:
@@ -422,8 +416,6 @@ def load_settings(
         )
     for key, value in file_values.items():
         if key not in _BY_NAME:
-            import difflib
-
             close = difflib.get_close_matches(key, list(_BY_NAME), n=1)
             raise ConfigError(
                 f"{path}: unknown setting {key!r}",

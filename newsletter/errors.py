@@ -7,6 +7,8 @@ never a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class NewsletterError(Exception):
     """Base class for errors caused by input or configuration, not by a bug."""
@@ -66,7 +68,7 @@ class IssueNotFoundError(NewsletterError):
 class IssueFormatError(NewsletterError):
     """An issue file has one or more errors; ``problems`` lists them all."""
 
-    def __init__(self, problems: list) -> None:  # list[Problem]; avoids an import cycle
+    def __init__(self, problems: list[Any]) -> None:  # list[Problem]; avoids an import cycle
         errors = [p for p in problems if p.severity == "error"]
         first = errors[0] if errors else problems[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

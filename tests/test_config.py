@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from newsletter.config import SETTINGS, load_settings, render_config_file, write_config_file
+from newsletter.config import (
+    SETTINGS,
+    Settings,
+    load_settings,
+    path_setting,
+    render_config_file,
+    setting,
+    setting_infos,
+    write_config_file,
+)
 from newsletter.errors import ConfigError, MissingSettingError
 
 
@@ -131,3 +141,57 @@ def test_write_refuses_to_overwrite_without_force(isolated_env: Path) -> None:
     assert path.read_text() == "# mine\n"
     write_config_file(path, force=True)
     assert "secret_key" in path.read_text()
+
+
+def test_every_settings_field_is_one_documented_setting() -> None:
+    """A setting is declared once, as a Settings field; SETTINGS is derived from it."""
+    not_settings = {"root", "config_path", "sources"}
+    names = [f.name for f in dataclasses.fields(Settings) if f.name not in not_settings]
+    assert [info.name for info in SETTINGS] == names
+    assert len(set(names)) == len(names)
+    defaults = Settings()
+    for info in SETTINGS:
+        assert info.help.strip(), info.name
+        value = getattr(defaults, info.name)
+        if isinstance(value, Path):
+            assert info.kind is str and value == Path(info.default), info.name
+        else:
+            assert type(value) is info.kind and value == info.default, info.name
+
+
+def test_a_setting_cannot_be_half_declared() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Undocumented:
+        documented: int = setting(1, "A count.")
+        plain: str = ""
+
+    @dataclasses.dataclass(frozen=True)
+    class NoHelp:
+        blank: str = setting("", " ")
+
+    @dataclasses.dataclass(frozen=True)
+    class WrongKind:
+        count: int = setting(1.5, "A count.")  # type: ignore[assignment]
+
+    @dataclasses.dataclass(frozen=True)
+    class PathAsText:
+        folder: str = path_setting("issues", "A folder.")  # type: ignore[assignment]
+
+    for cls, message in [
+        (Undocumented, "Undocumented.plain is not declared with setting"),
+        (NoHelp, "NoHelp.blank is not declared with setting"),
+        (WrongKind, "WrongKind.count: the default 1.5 is not of type int"),
+        (PathAsText, "PathAsText.folder: a Path setting, and only one, is made with path_setting"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            setting_infos(cls)
+
+    @dataclasses.dataclass(frozen=True)
+    class Fine:
+        folder: Path = path_setting("issues", "A folder.")  # noqa: RUF009
+        rate: float = setting(0.5, "A rate.", minimum=0)
+        root: Path = Path()
+
+    (folder, rate) = setting_infos(Fine)
+    assert (folder.name, folder.default, folder.kind) == ("folder", "issues", str)
+    assert (rate.name, rate.default, rate.kind, rate.minimum) == ("rate", 0.5, float, 0)
