@@ -20,7 +20,7 @@ from newsletter.render.errors import NoMatchingVariantError
 from newsletter.render.personalise import FIELDS, RecipientFields, recipient_values
 from newsletter.render.prepared import PreparedPart, marker, prepare
 from newsletter.render.templates import mjml_to_html, render_template
-from newsletter.render.text import WIDTH, References, markdown_to_text, wrap
+from newsletter.render.text import WIDTH, References, aligned, markdown_to_text, wrap
 from newsletter.render.variants import TEASER, choose_variant_key, possible_variant_keys
 from newsletter.tokens import LINK_PATHS
 
@@ -129,7 +129,7 @@ def render_variant(issue: Issue, key: frozenset[str], settings: Settings) -> Var
         subject=subject,
         web_view_url=context["web_view_default"],
         html=prepare("html", html),
-        text=prepare("text", _tidy_text(text)),
+        text=prepare("text", tidy_text(text)),
     )
 
 
@@ -196,13 +196,7 @@ def _context(
     fields = {name: Markup(marker(name)) for name in FIELDS}
     base = settings.base_url
     return {
-        "newsletter_name": settings.newsletter_name,
-        "sender_name": settings.sender_name or settings.newsletter_name,
-        "postal_address": settings.postal_address,
-        "postal_lines": [
-            p.strip() for p in re.split(r"\n|\s*;\s*", settings.postal_address) if p.strip()
-        ],
-        "base_url": base,
+        **common_context(settings),
         "month": issue.month,
         "month_name": issue.month_name,
         "subject": subject,
@@ -221,13 +215,37 @@ def _context(
         + LINK_PATHS["unsubscribe"].format(token=fields["unsubscribe_token"]),
         "web_view_url": fields["web_view_url"],
         "web_view_default": archive_url(settings, issue),
-        # Helpers for the text template.
+    }
+
+
+def common_context(settings: Settings) -> dict[str, Any]:
+    """What every email template gets, the digest and the one-off emails alike: the names,
+    the postal address (also split into ``postal_lines``), ``base_url`` and the helpers."""
+    return {
+        "newsletter_name": settings.newsletter_name,
+        "sender_name": settings.sender_name or settings.newsletter_name,
+        "postal_address": settings.postal_address,
+        "postal_lines": [
+            p.strip() for p in re.split(r"\n|\s*;\s*", settings.postal_address) if p.strip()
+        ],
+        "base_url": settings.base_url,
+        # Helpers for the text templates.
         "width": WIDTH,
         "wrap": wrap,
         "references": References,
         "markdown_text": markdown_to_text,
         "link_list": link_list,
+        "aligned": aligned,
+        # Helper for the HTML templates: Markdown source to safe markup.
+        "markdown_html": markdown_html,
     }
+
+
+def markdown_html(source: str) -> Any:
+    """Markdown ``source`` as HTML markup (raw HTML in it is shown as text, so it is safe)."""
+    from markupsafe import Markup
+
+    return Markup(render_markdown(source))
 
 
 def link_list(pairs: Iterable[tuple[str, str]], refs: References) -> str:
@@ -248,7 +266,8 @@ def _preheader(issue: Issue, chosen: tuple[Summary, ...]) -> str:
     return text
 
 
-def _tidy_text(text: str) -> str:
+def tidy_text(text: str) -> str:
+    """At most one blank line in a row, no trailing spaces, one final newline."""
     # Templates are easier to edit with generous blank lines; the email gets at most one.
     lines = [line.rstrip() for line in text.strip("\n").split("\n")]
     out: list[str] = []

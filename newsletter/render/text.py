@@ -7,6 +7,7 @@ converting HTML: paragraphs wrapped at :data:`WIDTH` columns, each link shown as
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 WIDTH = 72
@@ -64,6 +65,26 @@ def wrap(text: str, width: int = WIDTH, indent: str = "", subsequent: str | None
             out.append("")
             continue
         out.append(_fill(line.split(), width, indent, indent if subsequent is None else subsequent))
+    return "\n".join(out)
+
+
+# A label longer than this pushes its own value right instead of the whole column.
+ALIGN_MAX = 24
+
+
+def aligned(pairs: Iterable[tuple[str, object]], width: int = WIDTH, indent: str = "  ") -> str:
+    """``label: value`` lines with the values in one column; a long value wraps under it.
+
+    For the small tables of the text part (counts of a send, facts of a report).
+    """
+    rows = [(str(label), " ".join(str(value).split())) for label, value in pairs]
+    if not rows:
+        return ""
+    column = min(max(len(label) for label, _ in rows) + 1, ALIGN_MAX) + 1
+    out = []
+    for label, value in rows:
+        head = indent + f"{label}:".ljust(column - 1) + " "
+        out.append(wrap(value, width, head, " " * len(head)) if value else head.rstrip())
     return "\n".join(out)
 
 
