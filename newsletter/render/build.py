@@ -22,7 +22,7 @@ from newsletter.content.model import MAX_SUBJECT, Issue, Summary, build_subject
 from newsletter.render.errors import NoMatchingVariantError
 from newsletter.render.prepared import PreparedPart, marker, prepare
 from newsletter.render.templates import mjml_to_html, render_template
-from newsletter.render.text import WIDTH, References, markdown_to_text, wrap
+from newsletter.render.text import WIDTH, References, aligned, markdown_to_text, wrap
 from newsletter.rules.links import archive_url, page_url
 from newsletter.rules.personal import FIELDS
 from newsletter.rules.variants import VariantKey, choose_variant, possible_variants
@@ -117,7 +117,7 @@ def render_variant(issue: Issue, key: VariantKey, settings: Settings) -> Variant
         subject=subject,
         web_view_url=context["web_view_default"],
         html=prepare("html", html),
-        text=prepare("text", _tidy_text(text)),
+        text=prepare("text", tidy_text(text)),
     )
 
 
@@ -176,13 +176,7 @@ def _context(
     fields = {name: Markup(marker(name)) for name in FIELDS}
     base = settings.base_url
     return {
-        "newsletter_name": settings.newsletter_name,
-        "sender_name": settings.sender_name or settings.newsletter_name,
-        "postal_address": settings.postal_address,
-        "postal_lines": [
-            p.strip() for p in re.split(r"\n|\s*;\s*", settings.postal_address) if p.strip()
-        ],
-        "base_url": base,
+        **common_context(settings),
         "month": issue.month,
         "month_name": issue.month_name,
         "subject": subject,
@@ -199,13 +193,35 @@ def _context(
         "unsubscribe_url": page_url(base, "unsubscribe", fields["unsubscribe_token"]),
         "web_view_url": fields["web_view_url"],
         "web_view_default": archive_url(base, issue.month),
-        # Helpers for the text template.
+    }
+
+
+def common_context(settings: Settings) -> dict[str, Any]:
+    """What every email template gets, the digest and the one-off emails alike: the names,
+    the postal address (also split into ``postal_lines``), ``base_url`` and the helpers."""
+    return {
+        "newsletter_name": settings.newsletter_name,
+        "sender_name": settings.sender_name or settings.newsletter_name,
+        "postal_address": settings.postal_address,
+        "postal_lines": [
+            p.strip() for p in re.split(r"\n|\s*;\s*", settings.postal_address) if p.strip()
+        ],
+        "base_url": settings.base_url,
+        # Helpers for the text templates.
         "width": WIDTH,
         "wrap": wrap,
         "references": References,
         "markdown_text": markdown_to_text,
         "link_list": link_list,
+        "aligned": aligned,
+        # Helper for the HTML templates: Markdown source to safe markup.
+        "markdown_html": markdown_html,
     }
+
+
+def markdown_html(source: str) -> Any:
+    """Markdown ``source`` as HTML markup (raw HTML in it is shown as text, so it is safe)."""
+    return Markup(render_markdown(source))
 
 
 def link_list(pairs: Iterable[tuple[str, str]], refs: References) -> str:
@@ -226,7 +242,8 @@ def _preheader(issue: Issue, chosen: tuple[Summary, ...]) -> str:
     return text
 
 
-def _tidy_text(text: str) -> str:
+def tidy_text(text: str) -> str:
+    """At most one blank line in a row, no trailing spaces, one final newline."""
     # Templates are easier to edit with generous blank lines; the email gets at most one.
     lines = [line.rstrip() for line in text.strip("\n").split("\n")]
     out: list[str] = []

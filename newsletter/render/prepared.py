@@ -27,6 +27,11 @@ def marker(name: str) -> str:
     return f"@@nl{_NONCE}:{name}@@"
 
 
+def find_markers(rendered: str) -> list[str]:
+    """The field names of the markers left in ``rendered`` (none in a finished email)."""
+    return _MARKER_RE.findall(rendered)
+
+
 class MissingFieldError(KeyError):
     """``fill`` was given no value for a field the part needs (a bug in the caller)."""
 

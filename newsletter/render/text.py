@@ -7,12 +7,13 @@ converting HTML: paragraphs wrapped at :data:`WIDTH` columns, each link shown as
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from newsletter.content.markdown import markdown_parser
 from newsletter.rules.wrapping import WIDTH, wrap
 
-__all__ = ["WIDTH", "References", "markdown_to_text", "wrap"]
+__all__ = ["WIDTH", "References", "aligned", "markdown_to_text", "wrap"]
 
 
 @dataclass
@@ -35,6 +36,26 @@ class References:
     def listing(self) -> str:
         """``[1] url`` lines, one per link (URLs are never wrapped)."""
         return "\n".join(f"[{n}] {url}" for n, url in enumerate(self.urls, 1))
+
+
+# A label longer than this pushes its own value right instead of the whole column.
+ALIGN_MAX = 24
+
+
+def aligned(pairs: Iterable[tuple[str, object]], width: int = WIDTH, indent: str = "  ") -> str:
+    """``label: value`` lines with the values in one column; a long value wraps under it.
+
+    For the small tables of the text part (counts of a send, facts of a report).
+    """
+    rows = [(str(label), " ".join(str(value).split())) for label, value in pairs]
+    if not rows:
+        return ""
+    column = min(max(len(label) for label, _ in rows) + 1, ALIGN_MAX) + 1
+    out = []
+    for label, value in rows:
+        head = indent + f"{label}:".ljust(column - 1) + " "
+        out.append(wrap(value, width, head, " " * len(head)) if value else head.rstrip())
+    return "\n".join(out)
 
 
 def markdown_to_text(source: str, refs: References, width: int = WIDTH, indent: str = "") -> str:
