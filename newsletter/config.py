@@ -527,3 +527,17 @@ def write_config_file(
     os.chmod(tmp, 0o600)  # it holds the signing key
     tmp.replace(path)
     return path
+
+
+def default_templates_dir() -> Path:
+    """The folder of the templates shipped with the program (email and web)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_templates"  # inside a wheel (see pyproject force-include)
+    return packaged if packaged.is_dir() else here.parent / "templates"
+
+
+def template_dirs(settings: Settings, kind: str) -> list[Path]:
+    """Where templates of ``kind`` ("email" or "web") are looked up: the project's own
+    folder first (its copies win), then the defaults shipped with the program."""
+    folders = [settings.templates_dir / kind, default_templates_dir() / kind]
+    return [f for f in dict.fromkeys(folders) if f.is_dir()]

@@ -35,11 +35,10 @@ def check(app: AppContext, paths: tuple[Path, ...], strict: bool) -> None:
         newsletter issue check
         newsletter issue check --strict issues/2026-12.md
     """
-    from newsletter.content.files import check_issues, format_problem
+    from newsletter.content.files import format_problem
+    from newsletter.services import issues
 
-    settings = app.settings()
-    resolved = [_as_path(p, settings.issues_dir) for p in paths]
-    checked = check_issues(resolved, settings.issues_dir)
+    checked = issues.check(app.app(), paths)
     errors = warnings = 0
     for item in checked:
         for problem in item.result.problems:
@@ -60,15 +59,6 @@ def check(app: AppContext, paths: tuple[Path, ...], strict: bool) -> None:
         raise SystemExit(1)
 
 
-def _as_path(p: Path, issues_dir: Path) -> Path:
-    """Accept a month (2026-12) where a path is expected."""
-    from newsletter.content.parser import MONTH_RE
-
-    if MONTH_RE.match(str(p)) and not p.exists():
-        return issues_dir / f"{p}.md"
-    return p
-
-
 @issue.command()
 @click.argument("month")
 @click.pass_obj
@@ -79,9 +69,9 @@ def new(app: AppContext, month: str) -> None:
     Example:
         newsletter issue new 2026-12
     """
-    from newsletter.content.files import new_issue_file
+    from newsletter.services import issues
 
-    path = new_issue_file(app.settings().issues_dir, month)
+    path = issues.new_issue(app.app(), month)
     click.echo(f"wrote {path}\nedit it, then run: newsletter issue check {month}")
 
 
@@ -96,17 +86,15 @@ def list_(app: AppContext, as_json: bool) -> None:
         newsletter issue list
         newsletter issue list --json | jq '.[0].subject'
     """
-    from newsletter.content.files import list_issues
-    from newsletter.scheduling.service import IssueSendState, issue_send_states
+    from newsletter.services import issues
 
-    settings = app.settings()
-    infos = list_issues(settings.issues_dir)
+    listing = issues.list_issues(app.app())
     # Scheduled and sent status come from the store; without one, file status only.
-    states = issue_send_states(settings, [info.month for info in infos])
+    infos, states = listing.issues, listing.states
     rows = []
     for info in infos:
         i = info.issue
-        state = states.get(info.month, IssueSendState())
+        state = states.get(info.month, issues.IssueState())
         rows.append(
             {
                 "month": info.month,
@@ -175,9 +163,9 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
     Example:
         newsletter issue show 2026-11
     """
-    from newsletter.content.files import get_issue
+    from newsletter.services import issues
 
-    i = get_issue(app.settings().issues_dir, month)
+    i = issues.load_issue(app.app(), month)
     if as_json:
         print_json(issue_to_dict(i))
         return

@@ -55,19 +55,18 @@ def preview(
     """
     if topics and subscriber:
         raise click.UsageError("give --topics or --subscriber, not both")
-    settings = app.settings()
     if serve:
-        from newsletter.render.preview import serve_preview
+        from newsletter.web.preview_server import serve_preview
 
         click.echo(f"previewing {month} on http://127.0.0.1:{port}/ (Ctrl+C to stop)")
         try:
-            serve_preview(settings, month, port=port)
+            serve_preview(app.app(), month, port=port)
         except KeyboardInterrupt:
             click.echo("stopped")
         return
-    from newsletter.render.preview import write_preview
+    from newsletter.services import issues
 
-    result = write_preview(settings, month, topics, subscriber, out_dir, png=png)
+    result = issues.write_preview(app.app(), month, topics, subscriber, out_dir, png=png)
     v = result.variant
     out = console()
     n = len(v.summaries)
@@ -103,9 +102,9 @@ def variants(app: AppContext, month: str, as_json: bool) -> None:
         newsletter issue variants 2026-11
         newsletter issue variants 2026-11 --json | jq '.[].html_kb'
     """
-    from newsletter.render.preview import list_variants
+    from newsletter.services import issues
 
-    infos = list_variants(app.settings(), month)
+    infos = issues.list_variants(app.app(), month)
     if as_json:
         print_json(
             [

@@ -54,9 +54,9 @@ def add(app: AppContext, month: str, at: str, tz: str | None) -> None:
     Example:
         newsletter schedule add 2026-12 --at "2026-12-01 09:00" --tz Europe/Paris
     """
-    from newsletter.scheduling.service import schedule_once
+    from newsletter.services import schedules
 
-    result = schedule_once(app.settings(), month, at, tz)
+    result = schedules.schedule_once(app.app(), month, at, tz)
     verb = "moved" if result.replaced else "scheduled"
     click.echo(
         f"{result.month} {verb}: sends at {result.local} ({result.run_at:%Y-%m-%d %H:%M:%S} UTC)"
@@ -75,9 +75,9 @@ def cancel(app: AppContext, month: str) -> None:
     Example:
         newsletter schedule cancel 2026-12
     """
-    from newsletter.scheduling.service import cancel_once
+    from newsletter.services import schedules
 
-    row = cancel_once(app.settings(), month)
+    row = schedules.cancel_once(app.app(), month)
     click.echo(f"the send of {row.month} is cancelled")
 
 
@@ -116,7 +116,7 @@ def run(app: AppContext, wait: float) -> None:
     import signal
     import threading
 
-    from newsletter.schedule import run_scheduler
+    from newsletter.scheduling.runner import run_scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apscheduler", "alembic"):
@@ -134,7 +134,7 @@ def run(app: AppContext, wait: float) -> None:
             click.echo(f"job {job_id}: next run {next_run or '-'}", err=True)
         click.echo("scheduler started", err=True)
 
-    if not run_scheduler(app.settings(), stop=stop, wait=wait, on_started=started):
+    if not run_scheduler(app.app(), stop=stop, wait=wait, on_started=started):
         raise click.ClickException("another scheduler took over the lease; stopped")
     click.echo("scheduler stopped", err=True)
 
@@ -152,9 +152,9 @@ def list_(app: AppContext, as_json: bool) -> None:
     """
     from dataclasses import asdict
 
-    from newsletter.scheduling.service import scheduler_overview
+    from newsletter.services import schedules
 
-    view = scheduler_overview(app.settings())
+    view = schedules.overview(app.app())
     if as_json:
         print_json(asdict(view))
         return

@@ -15,14 +15,8 @@ from typing import Any
 import jinja2
 from mjml import mjml2html
 
+from newsletter.config import default_templates_dir
 from newsletter.render.errors import TemplateError
-
-
-def default_templates_dir() -> Path:
-    """The folder of the templates shipped with the program."""
-    here = Path(__file__).resolve().parent
-    packaged = here.parent / "_templates"  # inside a wheel (see pyproject force-include)
-    return packaged if packaged.is_dir() else here.parent.parent / "templates"
 
 
 @lru_cache(maxsize=8)

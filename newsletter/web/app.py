@@ -9,11 +9,29 @@ program, like the email templates.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from newsletter.web.archive import IssueLibrary
+import jinja2
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    render_template,
+    request,
+    send_from_directory,
+)
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from newsletter.config import Settings, template_dirs
+from newsletter.errors import NewsletterError
+from newsletter.rules.links import is_secure
+from newsletter.services import App, signup
 from newsletter.web.jobs import BackgroundJobs
 from newsletter.web.security import (
     CSRF_COOKIE,
@@ -25,94 +43,98 @@ from newsletter.web.security import (
     new_nonce,
 )
 
-if TYPE_CHECKING:
-    from flask import Flask, Response
-
-    from newsletter.config import Settings
-    from newsletter.store.db import Store
-
 log = logging.getLogger("newsletter.web")
 
 MAX_REQUEST_BYTES = 64 * 1024  # the largest form (sign-up with 36 topics) is ~3 KB
-CONFIRM_MAX_AGE = 7 * 24 * 3600  # a sign-up confirmation link is valid for 7 days
 
 
 @dataclass
 class WebContext:
-    """What every request needs: settings, the store, issues, limits, background jobs."""
+    """What every request needs: the app (settings, store, issues), limits, background jobs."""
 
-    settings: Settings
-    store: Store
-    library: IssueLibrary
+    app: App
     limiter: RateLimiter = field(default_factory=RateLimiter)
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
+
+    @property
+    def settings(self) -> Settings:
+        """The app's settings."""
+        return self.app.settings
 
     @property
     def keys(self) -> list[str]:
         """The signing keys, newest first."""
         return self.settings.secret_keys
 
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` after the response, on the background thread."""
+        self.jobs.submit(job)
+
+    def close(self) -> None:
+        """Finish the background jobs, then close the app (store, transport)."""
+        self.jobs.close()
+        self.app.close()
+
 
 def web_templates_dirs(settings: Settings) -> list[Path]:
     """Where page templates are looked up: the project's folder, then the defaults."""
-    from newsletter.render.templates import default_templates_dir
-
-    folders = [settings.templates_dir / "web", default_templates_dir() / "web"]
-    return [f for f in dict.fromkeys(folders) if f.is_dir()]
+    return template_dirs(settings, "web")
 
 
-def create_app(settings: Settings, store: Store | None = None) -> Flask:
-    """The web application for ``settings`` (opens the store unless one is given)."""
-    import jinja2
-    from flask import Flask
+def create_app(app: App | Settings) -> Flask:
+    """The web application of ``app`` (or of a new App for these settings).
 
+    Opens the store at once, so a missing or unmigrated database is a clear error here.
+    """
+    if isinstance(app, Settings):
+        app = App(app)
+    settings = app.settings
     settings.require("secret_key", "to sign and check the links in emails")
-    if store is None:
-        from newsletter.store import open_store
-
-        store = open_store(settings)
-    app = Flask("newsletter.web", static_folder=None, template_folder=None)
-    app.config.update(
+    app.store  # noqa: B018 - open it now: fail before anything listens
+    flask_app = Flask("newsletter.web", static_folder=None, template_folder=None)
+    flask_app.config.update(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         MAX_FORM_MEMORY_SIZE=MAX_REQUEST_BYTES,
         MAX_FORM_PARTS=200,
         TRAP_BAD_REQUEST_ERRORS=False,
         TEMPLATES_AUTO_RELOAD=True,
     )
-    app.jinja_loader = jinja2.FileSystemLoader([str(p) for p in web_templates_dirs(settings)])
-    ctx = WebContext(settings, store, IssueLibrary(settings.issues_dir))
-    app.extensions["newsletter"] = ctx
+    flask_app.jinja_loader = jinja2.FileSystemLoader(
+        [str(p) for p in web_templates_dirs(settings)]
+    )
+    ctx = WebContext(app)
+    flask_app.extensions["newsletter"] = ctx
     if settings.trusted_proxies:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+        flask_app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            flask_app.wsgi_app, x_for=n, x_proto=n, x_host=n
+        )
 
+    # The pages import this module (page(), web()): registered here, at the end.
     from newsletter.web.archive_pages import archive_pages
     from newsletter.web.subscriber_pages import subscriber_pages
 
-    app.register_blueprint(subscriber_pages)
-    app.register_blueprint(archive_pages)
-    app.add_url_rule("/static/<path:name>", "static_file", _static_file)
-    app.add_url_rule("/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"}))
-    app.jinja_env.globals.update(_template_globals(settings))
-    app.before_request(_check_origin)
-    app.after_request(_finish_response)
-    _register_errors(app)
-    return app
+    flask_app.register_blueprint(subscriber_pages)
+    flask_app.register_blueprint(archive_pages)
+    flask_app.add_url_rule("/static/<path:name>", "static_file", _static_file)
+    flask_app.add_url_rule(
+        "/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"})
+    )
+    flask_app.jinja_env.globals.update(_template_globals(app))
+    flask_app.before_request(_check_origin)
+    flask_app.after_request(_finish_response)
+    _register_errors(flask_app)
+    return flask_app
 
 
 def web() -> WebContext:
     """The :class:`WebContext` of the current app."""
-    from flask import current_app
-
-    return current_app.extensions["newsletter"]
+    ctx: WebContext = current_app.extensions["newsletter"]
+    return ctx
 
 
 def client_ip() -> str | None:
     """The client's address (behind ``trusted_proxies`` proxies, from X-Forwarded-For)."""
-    from flask import request
-
     return request.remote_addr
 
 
@@ -120,8 +142,6 @@ def client_ip() -> str | None:
 
 
 def _cookie_nonce() -> str:
-    from flask import g, request
-
     if "csrf_nonce" not in g:
         nonce = request.cookies.get(CSRF_COOKIE, "")
         if not (16 <= len(nonce) <= 64 and nonce.replace("-", "").replace("_", "").isalnum()):
@@ -140,8 +160,6 @@ def csrf_token(scope: str = "") -> str:
 
 def csrf_ok(scope: str = "") -> bool:
     """True if the submitted form carries the right CSRF token."""
-    from flask import request
-
     given = request.form.get(CSRF_FIELD)
     if scope:
         return check_csrf(web().keys, scope, "", given)
@@ -150,8 +168,6 @@ def csrf_ok(scope: str = "") -> bool:
 
 def _check_origin() -> Any:
     """Refuse cross-site form posts outright (defence in depth on top of CSRF tokens)."""
-    from flask import abort, request
-
     if request.method != "POST" or request.path.startswith("/unsubscribe/"):
         return None  # one-click unsubscribe comes from mail providers' servers
     origin = request.headers.get("Origin")
@@ -165,22 +181,19 @@ def _check_origin() -> Any:
 # --- responses ---------------------------------------------------------------------------
 
 
-def _template_globals(settings: Settings) -> dict[str, Any]:
-    from newsletter.tokens import make_token
-
+def _template_globals(app: App) -> dict[str, Any]:
+    settings = app.settings
     return {
         "newsletter_name": settings.newsletter_name,
         "postal_address": settings.postal_address,
         "csrf_token": csrf_token,
         "csrf_field_name": CSRF_FIELD,
-        "preferences_token_for": lambda sub: make_token(settings, "preferences", sub.id),
-        "unsubscribe_token_for": lambda sub: make_token(settings, "unsubscribe", sub.id),
+        "preferences_token_for": lambda sub: signup.link_token(app, "preferences", sub),
+        "unsubscribe_token_for": lambda sub: signup.link_token(app, "unsubscribe", sub),
     }
 
 
 def _finish_response(response: Response) -> Response:
-    from flask import g, request
-
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.endpoint in ("static_file",) or (request.endpoint or "").startswith(
@@ -196,15 +209,13 @@ def _finish_response(response: Response) -> Response:
             g.csrf_nonce,
             httponly=True,
             samesite="Lax",
-            secure=request.is_secure or web().settings.base_url.startswith("https://"),
+            secure=request.is_secure or is_secure(web().settings.base_url),
             path="/",
         )
     return response
 
 
 def _static_file(name: str) -> Response:
-    from flask import abort, send_from_directory
-
     for folder in web_templates_dirs(web().settings):
         static = folder / "static"
         if (static / name).is_file():
@@ -214,14 +225,10 @@ def _static_file(name: str) -> Response:
 
 def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
     """Render a page template with ``context``."""
-    from flask import render_template
-
     return render_template(template, **context), status
 
 
 def _register_errors(app: Flask) -> None:
-    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-
     titles = {
         400: "That request could not be understood",
         404: "Page not found",
@@ -255,8 +262,6 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception):
-        from newsletter.errors import NewsletterError
-
         # Logged for the administrator (without secrets); the visitor sees a plain page.
         if isinstance(exc, NewsletterError):
             log.error("web request failed: %s", exc)
