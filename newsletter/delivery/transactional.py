@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
-    from newsletter.delivery.transport import SendOutcome
+    from newsletter.delivery.transports import SendOutcome
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,13 @@ def send_transactional(settings: Settings, mail: TransactionalMail) -> SendOutco
 
     With ``dev_redirect`` set, the message goes to that address instead, like every send.
     """
-    from newsletter.delivery.transport import open_transport
+    from newsletter.delivery.transports import OutgoingMessage, open_transport
 
     message_id, data = build_transactional(settings, mail)
     recipient = settings.dev_redirect or mail.to
+    message = OutgoingMessage(message_id, (recipient,), data, settings.sender_address)
     transport = open_transport(settings)
     try:
-        return transport.send(settings.sender_address, [recipient], data, message_id)
+        return transport.send(message)
     finally:
         transport.close()

@@ -177,7 +177,7 @@ def notify_author(settings: Settings, subject: str, body: str) -> bool:
     from email.message import EmailMessage
     from email.utils import formatdate, make_msgid
 
-    from newsletter.delivery.transport import open_transport
+    from newsletter.delivery.transports import OutgoingMessage, open_transport
 
     msg = EmailMessage()
     msg["From"] = settings.sender_address
@@ -189,12 +189,13 @@ def notify_author(settings: Settings, subject: str, body: str) -> bool:
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(body)
     data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    note = OutgoingMessage(
+        msg["Message-ID"], (settings.author_address,), data, settings.sender_address
+    )
     try:
         transport = open_transport(settings)
         try:
-            outcome = transport.send(
-                settings.sender_address, [settings.author_address], data, msg["Message-ID"]
-            )
+            outcome = transport.send(note)
         finally:
             transport.close()
     except Exception as exc:  # a report must never break the scheduler
