@@ -302,6 +302,9 @@ class DeliveryWorker:
     def _record(self, outcomes, counts) -> None:
         from newsletter.store.ledger import record_outcomes
 
+        # A transport that sends in batches delivers what it holds before the outcomes
+        # become the record (a no-op for SMTP and the outbox).
+        self.transport.flush()
         record_outcomes(self.store, outcomes)
         with self._lock:
             self.report.sent += counts["sent"]

@@ -27,23 +27,31 @@ from newsletter.delivery.transports import (
 )
 from newsletter.errors import ConfigError
 
+REPO = Path(__file__).resolve().parents[2]
 MSG = b"From: a@example.org\r\nTo: b@example.net\r\nMessage-ID: <abc@host>\r\n\r\nHi\r\n"
 BUILT_IN_ERROR = "is not an smtp://, smtps:// or outbox:// address"
 
 
 class MemoryTransport(Transport):
-    """Keeps every message it is given in ``messages``: a whole transport in a few lines."""
+    """Keeps every message it is given in ``messages``: a whole transport in a few lines.
+
+    ``flushed`` counts the messages held when :meth:`flush` was last called.
+    """
 
     name = "memory"
 
     def __init__(self, box: str) -> None:
         self.box = box
         self.messages: list[OutgoingMessage] = []
+        self.flushed = 0
         self.closed = False
 
     def _deliver(self, message: OutgoingMessage) -> SendOutcome:
         self.messages.append(message)
         return SendOutcome("sent", 250, f"kept in {self.box}")
+
+    def flush(self) -> None:
+        self.flushed = len(self.messages)
 
     def close(self) -> None:
         self.closed = True
@@ -192,3 +200,36 @@ def test_bad_dkim_settings_close_the_opened_transport(
     with pytest.raises(ConfigError, match="dkim_selector"):
         open_transport(settings)
     assert [t.closed for t in memory_scheme] == [True]
+
+
+def test_a_whole_send_through_a_registered_transport(
+    memory_scheme: list[MemoryTransport], isolated_env: Path
+) -> None:
+    import shutil
+
+    from newsletter.config import load_settings
+    from newsletter.delivery.service import plan_issue_send, run_worker
+    from newsletter.delivery.worker import WorkerOptions
+    from newsletter.store import add_subscriber, open_store, upgrade_database
+
+    (isolated_env / "newsletter.toml").write_text(
+        'sender_address = "digest@example.org"\n'
+        'postal_address = "1 Example Street, Exampletown"\n'
+        'secret_key = "test-secret"\n'
+        'smtp_url = "memory://send"\n'
+    )
+    shutil.copytree(REPO / "issues", isolated_env / "issues")
+    settings = load_settings(isolated_env / "newsletter.toml", environ={})
+    upgrade_database(settings.database_url)
+    readers = ["ann@example.org", "bob@example.org"]
+    with open_store(settings) as store:
+        for address in readers:
+            add_subscriber(store, address, all_topics=True)
+    plan_issue_send(settings, "2026-11")
+    result = run_worker(settings, WorkerOptions(months=["2026-11"]))
+    assert result.report.sent == 2
+    [transport] = memory_scheme
+    assert sorted(m.envelope_to for m in transport.messages) == readers
+    assert all(m.canonical and m.envelope_from == "digest@example.org" for m in transport.messages)
+    assert transport.flushed == 2  # the worker flushed after its last message, to record it
+    assert transport.closed
