@@ -1,7 +1,8 @@
 """Delivery: getting finished messages to subscribers.
 
-So far this package holds the transports (:mod:`newsletter.delivery.transport`): the SMTP
-connection pool and the file outbox, with rate limiting
-(:mod:`newsletter.delivery.ratelimit`) and DKIM signing
-(:mod:`newsletter.delivery.dkimsign`). Only this package talks SMTP.
+Message assembly (:mod:`newsletter.delivery.message`), the transports by URL scheme
+(:mod:`newsletter.delivery.transports`: the SMTP connection pool and the file outbox), rate
+limiting (:mod:`newsletter.delivery.ratelimit`), DKIM signing
+(:mod:`newsletter.delivery.dkimsign`) and the workers that drain the ledger
+(:mod:`newsletter.delivery.worker`). Only this package talks SMTP.
 """

@@ -12,7 +12,10 @@ quoted-printable), split around the personal holes of their
 and joins it between the pre-encoded pieces, and adds the personal header fields (To,
 Date, Message-ID, List-Unsubscribe, and X-Original-To under ``dev_redirect``). Nothing
 static is re-encoded, which keeps a message at tens of microseconds where the standard
-library's ``EmailMessage`` path costs milliseconds (``bench/bench_message.py``).
+library's ``EmailMessage`` path costs milliseconds (``bench/bench_message.py``). The
+result is the transports' :class:`~newsletter.delivery.transports.base.OutgoingMessage`,
+ready for ``Transport.send``, with one envelope recipient and ``canonical`` set: its
+bytes have CRLF line ends and no line starting with ".".
 
 How the holes stay valid quoted-printable: every static segment is encoded on its own as
 if it started a line, and ends either at the start of a line (after a hard line break) or
@@ -47,8 +50,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
 from html import escape
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.render.personalise import RecipientFields, recipient_values
 from newsletter.render.prepared import MissingFieldError
@@ -123,29 +127,6 @@ class BadAddressError(MessageError, ValueError):
             hint="write it as name@example.org (no spaces, quotes, <> or non-ASCII letters)",
         )
         self.what = what
-
-
-# --------------------------------------------------------------------------- results
-
-
-class OutgoingMessage(NamedTuple):
-    """One finished message: hand ``data`` to ``Transport.send`` with its envelope.
-
-    ``message_id`` is the Message-ID with its angle brackets (as in the header);
-    ``envelope_to`` is the one envelope recipient (the ``dev_redirect`` address when that
-    is set), ``envelope_from`` the envelope sender. (A named tuple: made once per message,
-    it costs a quarter of a frozen dataclass.)
-    """
-
-    message_id: str
-    envelope_to: str
-    data: bytes
-    envelope_from: str = ""
-
-    @property
-    def recipients(self) -> list[str]:
-        """The envelope recipients as ``Transport.send`` takes them."""
-        return [self.envelope_to]
 
 
 @dataclass(frozen=True)
@@ -689,7 +670,11 @@ def _assemble(
         raise MissingFieldError(f"no value for field {exc.args[0]!r}") from None
     pieces = list(template.pieces)
     pieces[1::2] = (_CRLF.join(headers).encode("ascii"), *template._pick(enc))
-    return OutgoingMessage(message_id, envelope_to, b"".join(pieces), template.envelope_from)
+    # canonical: CRLF throughout and no line starting with "." (QP writes =2E), so SMTP
+    # can skip its line-end scan and dot-stuffing.
+    return OutgoingMessage(
+        message_id, (envelope_to,), b"".join(pieces), template.envelope_from, True
+    )
 
 
 def assemble(template: MessageTemplate, recipient: RecipientFields) -> OutgoingMessage:

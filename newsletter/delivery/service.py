@@ -112,7 +112,7 @@ def run_worker(
     stop: threading.Event | None = None,
 ) -> SendResult:
     """Drain due deliveries (of ``options.months`` or every running send)."""
-    from newsletter.delivery.transport import open_transport
+    from newsletter.delivery.transports import open_transport
     from newsletter.delivery.worker import DeliveryWorker
     from newsletter.store import ledger
 
@@ -176,7 +176,7 @@ def send_test(settings: Settings, month: str, to: str, topics: str | None = None
     from newsletter.content.files import get_issue
     from newsletter.content.taxonomy import load_taxonomy
     from newsletter.delivery.message import assemble_test, build_message_template
-    from newsletter.delivery.transport import open_transport
+    from newsletter.delivery.transports import open_transport
     from newsletter.render.build import build_issue
     from newsletter.render.personalise import RecipientFields
 
@@ -193,11 +193,11 @@ def send_test(settings: Settings, month: str, to: str, topics: str | None = None
     person = RecipientFields(email=to, subscriber_id=0, topics=tuple(slugs), all_topics=not slugs)
     msg = assemble_test(template, to, recipient=person)
     sender = settings.require("sender_address", "to send")
+    if not msg.envelope_from:
+        msg = msg._replace(envelope_from=sender)
     transport = open_transport(settings)
     try:
-        outcome = transport.send(
-            msg.envelope_from or sender, msg.recipients, msg.data, msg.message_id
-        )
+        outcome = transport.send(msg)
     finally:
         transport.close()
     return TestSendResult(

@@ -31,7 +31,7 @@ from newsletter.errors import NewsletterError
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
-    from newsletter.delivery.transport import Transport
+    from newsletter.delivery.transports import Transport
     from newsletter.store.db import Store
     from newsletter.store.ledger import Claimed
 
@@ -284,13 +284,9 @@ class DeliveryWorker:
                     outcomes.append(Outcome(item.delivery_id, "failed", f"not sent: {exc}"))
                     counts["failed"] += 1
                     continue
-                result = self.transport.send(
-                    msg.envelope_from or self._sender,
-                    msg.recipients,
-                    msg.data,
-                    msg.message_id,
-                    smtp_ready=True,
-                )
+                if not msg.envelope_from:
+                    msg = msg._replace(envelope_from=self._sender)
+                result = self.transport.send(msg)
                 outcome = self._outcome(item, result, msg.message_id)
                 outcomes.append(outcome)
                 counts[outcome.status] += 1
@@ -306,6 +302,9 @@ class DeliveryWorker:
     def _record(self, outcomes, counts) -> None:
         from newsletter.store.ledger import record_outcomes
 
+        # A transport that sends in batches delivers what it holds before the outcomes
+        # become the record (a no-op for SMTP and the outbox).
+        self.transport.flush()
         record_outcomes(self.store, outcomes)
         with self._lock:
             self.report.sent += counts["sent"]
@@ -380,8 +379,7 @@ class DeliveryWorker:
             waited, delay = 0.0, 0.5
             limit = self.options.max_unavailable_wait
             while not self.stop.is_set():
-                probe = getattr(self.transport, "probe", None)
-                ok = probe is None or probe().status == "sent"
+                ok = self.transport.probe().status == "sent"
                 if ok:
                     set_send_paused(self.store, False)
                     log.warning("the SMTP server is back; the send resumes")

@@ -10,8 +10,9 @@ import dkim
 import pytest
 
 from newsletter.delivery.dkimsign import DkimSigner
-from newsletter.delivery.transport import (
+from newsletter.delivery.transports import (
     OutboxTransport,
+    OutgoingMessage,
     SmtpTransport,
     open_transport,
     parse_smtp_url,
@@ -32,6 +33,13 @@ MESSAGE = (
     b"\r\n"
     b"Two new studies this month.\r\n"
 )
+
+
+def outgoing(
+    sender: str, recipients: list[str], data: bytes, message_id: str, canonical: bool = False
+) -> OutgoingMessage:
+    """The message to send, from its parts in the order of the envelope."""
+    return OutgoingMessage(message_id, tuple(recipients), data, sender, canonical)
 
 
 def dns_for(record: bytes) -> Callable[..., bytes | None]:
@@ -127,12 +135,14 @@ def test_transports_sign_what_they_deliver(
 ) -> None:
     key, record = dkim_key
     outbox = OutboxTransport(tmp_path / "out", signer=signer(key))
-    outbox.send("digest@news.example.org", ["reader@example.net"], MESSAGE, "<m1@x>")
+    outbox.send(outgoing("digest@news.example.org", ["reader@example.net"], MESSAGE, "<m1@x>"))
     written = (tmp_path / "out" / "m1@x.eml").read_bytes()
     assert dkim.verify(written, dnsfunc=dns_for(record))
 
     smtp = SmtpTransport(parse_smtp_url(smtp_server.url), signer=signer(key), timeout=3)
-    assert smtp.send("digest@news.example.org", ["reader@example.net"], MESSAGE, "<m1@x>").sent
+    assert smtp.send(
+        outgoing("digest@news.example.org", ["reader@example.net"], MESSAGE, "<m1@x>")
+    ).sent
     smtp.close()
     received = smtp_server.messages[0].data
     assert received.startswith(b"DKIM-Signature:")

@@ -34,7 +34,7 @@ from newsletter.delivery.message import (
     message_id,
     qp_encode,
 )
-from newsletter.delivery.transport import open_transport
+from newsletter.delivery.transports import open_transport
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.render import build_issue, recipient_values
 from newsletter.render.build import BuiltIssue, Variant
@@ -124,7 +124,7 @@ def assert_wire_format(data: bytes) -> None:
     """CRLF everywhere, 7-bit, no line over 998 octets, QP lines within 76, none "."-led.
 
     No line starting with "." is what lets the SMTP transport skip dot-stuffing
-    (``smtp_ready``).
+    (``OutgoingMessage.canonical``).
     """
     assert not data.startswith(b".") and b"\r\n." not in data
     assert b"\n" not in data.replace(b"\r\n", b"")
@@ -149,7 +149,7 @@ def test_every_header_is_present_and_correct(
     out = assemble(template, ALEX)
     msg = parse(out.data)
     assert isinstance(out, OutgoingMessage)
-    assert out.envelope_to == "alex@example.net" and out.recipients == ["alex@example.net"]
+    assert out.envelope_to == "alex@example.net" and out.recipients == ("alex@example.net",)
     assert out.envelope_from == "digest@news.example.org"
 
     [sender] = msg["From"].addresses
@@ -555,7 +555,7 @@ def test_sent_through_a_real_smtp_server(smtp_server: SmtpTestServer, variant: V
         out = assemble(template, recipient)
         values = recipient_values(settings, recipient, variant.web_view_url)
     with open_transport(settings) as transport:
-        outcome = transport.send(out.envelope_from, out.recipients, out.data, out.message_id)
+        outcome = transport.send(out)
     assert outcome.sent
     [got] = smtp_server.messages
     assert got.mail_from == "digest@news.example.org"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_settings, render_config_file
-from newsletter.delivery.transport import (
+from newsletter.delivery.transports import (
     OutboxTransport,
     SmtpTransport,
     TransportConfig,

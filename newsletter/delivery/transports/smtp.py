@@ -1,137 +1,77 @@
-"""Transports: the one place that hands finished message bytes to a mail server or a folder.
+"""SMTP (``smtp://`` and ``smtps://``): a pool of persistent connections to a mail server.
 
-A transport knows nothing about subscribers, issues or the ledger. It takes an envelope
-(sender, recipients), the message bytes and the message's Message-ID, and answers with a
-:class:`SendOutcome` that says what the caller should do with that delivery:
+:class:`SmtpTransport` shares up to ``smtp_pool_size`` smtplib connections among any
+number of sender threads, with STARTTLS, AUTH, reconnection, RSET after failed
+transactions and a :class:`~newsletter.delivery.ratelimit.RateLimiter` (``rate_per_second``,
+``rate_per_hour``) called before every message.
 
-=============== ==================================================================
-``status``      meaning for the caller
-=============== ==================================================================
-``sent``        the server answered 2xx after DATA: mark the delivery sent.
-``retry``       a temporary refusal (4xx), or the connection dropped or timed out
-                during the transaction: try this message again later. When
-                ``connection_lost`` is true the server may or may not have the
-                message, so the retry MUST reuse the same Message-ID.
-``failed``      a permanent refusal (5xx): record it, never retry.
-``unavailable`` the server cannot be reached at all (connection refused, timeout or
-                a 4xx greeting while connecting). Nothing was sent and nothing is
-                wrong with this message: do not count it as an attempt; pause the
-                send and resume when :meth:`SmtpTransport.probe` (or a later send)
-                succeeds.
-=============== ==================================================================
+Reply codes map onto the outcomes of :mod:`newsletter.delivery.transports.base` by
+:func:`classify_code`: 2xx after DATA is ``sent``, 4xx ``retry``, 5xx ``failed``; a
+connection dropped or timed out during the transaction is ``retry`` with
+``connection_lost`` (the server may hold the message, so the retry reuses the
+Message-ID); connection refused, a timeout or a 4xx greeting (or 4xx to AUTH) while
+connecting is ``unavailable``, and :meth:`SmtpTransport.probe` tells when the server is
+back. A login refused with 5xx (:class:`SmtpAuthError`), a certificate that cannot be
+verified, and STARTTLS or AUTH not offered raise
+:class:`~newsletter.delivery.transports.base.TransportConfigError`.
 
-Problems no retry can fix, because the settings are wrong (login refused with 5xx, the
-server's certificate cannot be verified, STARTTLS or AUTH not offered), are not outcomes:
-they raise :class:`TransportConfigError` (a :class:`~newsletter.errors.ConfigError`), so a
-worker stops the whole send instead of failing every subscriber one by one. Envelope
-addresses with line breaks or other control characters raise :class:`EnvelopeError` (a
-``ValueError``) before anything is sent.
-
-Transports:
-
-- :class:`SmtpTransport` (``smtp://`` and ``smtps://``): a pool of persistent smtplib
-  connections shared by any number of threads, with STARTTLS, AUTH, reconnection, RSET
-  after failed transactions and a :class:`~newsletter.delivery.ratelimit.RateLimiter`.
-- :class:`OutboxTransport` (``outbox://``): one ``.eml`` file per Message-ID, written
-  atomically; a retry with the same Message-ID replaces the file instead of adding one.
-
-Both sign with DKIM when a :class:`~newsletter.delivery.dkimsign.DkimSigner` is given.
-Build the configured one with :func:`open_transport`; close it (or use ``with``) when done.
+With one recipient and a server offering PIPELINING, MAIL, RCPT and DATA go in one write
+(RFC 2920). A ``canonical`` message (CRLF line ends, no line starting with ".", as the
+assembler makes them) that was not DKIM-signed is written after DATA as it is; anything
+else first gets its line ends fixed and is dot-stuffed.
 
 Secrets: the SMTP password is kept out of ``repr``, log records, outcome replies and
-exception messages; :func:`redact_url` is the form of the URL that may be shown.
+exception messages; :func:`~newsletter.config.redact_url` is the form of the URL that may
+be shown.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import functools
-import hashlib
 import ipaddress
 import logging
-import os
-import re
 import smtplib
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from newsletter.config import redact_url
 from newsletter.delivery.ratelimit import RateLimiter
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.delivery.transports.base import (
+    OutgoingMessage,
+    SendOutcome,
+    Status,
+    Transport,
+    TransportClosedError,
+    TransportConfigError,
+)
+from newsletter.delivery.transports.registry import (
+    URL_HINT,
+    register,
+    scheme_of,
+    unknown_scheme_error,
+)
+from newsletter.errors import ConfigError
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
     from newsletter.delivery.dkimsign import DkimSigner
 
+# The logger every transport has always logged to (log filters may name it).
 log = logging.getLogger("newsletter.delivery.transport")
 
-Status = Literal["sent", "retry", "failed", "unavailable"]
-STATUSES: tuple[Status, ...] = ("sent", "retry", "failed", "unavailable")
-
-_URL_HINT = (
-    "write smtp://user:password@host:port (add ?starttls=true for port 587), "
-    "smtps://user:password@host:465, or outbox:///folder; percent-encode special "
-    "characters in the user name and password (@ is %40, : is %3A, / is %2F)"
-)
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class TransportConfigError(ConfigError):
-    """The SMTP settings do not work with this server (login, TLS, missing extension)."""
+#: The schemes parse_smtp_url accepts (outbox:// is handed to the outbox module).
+SMTP_URL_SCHEMES = ("smtp", "smtps", "outbox")
 
 
 class SmtpAuthError(TransportConfigError):
     """The server refused the user name and password (the message never shows them)."""
-
-
-class EnvelopeError(NewsletterError, ValueError):
-    """An envelope address or Message-ID that must not reach the SMTP dialogue."""
-
-
-class TransportClosedError(NewsletterError):
-    """``send`` was called after ``close``."""
-
-
-# --------------------------------------------------------------------------- outcome
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    """What happened to one message; see the module docstring for what to do with it.
-
-    ``code`` is the server's reply code (None when there was no reply, e.g. a dropped
-    connection), ``reply`` the reply text or a description of the failure (never a
-    secret), ``connection_lost`` true when the connection broke mid-transaction so the
-    server may hold the message. ``refused`` lists recipients refused while others were
-    accepted (a multi-recipient message counts as sent); it is empty otherwise.
-    """
-
-    status: Status
-    code: int | None = None
-    reply: str = ""
-    connection_lost: bool = False
-    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
-
-    @property
-    def sent(self) -> bool:
-        """True when the server took the message."""
-        return self.status == "sent"
-
-
-class _SmtpReady(bytes):
-    """Message bytes known to have CRLF line endings and no line starting with "."."""
-
-    __slots__ = ()
 
 
 def classify_code(code: int) -> Status:
@@ -187,7 +127,7 @@ def _flag(name: str, value: str, shown: str) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"smtp_url {shown}: {name}={value!r} is not true or false", hint=_URL_HINT)
+    raise ConfigError(f"smtp_url {shown}: {name}={value!r} is not true or false", hint=URL_HINT)
 
 
 def _is_loopback(host: str) -> bool:
@@ -210,23 +150,23 @@ def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
 
     ``url`` is expected as :func:`newsletter.config.load_settings` leaves it (an outbox
     path is already absolute there); a relative outbox path or ``ca_file`` is taken
-    relative to ``root`` (default: the working folder).
+    relative to ``root`` (default: the working folder). An ``outbox://`` URL is parsed by
+    :func:`~newsletter.delivery.transports.outbox.parse_outbox_url` and gives a config
+    with only ``outbox`` set. Other schemes are refused here even when registered: this
+    parses the URL forms this module and the outbox understand.
     """
     shown = redact_url(url)
     base = Path.cwd() if root is None else root
-    scheme, sep, rest = url.strip().partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in ("smtp", "smtps", "outbox"):
-        raise ConfigError(
-            f"smtp_url {shown!r} is not an smtp://, smtps:// or outbox:// address",
-            hint=_URL_HINT,
-        )
+    scheme = scheme_of(url)
+    if scheme not in SMTP_URL_SCHEMES:
+        raise unknown_scheme_error(url, SMTP_URL_SCHEMES)
     if scheme == "outbox":
-        path_text = unquote(rest.split("?", 1)[0])
-        if not path_text.strip("/"):
-            raise ConfigError(f"smtp_url {shown!r} names no outbox folder", hint=_URL_HINT)
-        path = Path(path_text).expanduser()
-        return TransportConfig(scheme="outbox", outbox=path if path.is_absolute() else base / path)
+        # Imported here, not at the top, so that smtp registers its schemes before the
+        # outbox does: the package imports smtp first, which keeps "smtp://, smtps:// or
+        # outbox://" in that order in the unknown-scheme error.
+        from newsletter.delivery.transports.outbox import parse_outbox_url
+
+        return TransportConfig(scheme="outbox", outbox=parse_outbox_url(url, root=base))
 
     parts = urlsplit(url.strip())
     try:
@@ -234,13 +174,13 @@ def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
         host = parts.hostname or ""
     except ValueError:
         raise ConfigError(
-            f"smtp_url {shown!r}: the port is not a number from 1 to 65535", hint=_URL_HINT
+            f"smtp_url {shown!r}: the port is not a number from 1 to 65535", hint=URL_HINT
         ) from None
     if not host:
-        raise ConfigError(f"smtp_url {shown!r} names no host", hint=_URL_HINT)
+        raise ConfigError(f"smtp_url {shown!r} names no host", hint=URL_HINT)
     if parts.path not in ("", "/") or parts.fragment:
         raise ConfigError(
-            f"smtp_url {shown!r}: unexpected text after the host and port", hint=_URL_HINT
+            f"smtp_url {shown!r}: unexpected text after the host and port", hint=URL_HINT
         )
     query: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -274,9 +214,9 @@ def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
     username = unquote(parts.username or "")
     password = unquote(parts.password or "")
     if password and not username:
-        raise ConfigError(f"smtp_url {shown!r} has a password but no user name", hint=_URL_HINT)
+        raise ConfigError(f"smtp_url {shown!r} has a password but no user name", hint=URL_HINT)
     if username and not password:
-        raise ConfigError(f"smtp_url {shown!r} has a user name but no password", hint=_URL_HINT)
+        raise ConfigError(f"smtp_url {shown!r} has a user name but no password", hint=URL_HINT)
     if username and not (scheme == "smtps" or starttls) and not _is_loopback(host):
         raise ConfigError(
             f"smtp_url {shown!r} would send the password unencrypted",
@@ -296,199 +236,7 @@ def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
     )
 
 
-# --------------------------------------------------------------------------- interface
-
-# Control characters would let an address smuggle extra SMTP commands into the dialogue
-# ("a@b.c\r\nRCPT TO:<...>"); angle brackets would break the <...> framing.
-_BAD_ENVELOPE = re.compile(r"[\x00-\x1f\x7f<>]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def validate_envelope(envelope_from: str, recipients: list[str], message_id: str) -> None:
-    """Raise :class:`EnvelopeError` unless the envelope is safe to put on the wire.
-
-    ``envelope_from`` may be empty (the null sender); recipients must be non-empty
-    addresses with an ``@``; nothing may hold control characters (CR, LF...) or ``<>``.
-    """
-    if not isinstance(envelope_from, str) or _BAD_ENVELOPE.search(envelope_from):
-        raise EnvelopeError(
-            f"envelope sender {envelope_from!r} holds a line break or another "
-            "character not allowed in an address",
-            hint="check the sender_address setting",
-        )
-    if not recipients:
-        raise EnvelopeError("a message needs at least one recipient")
-    for rcpt in recipients:
-        if not isinstance(rcpt, str) or "@" not in rcpt or _BAD_ENVELOPE.search(rcpt):
-            raise EnvelopeError(
-                f"recipient {rcpt!r} is not a plain email address",
-                hint="an envelope address cannot hold line breaks, control characters or <>",
-            )
-    if not message_id.strip("<> ") or _CONTROL.search(message_id):
-        raise EnvelopeError(f"Message-ID {message_id!r} is empty or holds control characters")
-
-
-class Transport(abc.ABC):
-    """Something that delivers message bytes: :meth:`send` each message, then :meth:`close`.
-
-    Thread-safe: several worker threads may call :meth:`send` on one transport at once.
-    """
-
-    signer: DkimSigner | None = None
-
-    def send(
-        self,
-        envelope_from: str,
-        recipients: list[str],
-        message: bytes,
-        message_id: str,
-        smtp_ready: bool = False,
-    ) -> SendOutcome:
-        """Deliver ``message`` to ``recipients``; the outcome says sent, retry, failed...
-
-        ``message`` is the complete RFC 5322 message with CRLF line endings, as the
-        message assembler makes it; it is DKIM-signed here when a signer is configured.
-        ``smtp_ready`` promises CRLF line endings and no line starting with "." (what
-        :mod:`newsletter.delivery.message` makes), so SMTP can skip its checks and
-        dot-stuffing, which cost more than the rest of a send on a large list.
-        ``message_id`` is the message's Message-ID: the outbox names files by it and
-        logs mention it. Raises :class:`EnvelopeError` for unsafe addresses and
-        :class:`TransportConfigError` when the settings cannot work (see module doc).
-        """
-        if isinstance(recipients, str):  # list("a@b") would be one recipient per letter
-            raise TypeError("recipients must be a list of addresses, not one string")
-        recipients = list(recipients)
-        validate_envelope(envelope_from, recipients, message_id)
-        if not isinstance(message, bytes | bytearray | memoryview):
-            raise TypeError("message must be bytes")
-        data = bytes(message)
-        if self.signer is not None:
-            data = self.signer.sign(data)
-        if smtp_ready and self.signer is None:
-            data = _SmtpReady(data)
-        return self._deliver(envelope_from, recipients, data, message_id)
-
-    @abc.abstractmethod
-    def _deliver(
-        self, envelope_from: str, recipients: list[str], message: bytes, message_id: str
-    ) -> SendOutcome:
-        """Deliver an already validated and signed message."""
-
-    def close(self) -> None:  # noqa: B027 - deliberately a no-op by default
-        """Release connections and files; the transport cannot send afterwards."""
-
-    def __enter__(self) -> Transport:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def open_transport(settings: Settings) -> Transport:
-    """The transport ``settings.smtp_url`` names, with its pool, rate limit and DKIM.
-
-    Opens no connection yet (the first :meth:`Transport.send` does); raises
-    :class:`~newsletter.errors.ConfigError` for a bad URL or DKIM setting.
-    """
-    from newsletter.delivery.dkimsign import DkimSigner
-
-    config = parse_smtp_url(settings.smtp_url, root=settings.root)
-    signer = DkimSigner.from_settings(settings)
-    if config.scheme == "outbox":
-        assert config.outbox is not None
-        return OutboxTransport(config.outbox, signer=signer)
-    return SmtpTransport(
-        config,
-        pool_size=settings.smtp_pool_size,
-        timeout=settings.smtp_timeout,
-        rate_limiter=RateLimiter(settings.rate_per_second, settings.rate_per_hour),
-        signer=signer,
-    )
-
-
-# --------------------------------------------------------------------------- outbox
-
-
-def outbox_file_name(message_id: str) -> str:
-    """The file name for a Message-ID: ``<abc@host>`` gives ``abc@host.eml``.
-
-    Characters unsafe in file names become ``_``; then a short hash of the original
-    Message-ID is added, so two different IDs can never share a file.
-    """
-    core = message_id.strip().removeprefix("<").removesuffix(">")
-    safe = re.sub(r"[^A-Za-z0-9@._+=-]", "_", core).lstrip(".")
-    if safe != core or not safe or len(safe) > 150:
-        digest = hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:12]
-        safe = f"{safe[:120]}-{digest}" if safe else digest
-    return safe + ".eml"
-
-
-class OutboxTransport(Transport):
-    """Writes each message to ``directory/<Message-ID>.eml`` instead of sending it.
-
-    Each file is written to a hidden temporary file in the same folder, flushed to disk
-    and renamed over the target, so a reader never sees half a message and a retry with
-    the same Message-ID replaces the earlier file. Every write answers ``sent``; a
-    write error (disk full...) answers ``unavailable``.
-    """
-
-    def __init__(self, directory: Path, signer: DkimSigner | None = None) -> None:
-        self.directory = Path(directory)
-        self.signer = signer
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create the outbox folder {self.directory}: {exc.strerror or exc}",
-                hint="set smtp_url to outbox:///a-folder-you-can-write",
-            ) from None
-
-    def __repr__(self) -> str:
-        return f"OutboxTransport({str(self.directory)!r})"
-
-    def path_for(self, message_id: str) -> Path:
-        """Where the message with ``message_id`` is (or would be) written."""
-        return self.directory / outbox_file_name(message_id)
-
-    def _deliver(
-        self, envelope_from: str, recipients: list[str], message: bytes, message_id: str
-    ) -> SendOutcome:
-        target = self.path_for(message_id)
-        tmp_name = ""
-        try:
-            fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(message)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-            tmp_name = ""
-            self._sync_directory()
-        except OSError as exc:
-            log.warning("outbox: cannot write %s: %s", target, exc)
-            return SendOutcome("unavailable", None, f"cannot write {target}: {exc.strerror}")
-        finally:
-            if tmp_name:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
-        log.debug("outbox: wrote %s for %s", target.name, ", ".join(recipients))
-        return SendOutcome("sent", 250, f"written to {target}")
-
-    def _sync_directory(self) -> None:
-        # The rename is only durable once the folder itself is flushed.
-        try:
-            fd = os.open(self.directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass  # some file systems refuse fsync on folders; the data is already safe
-        finally:
-            os.close(fd)
-
-
-# --------------------------------------------------------------------------- SMTP
+# --------------------------------------------------------------------------- transport
 
 
 class _Unavailable(Exception):
@@ -530,6 +278,8 @@ class SmtpTransport(Transport):
       dropped one it is discarded and the next send opens a fresh one.
     - ``rate_limiter.acquire()`` is called before every message.
     """
+
+    name = "smtp"
 
     def __init__(
         self,
@@ -592,9 +342,7 @@ class SmtpTransport(Transport):
 
     # ----------------------------------------------------------------- delivery
 
-    def _deliver(
-        self, envelope_from: str, recipients: list[str], message: bytes, message_id: str
-    ) -> SendOutcome:
+    def _deliver(self, message: OutgoingMessage) -> SendOutcome:
         if self._closed:
             raise TransportClosedError("the SMTP transport was closed")
         self.rate_limiter.acquire()
@@ -608,7 +356,7 @@ class SmtpTransport(Transport):
                     log.warning("SMTP %s unavailable: %s", self.config.address, exc.reply)
                     return SendOutcome("unavailable", exc.code, exc.reply)
                 try:
-                    outcome = self._transaction(conn, envelope_from, recipients, message)
+                    outcome = self._transaction(conn, message)
                 except _StaleConnection:
                     log.info("SMTP connection to %s went stale; reconnecting", self.config.address)
                     self._discard(conn)
@@ -620,7 +368,7 @@ class SmtpTransport(Transport):
                 log.log(
                     logging.DEBUG if outcome.sent else logging.INFO,
                     "SMTP %s %s: %s%s%s",
-                    message_id,
+                    message.message_id,
                     outcome.status,
                     f"{outcome.code} " if outcome.code else "",
                     outcome.reply,
@@ -629,16 +377,15 @@ class SmtpTransport(Transport):
                 return outcome
         raise AssertionError("unreachable: a fresh connection is never stale")
 
-    def _transaction(
-        self, conn: _Pooled, envelope_from: str, recipients: list[str], message: bytes
-    ) -> SendOutcome:
+    def _transaction(self, conn: _Pooled, message: OutgoingMessage) -> SendOutcome:
+        envelope_from, recipients, body = message.envelope_from, message.recipients, message.data
         smtp = conn.smtp
         reused = conn.uses > 0
         conn.uses += 1
         options: list[str] = []
         if smtp.has_extn("size"):
-            options.append(f"SIZE={len(message)}")
-        if not message.isascii() and smtp.has_extn("8bitmime"):
+            options.append(f"SIZE={len(body)}")
+        if not body.isascii() and smtp.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
         if not (envelope_from + "".join(recipients)).isascii():
             if not smtp.has_extn("smtputf8"):
@@ -669,7 +416,7 @@ class SmtpTransport(Transport):
                     return self._refused(conn, rcpt[0], rcpt[1])
                 if data[0] != 354:
                     return self._refused(conn, data[0], data[1])
-                code, resp = self._send_data(smtp, message)
+                code, resp = self._send_data(smtp, body, message.canonical)
                 if 200 <= code < 300:
                     return SendOutcome("sent", code, self._text(resp))
                 return self._refused(conn, code, resp)
@@ -691,7 +438,7 @@ class SmtpTransport(Transport):
             code, resp = smtp.getreply()
             if code != 354:  # DATA itself refused
                 return self._refused(conn, code, resp)
-            code, resp = self._send_data(smtp, message)
+            code, resp = self._send_data(smtp, body, message.canonical)
             if 200 <= code < 300:
                 return SendOutcome("sent", code, self._text(resp), refused=refused)
             return self._refused(conn, code, resp)
@@ -707,15 +454,16 @@ class SmtpTransport(Transport):
             )
 
     @staticmethod
-    def _send_data(smtp: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
+    def _send_data(smtp: smtplib.SMTP, message: bytes, canonical: bool) -> tuple[int, bytes]:
         """Send the message after a 354 and read the final reply.
 
         smtplib's ``data()`` runs two regular expressions over every message (line
-        endings, then dot-stuffing), which cost more than the rest of the send; the
-        assembler already writes CRLF, so plain byte replaces do (the regex path stays for
-        anything with bare line feeds).
+        endings, then dot-stuffing), which cost more than the rest of the send. A
+        ``canonical`` message (the assembler's, unsigned) needs neither and goes as it is;
+        for others plain byte counts and replaces do (the regex path stays for anything
+        with bare line feeds).
         """
-        if isinstance(message, _SmtpReady):
+        if canonical:
             smtp.send(message + b".\r\n")
             return smtp.getreply()
         crlf = message.count(b"\r\n")
@@ -961,3 +709,17 @@ def _scrub(text: str, secret: str) -> str:
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, "***")
     return text
+
+
+@register("smtp", "smtps")
+def open_smtp(url: str, settings: Settings) -> SmtpTransport:
+    """The SMTP transport ``url`` names, with the pool, timeout and rate limit of ``settings``.
+
+    Opens no connection yet (the first send does).
+    """
+    return SmtpTransport(
+        parse_smtp_url(url, root=settings.root),
+        pool_size=settings.smtp_pool_size,
+        timeout=settings.smtp_timeout,
+        rate_limiter=RateLimiter(settings.rate_per_second, settings.rate_per_hour),
+    )
