@@ -25,11 +25,9 @@ def demo(folder: Path, no_send: bool) -> None:
         newsletter demo
         newsletter demo /tmp/try-newsletter
     """
-    from newsletter.config import load_settings
     from newsletter.content.files import format_problem
-    from newsletter.delivery.service import plan_issue_send
-    from newsletter.delivery.worker import WorkerOptions
-    from newsletter.demo import run_demo
+    from newsletter.services import App, sends
+    from newsletter.services.demo import run_demo
 
     out = console()
     result = run_demo(folder, send=not no_send)
@@ -47,14 +45,16 @@ def demo(folder: Path, no_send: bool) -> None:
         return
     from newsletter.cli.send import _drain, _preview_table, _result_table
 
-    settings = load_settings(result.folder / "newsletter.toml", environ={})
-    preview = plan_issue_send(settings, result.month)
-    out.print(_preview_table(preview, f"Send of {result.month}: who gets which digest"))
-    if preview.status == "done":
-        out.print(f"{result.month} was sent already: nobody gets a second copy.")
-    else:
-        sent = _drain(settings, WorkerOptions(months=[result.month]), preview.outstanding)
-        out.print(_result_table(sent))
+    settings = result.settings
+    assert settings is not None
+    with App(settings) as app:
+        preview = sends.plan(app, result.month)
+        out.print(_preview_table(preview, f"Send of {result.month}: who gets which digest"))
+        if preview.finished:
+            out.print(f"{result.month} was sent already: nobody gets a second copy.")
+        else:
+            options = sends.WorkerOptions(months=[result.month])
+            out.print(_result_table(_drain(app, options, preview.outstanding)))
     outbox = settings.smtp_url.removeprefix("outbox://")
     files = sorted(Path(outbox).glob("*.eml"))
     out.print(f"\nThe messages are in {outbox}/ ({len(files)} .eml files).")

@@ -38,15 +38,14 @@ def _preview_table(preview, title: str):
     table.add_column("Variant")
     table.add_column("Summaries")
     table.add_column("Recipients", justify="right")
-    titles = [s.title for s in preview.issue.summaries]
-    for name, n in preview.variants.items():
-        if name == "all":
+    for key, n in preview.variants.items():
+        if key.is_everything:
             which = "every summary"
-        elif name == "teaser":
+        elif key.is_teaser:
             which = "teaser (titles only)"
         else:
-            which = "; ".join(titles[int(p[1:]) - 1] for p in name.split("+"))
-        table.add_row(name, which, str(n))
+            which = "; ".join(key.pick(preview.titles))
+        table.add_row(key.name, which, str(n))
     for reason, n in sorted(preview.skipped.items()):
         table.add_row("[dim]skipped[/dim]", f"[dim]{reason}[/dim]", f"[dim]{n}[/dim]")
     return table
@@ -72,7 +71,7 @@ def _result_table(result):
     return table
 
 
-def _drain(settings, options, total: int):
+def _drain(app, options, total: int):
     """Run a worker with a progress bar; returns the SendResult."""
     from rich.progress import (
         BarColumn,
@@ -82,7 +81,7 @@ def _drain(settings, options, total: int):
         TimeRemainingColumn,
     )
 
-    from newsletter.delivery.service import run_worker
+    from newsletter.services import sends
 
     stop = _stop_on_signals()
     with Progress(
@@ -99,7 +98,7 @@ def _drain(settings, options, total: int):
         def on_progress(report) -> None:
             progress.update(task, completed=report.handled, rate=report.rate)
 
-        result = run_worker(settings, options, on_progress=on_progress, stop=stop)
+        result = sends.run_worker(app, options, on_progress=on_progress, stop=stop)
         progress.update(task, completed=result.report.handled)
     return result
 
@@ -114,54 +113,72 @@ def _drain(settings, options, total: int):
     default=None,
     help="Send at most this many messages now; the rest stays queued.",
 )
+@click.option(
+    "--replan",
+    is_flag=True,
+    help="Send the issue file as it is now to everyone not sent to yet (after an edit).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def send(
-    app: AppContext, month: str, dry_run: bool, workers: int | None, limit: int | None, yes: bool
+    app: AppContext,
+    month: str,
+    dry_run: bool,
+    workers: int | None,
+    limit: int | None,
+    replan: bool,
+    yes: bool,
 ) -> None:
     """Send the issue of MONTH to every subscriber whose topics it meets.
 
     Plans the send (once: running it again never sends anyone a second copy), shows how
     many get each variant, asks to confirm, then sends with a progress bar. Messages the
-    server refuses for now stay queued for `newsletter worker`.
+    server refuses for now stay queued for `newsletter worker`. A planned send goes out
+    as it was planned, even if the issue file is edited since; --replan sends the file as
+    it is now to everyone not sent to yet.
 
     \b
     Example:
         newsletter send 2026-12 --dry-run
         newsletter send 2026-12 --yes
+        newsletter send 2026-12 --replan
     """
-    from newsletter.delivery.service import plan_issue_send, preview_send
-    from newsletter.delivery.worker import WorkerOptions
+    from newsletter.services import sends
 
-    settings = app.settings()
     out = console()
-    preview = preview_send(settings, month)
-    issue = preview.issue
-    out.print(f"[bold]{issue.month_name}[/bold]: {issue.effective_subject}")
-    if preview.status == "done":
+    ctx = app.app()
+    prepared = sends.prepare(ctx, month)
+    preview, issue = prepared.preview, prepared.issue
+    out.print(f"[bold]{issue.month_name}[/bold]: {preview.subject}")
+    if preview.finished:
         out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
         return
     out.print(_preview_table(preview, f"Send of {issue.month} ({preview.status})"))
-    if not settings.base_url.startswith("https://"):
+    for warning in prepared.warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
+    if prepared.changed and not replan:
         out.print(
-            f"[yellow]warning:[/yellow] base_url is {settings.base_url}: links in the email "
-            "point there, and mail providers offer one-click unsubscribe only for https"
+            f"[yellow]the issue file changed since the send of {issue.month} was planned:[/yellow]"
+            " the rest of the send goes out as planned; to send the file as it is now to the "
+            f"{preview.outstanding} people not sent to yet, run: "
+            f"newsletter send {issue.month} --replan",
+            soft_wrap=True,
         )
     if dry_run:
         out.print("dry run: nothing was planned or sent")
         return
-    if preview.outstanding == 0 and preview.status != "new":
+    if preview.outstanding == 0 and preview.status != "new" and not replan:
         out.print("nothing left to send")
         return
     if not yes and not click.confirm(f"Send {preview.outstanding} messages now?", default=False):
         raise click.ClickException("cancelled; nothing was sent")
-    preview = plan_issue_send(settings, month)
+    preview = sends.plan(ctx, month, issue=issue, replan=replan)
     # An unreachable server pauses the send; after two minutes `send` hands it over to
     # `newsletter worker` (which waits as long as it takes) instead of hanging.
-    options = WorkerOptions(
+    options = sends.WorkerOptions(
         threads=workers or 0, limit=limit, months=[issue.month], max_unavailable_wait=120.0
     )
-    result = _drain(settings, options, limit or preview.outstanding)
+    result = _drain(ctx, options, limit or preview.outstanding)
     out.print(_result_table(result))
     _report_tail(out, result)
 
@@ -209,14 +226,12 @@ def worker(app: AppContext, once: bool, workers: int | None, poll: float) -> Non
     """
     import logging
 
-    from newsletter.delivery.service import run_worker
-    from newsletter.delivery.worker import WorkerOptions
+    from newsletter.services import sends
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = app.settings()
-    options = WorkerOptions(threads=workers or 0, once=once, poll_interval=poll)
+    options = sends.WorkerOptions(threads=workers or 0, once=once, poll_interval=poll)
     stop = _stop_on_signals()
-    result = run_worker(settings, options, stop=stop)
+    result = sends.run_worker(app.app(), options, stop=stop)
     out = console()
     out.print(
         f"sent {result.report.sent}, retrying {result.report.retry}, failed "
@@ -240,9 +255,9 @@ def send_test(app: AppContext, month: str, to: str, topics: str | None) -> None:
         newsletter send-test 2026-12 --to me@example.org
         newsletter send-test 2026-12 --to me@example.org --topics "Training"
     """
-    from newsletter.delivery.service import send_test as run
+    from newsletter.services import sends
 
-    result = run(app.settings(), month, to, topics)
+    result = sends.send_test(app.app(), month, to, topics)
     if result.status != "sent":
         raise click.ClickException(
             f"test message to {to} not sent ({result.status}): {result.reply}"
@@ -271,9 +286,9 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
     Example:
         newsletter deliveries status 2026-12 --json
     """
-    from newsletter.delivery.service import delivery_status
+    from newsletter.services import sends
 
-    st = delivery_status(app.settings(), month)
+    st = sends.delivery_status(app.app(), month)
     data = {
         "month": st.month,
         "status": st.status,
@@ -324,9 +339,9 @@ def list_(app: AppContext, month: str, status_: str | None, limit: int, as_json:
     """
     from dataclasses import asdict
 
-    from newsletter.delivery.service import list_deliveries
+    from newsletter.services import sends
 
-    rows = list_deliveries(app.settings(), month, status_, limit)
+    rows = sends.list_deliveries(app.app(), month, status_, limit)
     if as_json:
         print_json([asdict(r) for r in rows])
         return
@@ -356,7 +371,7 @@ def retry(app: AppContext, month: str) -> None:
     Example:
         newsletter deliveries retry 2026-12 && newsletter worker --once
     """
-    from newsletter.delivery.service import retry_failed
+    from newsletter.services import sends
 
-    n = retry_failed(app.settings(), month)
+    n = sends.retry_failed(app.app(), month)
     click.echo(f"{n} failed deliveries queued again; run `newsletter worker --once`")

@@ -8,7 +8,7 @@ quoted-printable), split around the personal holes of their
 :class:`~newsletter.render.prepared.PreparedPart`.
 
 :func:`assemble` then makes one recipient's message: it signs the recipient's tokens
-(:func:`~newsletter.render.personalise.recipient_values`), QP-encodes each short value
+(:func:`~newsletter.delivery.personalise.recipient_values`), QP-encodes each short value
 and joins it between the pre-encoded pieces, and adds the personal header fields (To,
 Date, Message-ID, List-Unsubscribe, and X-Original-To under ``dev_redirect``). Nothing
 static is re-encoded, which keeps a message at tens of microseconds where the standard
@@ -45,30 +45,66 @@ import operator
 import re
 import secrets
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from newsletter.config import Settings
+from newsletter.delivery.personalise import Recipient, recipient_values
 from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.render.personalise import RecipientFields, recipient_values
-from newsletter.render.prepared import MissingFieldError
-from newsletter.tokens import link
+from newsletter.rules.addresses import is_sendable
+from newsletter.rules.links import page_url
+from newsletter.store.views import MessageHeaders, PartContent
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
 
-    from newsletter.config import Settings
-    from newsletter.render.build import Variant
-    from newsletter.render.prepared import PreparedPart
+class Part(Protocol):
+    """A rendered part split around its holes (render's ``PreparedPart``, a snapshot's
+    ``PartContent``): ``segments`` has one more item than ``names``."""
 
-#: A recipient of one message: ``subscriber_id`` (required by :func:`assemble`), ``email``,
-#: ``name``, ``topics`` and ``all_topics``. The render stage's dataclass is reused as is,
-#: so the worker converts nothing.
-Recipient = RecipientFields
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def segments(self) -> Sequence[str]: ...
+
+    @property
+    def names(self) -> Sequence[str]: ...
+
+
+class Content(Protocol):
+    """What a message says: a variant of a digest, or a one-off mail."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def web_view_url(self) -> str: ...
+
+    @property
+    def html(self) -> Part: ...
+
+    @property
+    def text(self) -> Part: ...
+
+
+class MissingFieldError(KeyError):
+    """No value was given for a field a part needs (a bug in the caller)."""
+
+
+@dataclass(frozen=True)
+class _OneOff:
+    """The content of a one-off mail: final HTML and text, no holes."""
+
+    subject: str
+    web_view_url: str
+    html: PartContent
+    text: PartContent
+
 
 TEST_PREFIX = "[TEST] "
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -89,9 +125,7 @@ _SAFE_VALUE = re.compile(r"[\t !-<>-~]{0,75}")
 # Longer values of printable ASCII without spaces or "=" (signed tokens, URLs): they only
 # need soft line breaks every 75 characters.
 _SAFE_LONG = re.compile(r"[!-<>-~]+")
-# Plain addresses: dot-atom local part and domain (no quoted local parts, no IDN).
-_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
-_MONTH = re.compile(r"[A-Za-z0-9-]+")
+_MONTH = re.compile(r"[A-Za-z0-9_-]+")
 _FORBIDDEN = ("\r", "\n", "\0")
 # Printable ASCII: a display name or subject made only of these needs no RFC 2047 encoding.
 _PRINTABLE = re.compile(r"[ -~]*")
@@ -152,6 +186,7 @@ class MessageTemplate:
     envelope_from: str
     dev_redirect: str
     unsubscribe_mailto: str
+    base_url: str  # where List-Unsubscribe points
     # The whole message as static pieces with the holes at the odd positions: first the
     # personal header fields, then the values. ``hole_keys`` name each value hole: the
     # field name in the text part, "html:" + name in the HTML part (except tokens, which
@@ -300,7 +335,7 @@ _UNIQUE_FIELDS = frozenset({"first_name", "email"})
 _TOKEN = re.compile(r"[A-Za-z0-9_.=-]*")
 
 
-def _encode_part(part: PreparedPart) -> _EncodedPart:
+def _encode_part(part: Part) -> _EncodedPart:
     segments: list[bytes] = []
     last = len(part.segments) - 1
     for i, seg in enumerate(part.segments):
@@ -308,7 +343,7 @@ def _encode_part(part: PreparedPart) -> _EncodedPart:
         if i < last and not _ends_line(seg):
             encoded += _SOFT
         segments.append(encoded.encode("ascii"))
-    return _EncodedPart(part.kind, tuple(segments), part.names)
+    return _EncodedPart(part.kind, tuple(segments), tuple(part.names))
 
 
 # --------------------------------------------------------------------------- headers
@@ -324,7 +359,7 @@ def check_header_value(what: str, value: str) -> str:
 def check_address(what: str, address: str) -> str:
     """``address`` if it is a plain ``local@domain`` address safe in a header."""
     check_header_value(what, address)
-    if not _ADDRESS.fullmatch(address):
+    if not is_sendable(address):
         raise BadAddressError(what, address)
     return address
 
@@ -435,58 +470,65 @@ def _message_id_key(settings: Settings) -> hashlib.blake2b:
     return hashlib.blake2b(key=key, digest_size=8)
 
 
-def _sender_domain(settings: Settings) -> str:
-    address = settings.require("sender_address", "in the From header of every email")
-    try:
-        check_address("sender_address", address)
-    except MessageError as exc:
-        raise ConfigError(f"setting {exc.message}", hint=exc.hint) from None
-    return address.rsplit("@", 1)[1].lower()
-
-
-def _setting_address(settings: Settings, name: str) -> str:
-    value = getattr(settings, name, "") or ""
-    if value:
+def _checked_setting(name: str, address: str) -> str:
+    """``address`` (a setting's value) if it is usable in a header; ConfigError if not."""
+    if address:
         try:
-            check_address(name, value)
+            check_address(name, address)
         except MessageError as exc:
             raise ConfigError(f"setting {exc.message}", hint=exc.hint) from None
-    return value
+    return address
+
+
+def headers_from_settings(settings: Settings) -> MessageHeaders:
+    """The header values of messages sent now, from the settings as they are."""
+    return MessageHeaders(
+        from_name=settings.sender_name or settings.newsletter_name,
+        from_address=settings.require("sender_address", "in the From header of every email"),
+        reply_to=settings.reply_to,
+        list_name=settings.newsletter_name,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+        base_url=settings.base_url,
+    )
 
 
 def build_message_template(
-    variant: Variant,
+    variant: Content,
     settings: Settings,
     *,
     issue_month: str,
+    headers: MessageHeaders | None = None,
     test: bool = False,
     unsubscribe_mailto: str | None = None,
+    bulk: bool = True,
 ) -> MessageTemplate:
     """Pre-encode ``variant`` as a message for :func:`assemble`; once per variant and send.
 
-    ``issue_month`` ("2026-10") goes into the Message-IDs; ``test`` prefixes the subject
-    with "[TEST] ". ``unsubscribe_mailto`` (default: the ``unsubscribe_mailto`` setting,
-    when there is one) adds a ``mailto:`` address to List-Unsubscribe. Raises
+    ``headers`` are who it comes from and the list's identity (a send's snapshot keeps
+    them; default: from the settings as they are now); ``settings`` give the keys that
+    sign links and Message-IDs and ``dev_redirect``. ``issue_month`` ("2026-10") goes
+    into the Message-IDs; ``test`` prefixes the subject with "[TEST] ".
+    ``unsubscribe_mailto`` (default: the headers') adds a ``mailto:`` address to
+    List-Unsubscribe. ``bulk`` (digests) adds List-Id and List-Unsubscribe-Post. Raises
     :class:`~newsletter.errors.ConfigError` for missing or bad sender settings and
     :class:`HeaderInjectionError` for a subject with a line break.
     """
     if not _MONTH.fullmatch(issue_month):
         raise ValueError(f"issue_month {issue_month!r} must look like 2026-10")
-    domain = _sender_domain(settings)
+    if headers is None:
+        headers = headers_from_settings(settings)
+    if not headers.from_address:
+        settings.require("sender_address", "in the From header of every email")
+    domain = _checked_setting("sender_address", headers.from_address).rsplit("@", 1)[1].lower()
     mid_key = _message_id_key(settings)
-    reply_to = _setting_address(settings, "reply_to")
-    dev_redirect = _setting_address(settings, "dev_redirect")
+    reply_to = _checked_setting("reply_to", headers.reply_to)
+    dev_redirect = _checked_setting("dev_redirect", settings.dev_redirect)
     if unsubscribe_mailto is None:
-        unsubscribe_mailto = getattr(settings, "unsubscribe_mailto", "") or ""
-    if unsubscribe_mailto:
-        try:
-            check_address("unsubscribe_mailto", unsubscribe_mailto)
-        except MessageError as exc:
-            raise ConfigError(f"setting {exc.message}", hint=exc.hint) from None
+        unsubscribe_mailto = headers.unsubscribe_mailto
+    _checked_setting("unsubscribe_mailto", unsubscribe_mailto)
     subject = (TEST_PREFIX if test else "") + variant.subject
-    sender_name = settings.sender_name or settings.newsletter_name
     try:
-        from_field = address_header("From", sender_name, settings.sender_address)
+        from_field = address_header("From", headers.from_name, headers.from_address)
     except MessageError as exc:
         raise ConfigError(f"setting sender_name: {exc.message}", hint=exc.hint) from None
 
@@ -501,16 +543,20 @@ def build_message_template(
     head = [from_field, unstructured("Subject", subject)]
     if reply_to:
         head.append(f"Reply-To: {reply_to}")
-    head.append(
-        _fold_words(
-            "List-Id:",
-            [*_list_phrase(settings.newsletter_name), list_id(settings.newsletter_name, domain)],
+    if bulk:
+        head.append(
+            _fold_words(
+                "List-Id:",
+                [*_list_phrase(headers.list_name), list_id(headers.list_name, domain)],
+            )
         )
-    )
-    # Always sent: the web page answers the one-click POST at that address. RFC 8058 wants
-    # it https, so mail providers ignore it on an http base_url (`send` warns about that).
-    tail = [
-        f"List-Unsubscribe-Post: {ONE_CLICK}",
+        # Always sent: the web page answers the one-click POST at that address. RFC 8058
+        # wants it https, so mail providers ignore it on an http base_url (`send` warns).
+        tail = [f"List-Unsubscribe-Post: {ONE_CLICK}"]
+    else:
+        # A one-off mail to one person: auto-responders should not answer it.
+        tail = ["Auto-Submitted: auto-generated"]
+    tail += [
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
         "",
@@ -544,9 +590,10 @@ def build_message_template(
         web_view_url=variant.web_view_url,
         domain=domain,
         boundary=boundary,
-        envelope_from=settings.sender_address,
+        envelope_from=headers.from_address,
         dev_redirect=dev_redirect,
         unsubscribe_mailto=unsubscribe_mailto,
+        base_url=headers.base_url,
         pieces=tuple(pieces),
         hole_keys=hole_keys,
         _plan=_encoding_plan(hole_keys),
@@ -616,7 +663,7 @@ def message_id(template: MessageTemplate, subscriber_id: int) -> str:
 
 
 def _unsubscribe_header(template: MessageTemplate, token: str) -> str:
-    https = link(template.settings, "unsubscribe", token)
+    https = page_url(template.base_url, "unsubscribe", token)
     if not template.unsubscribe_mailto:
         return f"List-Unsubscribe: <{https}>"
     # The token in the subject lets whoever reads that mailbox find the subscriber.
@@ -626,7 +673,7 @@ def _unsubscribe_header(template: MessageTemplate, token: str) -> str:
 
 def assemble_values(
     template: MessageTemplate,
-    recipient: RecipientFields,
+    recipient: Recipient,
     message_id: str,
     values: Mapping[str, str],
 ) -> OutgoingMessage:
@@ -649,16 +696,20 @@ def assemble_values(
 
 def _assemble(
     template: MessageTemplate,
-    recipient: RecipientFields,
+    recipient: Recipient,
     message_id: str,
     values: Mapping[str, str],
+    extra_headers: Sequence[str] | None = None,
 ) -> OutgoingMessage:
     headers = [
         address_header("To", recipient.name, recipient.email),
         date_header(),
         f"Message-ID: {message_id}",
-        _unsubscribe_header(template, values["unsubscribe_token"]),
     ]
+    if extra_headers is None:  # a digest: the recipient's own unsubscribe link
+        headers.append(_unsubscribe_header(template, values["unsubscribe_token"]))
+    else:
+        headers.extend(extra_headers)
     envelope_to = recipient.email
     if template.dev_redirect:
         headers.append(f"X-Original-To: {recipient.email}")
@@ -677,7 +728,7 @@ def _assemble(
     )
 
 
-def assemble(template: MessageTemplate, recipient: RecipientFields) -> OutgoingMessage:
+def assemble(template: MessageTemplate, recipient: Recipient) -> OutgoingMessage:
     """One recipient's complete message (CRLF, ready for ``Transport.send``).
 
     ``recipient.subscriber_id`` must be set: it makes the Message-ID, stable across
@@ -697,7 +748,7 @@ def assemble_test(
     to_address: str,
     *,
     name: str | None = None,
-    recipient: RecipientFields | None = None,
+    recipient: Recipient | None = None,
 ) -> OutgoingMessage:
     """A one-off message to ``to_address`` (``send-test``): a fresh random Message-ID.
 
@@ -706,8 +757,41 @@ def assemble_test(
     template with ``test=True`` for the "[TEST] " subject prefix.
     """
     check_address("test address", to_address)
-    person = recipient or RecipientFields(email=to_address, name=name)
+    person = recipient or Recipient(email=to_address, name=name)
     values = recipient_values(template.settings, person, template.web_view_url)
     mid = f"<test.{secrets.token_hex(10)}@{template.domain}>"
-    shown = RecipientFields(email=to_address, name=name if name is not None else person.name)
+    shown = Recipient(email=to_address, name=name if name is not None else person.name)
     return _assemble(template, shown, mid, values)
+
+
+def build_single(
+    headers: MessageHeaders,
+    settings: Settings,
+    *,
+    to: str,
+    subject: str,
+    html: str,
+    text: str,
+    kind: str,
+    to_name: str | None = None,
+    unsubscribe_url: str | None = None,
+) -> OutgoingMessage:
+    """A one-off message to one person (confirmation, welcome, a report to the author).
+
+    Built like a digest (same From, Reply-To, encoding and ``dev_redirect``), with
+    ``Auto-Submitted: auto-generated`` instead of the list headers, a fresh Message-ID
+    and, when ``unsubscribe_url`` is given, List-Unsubscribe with one-click.
+    """
+    check_address("recipient address", to)
+    content = _OneOff(
+        subject, "", PartContent("html", (html,), ()), PartContent("text", (text,), ())
+    )
+    template = build_message_template(
+        content, settings, issue_month=kind, headers=headers, bulk=False
+    )
+    extra = []
+    if unsubscribe_url:
+        check_header_value("List-Unsubscribe", unsubscribe_url)
+        extra = [f"List-Unsubscribe: <{unsubscribe_url}>", f"List-Unsubscribe-Post: {ONE_CLICK}"]
+    mid = f"<{kind}.{secrets.token_hex(10)}@{template.domain}>"
+    return _assemble(template, Recipient(email=to, name=to_name), mid, {}, extra_headers=extra)

@@ -25,15 +25,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from newsletter.config import Settings
+from newsletter.delivery.message import (
+    MessageError,
+    MessageTemplate,
+    assemble,
+    build_message_template,
+)
+from newsletter.delivery.personalise import Recipient
+from newsletter.delivery.transports import SendOutcome, Transport
 from newsletter.errors import NewsletterError
-
-if TYPE_CHECKING:
-    from newsletter.config import Settings
-    from newsletter.delivery.transports import Transport
-    from newsletter.store.db import Store
-    from newsletter.store.ledger import Claimed
+from newsletter.rules.statuses import retry_after
+from newsletter.store import ledger
+from newsletter.store.db import Store
+from newsletter.store.ledger import Claimed, Outcome
 
 log = logging.getLogger("newsletter.delivery.worker")
 
@@ -103,45 +109,40 @@ def dead_local_claimers(claimers: list[str]) -> list[str]:
 
 
 class _Messages:
-    """Message templates per (send, variant mask), built once and shared by threads."""
+    """Message templates per (send, revision, variant mask), built once from the send's
+    snapshot in the store and shared by the sender threads. Never reads issues/ or
+    templates/: a worker needs the database and the transport only."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
+        self.store = store
         self._lock = threading.Lock()
-        self._built: dict[str, object] = {}
-        self._templates: dict[tuple[str, int], object] = {}
+        self._templates: dict[tuple[int, int, int], MessageTemplate] = {}
 
-    def template(self, month: str, mask: int):
-        key = (month, mask)
+    def template(self, item: Claimed) -> MessageTemplate:
+        key = (item.send_id, item.revision, item.variant_mask)
         tpl = self._templates.get(key)
         if tpl is not None:
             return tpl
         with self._lock:
             tpl = self._templates.get(key)
             if tpl is None:
-                tpl = self._make(month, mask)
-                self._templates[key] = tpl
+                self._load(item.send_id, item.revision)
+                tpl = self._templates.get(key)
+                if tpl is None:
+                    raise NewsletterError(
+                        f"the snapshot of the send of {item.month} has no variant with mask "
+                        f"{item.variant_mask}",
+                        hint=f"re-plan the rest of it: `newsletter send {item.month} --replan`",
+                    )
         return tpl
 
-    def _make(self, month: str, mask: int):
-        from newsletter.content.files import get_issue
-        from newsletter.delivery.message import build_message_template
-        from newsletter.render.build import build_issue
-
-        built = self._built.get(month)
-        if built is None:
-            issue = get_issue(self.settings.issues_dir, month)
-            built = build_issue(issue, self.settings)
-            self._built[month] = built
-        summaries = built.issue.summaries
-        key = frozenset(s.key for i, s in enumerate(summaries) if mask & (1 << i))
-        variant = built.variants.get(key)
-        if variant is None:
-            raise NewsletterError(
-                f"the issue file of {month} has no variant for summaries {sorted(key)}",
-                hint="the issue's summaries changed after the send was planned",
+    def _load(self, send_id: int, revision: int) -> None:
+        snapshot = ledger.load_snapshot(self.store, send_id, revision)
+        for mask, variant in snapshot.variants.items():
+            self._templates[(send_id, revision, mask)] = build_message_template(
+                variant, self.settings, issue_month=snapshot.month, headers=snapshot.headers
             )
-        return build_message_template(variant, self.settings, issue_month=month)
 
 
 class DeliveryWorker:
@@ -163,7 +164,7 @@ class DeliveryWorker:
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
         self.report = WorkerReport()
-        self._messages = _Messages(settings)
+        self._messages = _Messages(settings, store)
         self._lock = threading.Lock()
         self._available = threading.Event()
         self._available.set()
@@ -175,7 +176,6 @@ class DeliveryWorker:
 
     def run(self) -> WorkerReport:
         """Send until nothing is due (``once``) or until stopped; returns the report."""
-        from newsletter.store import ledger
 
         sender = self.settings.require("sender_address", "to send")
         self.settings.require("postal_address", "to send")
@@ -222,7 +222,6 @@ class DeliveryWorker:
             return n
 
     def _thread_main(self) -> None:
-        from newsletter.store import ledger
 
         try:
             while not self.stop.is_set() and self._error is None:
@@ -250,9 +249,6 @@ class DeliveryWorker:
             self.stop.set()
 
     def _send_batch(self, batch: list[Claimed]) -> None:
-        from newsletter.delivery.message import MessageError, assemble
-        from newsletter.render.personalise import RecipientFields
-        from newsletter.store.ledger import Outcome
 
         outcomes: list[Outcome] = []
         counts = {"sent": 0, "retry": 0, "failed": 0, "release": 0}
@@ -269,8 +265,8 @@ class DeliveryWorker:
                     outcomes.append(Outcome(item.delivery_id, "release"))
                     counts["release"] += 1
                     continue
-                template = self._messages.template(item.month, item.variant_mask)
-                person = RecipientFields(
+                template = self._messages.template(item)
+                person = Recipient(
                     email=item.email,
                     subscriber_id=item.subscriber_id,
                     name=item.name,
@@ -300,12 +296,11 @@ class DeliveryWorker:
         self._record(outcomes, counts)
 
     def _record(self, outcomes, counts) -> None:
-        from newsletter.store.ledger import record_outcomes
 
         # A transport that sends in batches delivers what it holds before the outcomes
         # become the record (a no-op for SMTP and the outbox).
         self.transport.flush()
-        record_outcomes(self.store, outcomes)
+        ledger.record_outcomes(self.store, outcomes)
         with self._lock:
             self.report.sent += counts["sent"]
             self.report.retry += counts["retry"]
@@ -317,9 +312,7 @@ class DeliveryWorker:
         if self.on_progress is not None:
             self.on_progress(self.report)
 
-    def _outcome(self, item: Claimed, result, message_id: str):
-        from newsletter.store.ledger import Outcome
-
+    def _outcome(self, item: Claimed, result: SendOutcome, message_id: str) -> Outcome:
         reply = f"{result.code} {result.reply}".strip() if result.code else result.reply
         if result.status == "sent":
             return Outcome(item.delivery_id, "sent", reply, message_id)
@@ -329,32 +322,27 @@ class DeliveryWorker:
             self._server_down(reply)
             return Outcome(item.delivery_id, "release")
         # retry: a growing delay, until the give-up time has passed
-        now = dt.datetime.now(dt.UTC)
         s = self.settings
-        delay = min(
-            float(s.retry_initial_delay) * (2 ** min(max(item.attempts - 1, 0), 30)),
-            float(s.retry_max_delay),
+        decision = retry_after(
+            item.attempts,
+            item.first_attempt_at,
+            dt.datetime.now(dt.UTC),
+            s.retry_initial_delay,
+            s.retry_max_delay,
+            s.retry_give_up_after,
         )
-        given = (now - item.first_attempt_at).total_seconds()
-        if given + delay > float(s.retry_give_up_after):
+        if decision.give_up:
             return Outcome(
                 item.delivery_id,
                 "failed",
                 f"gave up after {item.attempts} attempts: {reply}",
                 message_id,
             )
-        return Outcome(
-            item.delivery_id,
-            "retry",
-            reply,
-            message_id,
-            next_attempt_at=now + dt.timedelta(seconds=delay),
-        )
+        return Outcome(item.delivery_id, "retry", reply, message_id, next_attempt_at=decision.at)
 
     # ------------------------------------------------------------------ outages
 
     def _server_down(self, reply: str) -> None:
-        from newsletter.store.ledger import set_send_paused
 
         with self._lock:
             if not self._available.is_set():
@@ -365,11 +353,10 @@ class DeliveryWorker:
             "when the server is back",
             reply or "no answer",
         )
-        set_send_paused(self.store, True, f"SMTP server unavailable: {reply}"[:500])
+        ledger.set_send_paused(self.store, True, f"SMTP server unavailable: {reply}"[:500])
 
     def _wait_for_server(self) -> bool:
         """Probe until the server answers (one thread probes, the others wait)."""
-        from newsletter.store.ledger import set_send_paused
 
         if not self._prober.acquire(blocking=False):
             while not self._available.is_set() and not self.stop.is_set():
@@ -381,7 +368,7 @@ class DeliveryWorker:
             while not self.stop.is_set():
                 ok = self.transport.probe().status == "sent"
                 if ok:
-                    set_send_paused(self.store, False)
+                    ledger.set_send_paused(self.store, False)
                     log.warning("the SMTP server is back; the send resumes")
                     self._available.set()
                     return True

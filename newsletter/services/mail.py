@@ -12,26 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from newsletter.config import Settings
-from newsletter.delivery.message import build_single
+from newsletter.delivery.message import build_single, headers_from_settings
 from newsletter.delivery.transports import SendOutcome
 from newsletter.render import RenderedMail, render_mail
 from newsletter.services.app import App
-from newsletter.store.views import MessageHeaders
 
 log = logging.getLogger("newsletter.mail")
-
-
-def message_headers(settings: Settings) -> MessageHeaders:
-    """Who messages come from and the list's identity, from the settings as they are now."""
-    return MessageHeaders(
-        from_name=settings.sender_name or settings.newsletter_name,
-        from_address=settings.require("sender_address", "to send"),
-        reply_to=settings.reply_to,
-        list_name=settings.newsletter_name,
-        unsubscribe_mailto=settings.unsubscribe_mailto,
-        base_url=settings.base_url,
-    )
 
 
 def send_mail(
@@ -48,7 +34,7 @@ def send_mail(
     subscribers.
     """
     message = build_single(
-        message_headers(app.settings),
+        headers_from_settings(app.settings),
         app.settings,
         to=to,
         to_name=to_name,

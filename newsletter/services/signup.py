@@ -121,7 +121,6 @@ def request_signup(
     case.
     """
 
-
     def add(resubscribe: bool = False) -> SubscriberView:
         return people.add_subscriber(
             app,

@@ -51,6 +51,7 @@ from newsletter.rules.statuses import (
     SKIP_LEFT,
     SKIP_NO_MATCH,
     SKIP_PAUSED,
+    is_finished,
 )
 from newsletter.rules.variants import choose_variant
 from newsletter.store.db import Store
@@ -64,7 +65,13 @@ from newsletter.store.models import (
     receiving_condition,
     utcnow,
 )
-from newsletter.store.views import MessageHeaders, PartContent, SendSnapshot, VariantContent
+from newsletter.store.views import (
+    MessageHeaders,
+    PartContent,
+    SendSnapshot,
+    SummaryInfo,
+    VariantContent,
+)
 
 SummaryTopics = Sequence[frozenset[str]]
 
@@ -76,9 +83,14 @@ class NewSnapshot:
     subject: str
     content_hash: str
     policy: str
-    summary_topics: tuple[frozenset[str], ...]
+    summaries: tuple[SummaryInfo, ...]
     headers: MessageHeaders
     variants: tuple[VariantContent, ...]
+
+    @property
+    def summary_topics(self) -> tuple[frozenset[str], ...]:
+        """Each summary's topic slugs, in order."""
+        return tuple(s.topics for s in self.summaries)
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,7 @@ class SendStatus:
     revision: int = 0
     content_hash: str = ""
     summaries: int = 0
+    titles: tuple[str, ...] = ()  # of the planned version's summaries, in order
     counts: dict[str, int] = field(default_factory=dict)
     retrying: int = 0  # pending rows that were tried before
     variants: dict[int, dict[str, int]] = field(default_factory=dict)
@@ -157,6 +170,11 @@ class SendStatus:
     def sent(self) -> int:
         """Messages the server took."""
         return self.counts.get("sent", 0)
+
+    @property
+    def finished(self) -> bool:
+        """True when the send is over: the issue was sent already (or cancelled)."""
+        return is_finished(self.status)
 
 
 @dataclass(frozen=True)
@@ -290,7 +308,9 @@ def _save_snapshot(session: Session, send: Send, revision: int, snapshot: NewSna
     send.summaries = len(snapshot.summary_topics)
     send.content_hash = snapshot.content_hash
     send.policy = snapshot.policy
-    send.summary_topics = json.dumps([sorted(t) for t in snapshot.summary_topics])
+    send.summaries_info = json.dumps(
+        [{"key": s.key, "title": s.title, "topics": sorted(s.topics)} for s in snapshot.summaries]
+    )
     send.headers = json.dumps(asdict(snapshot.headers))
 
 
@@ -323,8 +343,15 @@ def _queue(store: Store, session: Session, send: Send, today: dt.date) -> int:
     return int(session.execute(count).scalar_one() - before)
 
 
+def _summaries(send: Send) -> tuple[SummaryInfo, ...]:
+    return tuple(
+        SummaryInfo(s["key"], s["title"], frozenset(s["topics"]))
+        for s in json.loads(send.summaries_info or "[]")
+    )
+
+
 def _summary_topics(send: Send) -> tuple[frozenset[str], ...]:
-    return tuple(frozenset(t) for t in json.loads(send.summary_topics or "[]"))
+    return tuple(s.topics for s in _summaries(send))
 
 
 def plan_send(
@@ -497,7 +524,7 @@ def load_snapshot(store: Store, send_id: int, revision: int) -> SendSnapshot:
             revision=revision,
             content_hash=send.content_hash,
             policy=send.policy,
-            summary_topics=_summary_topics(send),
+            summaries=_summaries(send),
             headers=MessageHeaders(**json.loads(send.headers or "{}")),
             variants=variants,
         )
@@ -545,6 +572,7 @@ def send_status(store: Store, month: str) -> SendStatus:
             revision=send.revision,
             content_hash=send.content_hash,
             summaries=send.summaries,
+            titles=tuple(x.title for x in _summaries(send)),
             counts=counts,
             retrying=retrying,
             variants=variants,

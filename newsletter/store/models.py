@@ -195,7 +195,7 @@ class Send(Base):
     revision: Mapped[int] = mapped_column(Integer, server_default="0")
     content_hash: Mapped[str] = mapped_column(String(64), server_default="")
     policy: Mapped[str] = mapped_column(String(16), server_default="skip")
-    summary_topics: Mapped[str] = mapped_column(Text, server_default="[]")  # JSON
+    summaries_info: Mapped[str] = mapped_column(Text, server_default="[]")  # JSON
     headers: Mapped[str] = mapped_column(Text, server_default="{}")  # JSON
 
 

@@ -147,6 +147,15 @@ class VariantContent:
 
 
 @dataclass(frozen=True)
+class SummaryInfo:
+    """One summary of a planned send: what planning and the send's listings need."""
+
+    key: str
+    title: str
+    topics: frozenset[str]
+
+
+@dataclass(frozen=True)
 class SendSnapshot:
     """Everything a worker needs to build any message of one revision of a send."""
 
@@ -155,6 +164,11 @@ class SendSnapshot:
     revision: int
     content_hash: str
     policy: str
-    summary_topics: tuple[frozenset[str], ...]
+    summaries: tuple[SummaryInfo, ...]
     headers: MessageHeaders
     variants: dict[int, VariantContent]  # mask -> variant
+
+    @property
+    def summary_topics(self) -> tuple[frozenset[str], ...]:
+        """Each summary's topic slugs, in order."""
+        return tuple(s.topics for s in self.summaries)

@@ -9,8 +9,6 @@ program, like the email templates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,7 @@ from flask import (
     Flask,
     Response,
     abort,
-    current_app,
     g,
-    render_template,
     request,
     send_from_directory,
 )
@@ -32,48 +28,14 @@ from newsletter.config import Settings, template_dirs
 from newsletter.errors import NewsletterError
 from newsletter.rules.links import is_secure
 from newsletter.services import App, signup
-from newsletter.web.jobs import BackgroundJobs
-from newsletter.web.security import (
-    CSRF_COOKIE,
-    CSRF_FIELD,
-    SECURITY_HEADERS,
-    RateLimiter,
-    check_csrf,
-    make_csrf,
-    new_nonce,
-)
+from newsletter.web.archive_pages import archive_pages
+from newsletter.web.context import WebContext, csrf_token, page, web
+from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, SECURITY_HEADERS
+from newsletter.web.subscriber_pages import subscriber_pages
 
 log = logging.getLogger("newsletter.web")
 
 MAX_REQUEST_BYTES = 64 * 1024  # the largest form (sign-up with 36 topics) is ~3 KB
-
-
-@dataclass
-class WebContext:
-    """What every request needs: the app (settings, store, issues), limits, background jobs."""
-
-    app: App
-    limiter: RateLimiter = field(default_factory=RateLimiter)
-    jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
-
-    @property
-    def settings(self) -> Settings:
-        """The app's settings."""
-        return self.app.settings
-
-    @property
-    def keys(self) -> list[str]:
-        """The signing keys, newest first."""
-        return self.settings.secret_keys
-
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` after the response, on the background thread."""
-        self.jobs.submit(job)
-
-    def close(self) -> None:
-        """Finish the background jobs, then close the app (store, transport)."""
-        self.jobs.close()
-        self.app.close()
 
 
 def web_templates_dirs(settings: Settings) -> list[Path]:
@@ -99,9 +61,7 @@ def create_app(app: App | Settings) -> Flask:
         TRAP_BAD_REQUEST_ERRORS=False,
         TEMPLATES_AUTO_RELOAD=True,
     )
-    flask_app.jinja_loader = jinja2.FileSystemLoader(
-        [str(p) for p in web_templates_dirs(settings)]
-    )
+    flask_app.jinja_loader = jinja2.FileSystemLoader([str(p) for p in web_templates_dirs(settings)])
     ctx = WebContext(app)
     flask_app.extensions["newsletter"] = ctx
     if settings.trusted_proxies:
@@ -109,10 +69,6 @@ def create_app(app: App | Settings) -> Flask:
         flask_app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             flask_app.wsgi_app, x_for=n, x_proto=n, x_host=n
         )
-
-    # The pages import this module (page(), web()): registered here, at the end.
-    from newsletter.web.archive_pages import archive_pages
-    from newsletter.web.subscriber_pages import subscriber_pages
 
     flask_app.register_blueprint(subscriber_pages)
     flask_app.register_blueprint(archive_pages)
@@ -125,45 +81,6 @@ def create_app(app: App | Settings) -> Flask:
     flask_app.after_request(_finish_response)
     _register_errors(flask_app)
     return flask_app
-
-
-def web() -> WebContext:
-    """The :class:`WebContext` of the current app."""
-    ctx: WebContext = current_app.extensions["newsletter"]
-    return ctx
-
-
-def client_ip() -> str | None:
-    """The client's address (behind ``trusted_proxies`` proxies, from X-Forwarded-For)."""
-    return request.remote_addr
-
-
-# --- CSRF --------------------------------------------------------------------------------
-
-
-def _cookie_nonce() -> str:
-    if "csrf_nonce" not in g:
-        nonce = request.cookies.get(CSRF_COOKIE, "")
-        if not (16 <= len(nonce) <= 64 and nonce.replace("-", "").replace("_", "").isalnum()):
-            nonce = new_nonce()
-            g.set_csrf_cookie = True
-        g.csrf_nonce = nonce
-    return g.csrf_nonce
-
-
-def csrf_token(scope: str = "") -> str:
-    """The CSRF token for a form: bound to the page's link token, or to the cookie."""
-    if scope:
-        return make_csrf(web().keys, scope)
-    return make_csrf(web().keys, "", _cookie_nonce())
-
-
-def csrf_ok(scope: str = "") -> bool:
-    """True if the submitted form carries the right CSRF token."""
-    given = request.form.get(CSRF_FIELD)
-    if scope:
-        return check_csrf(web().keys, scope, "", given)
-    return check_csrf(web().keys, "", request.cookies.get(CSRF_COOKIE, ""), given)
 
 
 def _check_origin() -> Any:
@@ -221,11 +138,6 @@ def _static_file(name: str) -> Response:
         if (static / name).is_file():
             return send_from_directory(static, name, max_age=300)
     abort(404)
-
-
-def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
-    """Render a page template with ``context``."""
-    return render_template(template, **context), status
 
 
 def _register_errors(app: Flask) -> None:

@@ -14,8 +14,10 @@ from markupsafe import Markup
 
 from newsletter.content.markdown import render_markdown
 from newsletter.content.model import Issue
-from newsletter.web.app import page, web
-from newsletter.web.archive import filter_archive, public_issues
+from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
+from newsletter.services import issues
+from newsletter.web.context import page, web
+from newsletter.web.topic_groups import topic_groups
 
 archive_pages = Blueprint("archive_pages", __name__)
 
@@ -36,19 +38,16 @@ def _markdown_filter(text: str | None) -> Markup:
 def _public_issue(month: str) -> Issue:
     if not MONTH.match(month):
         abort(404)
-    for issue in public_issues(web().library, web().store):
-        if issue.month == month:
-            return issue
-    abort(404)
+    issue = issues.public_issue(web().app, month)
+    if issue is None:
+        abort(404)
+    return issue
 
 
 @archive_pages.get("/archive/")
 @archive_pages.get("/archive")
 def archive_index():
     """Every public issue, newest first; ``?topic=<slug>&type=<research slug>`` filter."""
-    from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
-    from newsletter.web.topic_groups import topic_groups
-
     topic = request.args.get("topic") or None
     research = request.args.get("type") or None
     errors = {}
@@ -58,7 +57,7 @@ def archive_index():
     if research is not None and research not in {r.slug for r in RESEARCH_TYPES}:
         errors["type"] = "There is no such type of research; showing every type."
         research = None
-    entries = filter_archive(public_issues(web().library, web().store), topic, research)
+    entries = issues.archive(web().app, topic, research)
     return page(
         "archive_index.html",
         400 if errors else 200,

@@ -15,14 +15,22 @@ Rules kept here:
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, abort, request, url_for
 
-from newsletter.tokens import BadTokenError, ExpiredTokenError, read_token
-from newsletter.web.app import CONFIRM_MAX_AGE, client_ip, csrf_ok, page, web
+from newsletter.content.model import Topic
+from newsletter.content.taxonomy import load_taxonomy
+from newsletter.errors import NewsletterError
+from newsletter.rules.addresses import InvalidAddressError, normalise_address
+from newsletter.rules.months import add_months
+from newsletter.rules.statuses import SubscriberStateError
+from newsletter.services import signup as signups
+from newsletter.services import subscribers as people
+from newsletter.services.signup import CONFIRM_MAX_AGE
+from newsletter.services.subscribers import SETTLE_SECONDS, BadLinkError, SubscriberView
+from newsletter.web.context import client_ip, csrf_ok, page, web
+from newsletter.web.topic_groups import topic_groups
 
 subscriber_pages = Blueprint("subscriber_pages", __name__)
 
@@ -31,36 +39,14 @@ MAX_NAME = 200
 MAX_EMAIL = 320
 
 
-class _BadLink(Exception):
-    def __init__(self, status: int, expired: bool = False) -> None:
-        super().__init__(status)
-        self.status = status
-        self.expired = expired
+@subscriber_pages.errorhandler(BadLinkError)
+def _bad_link(exc: BadLinkError):
+    return page("bad_link.html", 404 if exc.gone else 400, expired=exc.expired, form={}, errors={})
 
 
-@subscriber_pages.errorhandler(_BadLink)
-def _bad_link(exc: _BadLink):
-    return page("bad_link.html", exc.status, expired=exc.expired, form={}, errors={})
-
-
-def _subscriber(purpose: str, token: str, max_age: int | None = None):
-    """The subscriber a link names; :class:`_BadLink` if the link is not good."""
-    from newsletter.store import SubscriberNotFoundError, get_subscriber, get_subscriber_by_id
-
-    if len(token) > 512:
-        raise _BadLink(400)
-    try:
-        payload = read_token(web().settings, purpose, token, max_age=max_age)
-    except ExpiredTokenError:
-        raise _BadLink(400, expired=True) from None
-    except BadTokenError:
-        raise _BadLink(400) from None
-    try:
-        if isinstance(payload, int):
-            return get_subscriber_by_id(web().store, payload)
-        return get_subscriber(web().store, payload)
-    except SubscriberNotFoundError:
-        raise _BadLink(404) from None
+def _subscriber(purpose: str, token: str, max_age: int | None = None) -> SubscriberView:
+    """The subscriber a link names; :class:`BadLinkError` (a helpful page) if it is bad."""
+    return people.from_link(web().app, purpose, token, max_age=max_age)
 
 
 def _require_csrf(scope: str = "") -> None:
@@ -69,8 +55,6 @@ def _require_csrf(scope: str = "") -> None:
 
 
 def _topic_names() -> dict[str, str]:
-    from newsletter.content.taxonomy import load_taxonomy
-
     return {t.slug: t.name for t in load_taxonomy()}
 
 
@@ -83,19 +67,10 @@ def _chosen_topics(field: str = "topics") -> list[str]:
     return list(dict.fromkeys(slugs))
 
 
-def add_months(day: dt.date, months: int) -> dt.date:
-    """``day`` plus ``months`` calendar months (the day is clamped to the month's end)."""
-    total = day.month - 1 + months
-    year, month = day.year + total // 12, total % 12 + 1
-    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
 # --- preferences -------------------------------------------------------------------------
 
 
-def _preferences_page(sub, token: str, status: int = 200, **extra: Any):
-    from newsletter.web.topic_groups import topic_groups
-
+def _preferences_page(sub: SubscriberView, token: str, status: int = 200, **extra: Any):
     context: dict[str, Any] = {
         "sub": sub,
         "token": token,
@@ -121,19 +96,10 @@ def preferences(token: str):
 @subscriber_pages.post("/preferences/<token>")
 def preferences_save(token: str):
     """Save topics, pause, resume, unsubscribe or subscribe again."""
-    from newsletter.store import (
-        StoreError,
-        add_subscriber,
-        pause,
-        resume,
-        set_topics,
-        unsubscribe,
-    )
-
     sub = _subscriber("preferences", token)
     _require_csrf(token)
     action = request.form.get("action", "save")
-    store, ip = web().store, client_ip()
+    app, ip = web().app, client_ip()
     try:
         if action == "save":
             all_topics = request.form.get("all_topics") == "1"
@@ -154,7 +120,9 @@ def preferences_save(token: str):
                         "To stop all emails, use “Unsubscribe” below."
                     },
                 )
-            sub = set_topics(store, sub.email, slugs, all_topics=all_topics, source="web", ip=ip)
+            sub = people.set_topics(
+                app, sub.email, slugs, all_topics=all_topics, source="web", ip=ip
+            )
             notice = "Saved. " + (
                 "You will get summaries on every topic."
                 if sub.all_topics
@@ -168,36 +136,27 @@ def preferences_save(token: str):
                 return _preferences_page(
                     sub, token, 400, errors={"months": "Choose 1, 3 or 6 months."}
                 )
-            until = add_months(dt.date.today(), int(raw))
-            sub = pause(store, sub.email, until, source="web", ip=ip)
+            until = add_months(app.today(), int(raw))
+            sub = people.pause(app, sub.email, until, source="web", ip=ip)
             return _preferences_page(
                 sub,
                 token,
                 notice=f"Paused. Emails start again after {until:%-d %B %Y}.",
             )
         if action == "resume":
-            sub = resume(store, sub.email, source="web", ip=ip)
+            sub = people.resume(app, sub.email, source="web", ip=ip)
             return _preferences_page(sub, token, notice="Welcome back: emails start again.")
         if action == "unsubscribe":
-            unsubscribe(
-                store, sub.email, source="web", ip=ip, detail="preference page", settle=10.0
+            people.unsubscribe(
+                app, sub.email, source="web", ip=ip, detail="preference page", settle=SETTLE_SECONDS
             )
             return page("unsubscribed.html", sub=sub, token=None)
         if action == "resubscribe":
             if sub.status != "unsubscribed":
                 return _preferences_page(sub, token, notice="You are already subscribed.")
-            sub = add_subscriber(
-                store,
-                sub.email,
-                topics=sub.topics,
-                all_topics=sub.all_topics,
-                resubscribe=True,
-                source="web",
-                ip=ip,
-                consent_version=web().settings.consent_version,
-            )
+            sub = people.resubscribe(app, sub, source="web", ip=ip)
             return _preferences_page(sub, token, notice="You are subscribed again.")
-    except StoreError as exc:  # e.g. pausing someone who is not active
+    except NewsletterError as exc:  # e.g. pausing someone who is not active
         return _preferences_page(sub, token, 400, notice=exc.message)
     abort(400, "Unknown action.")
 
@@ -216,18 +175,21 @@ def unsubscribe_page(token: str):
 def unsubscribe_post(token: str):
     """RFC 8058 one-click unsubscribe: no cookie, no CSRF token, 200, idempotent.
 
-    The store's ``unsubscribe`` also skips the person's queued deliveries in the same
-    transaction, so nothing more is sent once this returns.
+    Unsubscribing also skips the person's queued deliveries in the same transaction, so
+    nothing more is sent once this returns.
     """
-    from newsletter.store import unsubscribe
-
     sub = _subscriber("unsubscribe", token)
     if request.form.get("List-Unsubscribe") != "One-Click":
         abort(400, "Use the button on the unsubscribe page.")
     # settle: a message a worker already holds for this person finishes before we answer,
     # so nothing at all goes to the address after this response.
-    unsubscribe(
-        web().store, sub.email, source="web", ip=client_ip(), detail="one-click", settle=10.0
+    people.unsubscribe(
+        web().app,
+        sub.email,
+        source="web",
+        ip=client_ip(),
+        detail="one-click",
+        settle=SETTLE_SECONDS,
     )
     return page("unsubscribed.html", sub=sub, token=None)
 
@@ -235,9 +197,7 @@ def unsubscribe_post(token: str):
 # --- fewer emails on one topic -----------------------------------------------------------
 
 
-def _topic_or_404(slug: str):
-    from newsletter.content.taxonomy import load_taxonomy
-
+def _topic_or_404(slug: str) -> Topic:
     topic = load_taxonomy().by_slug.get(slug)
     if topic is None:
         abort(404)
@@ -252,28 +212,25 @@ def topic_page(token: str, slug: str):
     return page("topic.html", sub=sub, topic=topic, token=token, **_topic_state(sub, slug))
 
 
-def _topic_state(sub, slug: str) -> dict[str, Any]:
-    has = sub.all_topics or slug in sub.topics
-    last = not sub.all_topics and tuple(sub.topics) == (slug,)
-    return {"has_topic": has, "last_topic": last, "receiving": sub.status != "unsubscribed"}
+def _topic_state(sub: SubscriberView, slug: str) -> dict[str, Any]:
+    state = people.topic_state(sub, slug)
+    return {
+        "has_topic": state.has_topic,
+        "last_topic": state.last_topic,
+        "receiving": state.receiving,
+    }
 
 
 @subscriber_pages.post("/topic/<token>/<slug>")
 def topic_remove(token: str, slug: str):
     """Remove one topic (for an all-topics subscriber: every topic except this one)."""
-    from newsletter.store import set_topics
-
     sub = _subscriber("topic", token)
     topic = _topic_or_404(slug)
     _require_csrf(token)
-    state = _topic_state(sub, slug)
-    if not state["receiving"] or not state["has_topic"] or state["last_topic"]:
-        return page("topic.html", sub=sub, topic=topic, token=token, **state)
-    if sub.all_topics:
-        rest = [t for t in _topic_names() if t != slug]
-    else:
-        rest = [t for t in sub.topics if t != slug]
-    sub = set_topics(web().store, sub.email, rest, source="web", ip=client_ip())
+    try:
+        sub = people.drop_topic(web().app, sub, slug, ip=client_ip())
+    except SubscriberStateError:  # not theirs, their last one, or they left: say so
+        return page("topic.html", sub=sub, topic=topic, token=token, **_topic_state(sub, slug))
     return page("topic_done.html", sub=sub, topic=topic)
 
 
@@ -281,8 +238,6 @@ def topic_remove(token: str, slug: str):
 
 
 def _signup_page(status: int = 200, form: dict | None = None, errors: dict | None = None):
-    from newsletter.web.topic_groups import topic_groups
-
     form = form or {"all_topics": True, "topics": []}
     return page(
         "signup.html",
@@ -310,8 +265,6 @@ def _rate_limited(address: str) -> bool:
 
 
 def _check_email(raw: str, errors: dict[str, str]) -> str:
-    from newsletter.store import InvalidEmailError, normalise_email
-
     if not raw.strip():
         errors["email"] = "Enter your email address."
         return ""
@@ -319,8 +272,8 @@ def _check_email(raw: str, errors: dict[str, str]) -> str:
         errors["email"] = "That address is too long."
         return ""
     try:
-        return normalise_email(raw)
-    except InvalidEmailError:
+        return normalise_address(raw)
+    except InvalidAddressError:
         errors["email"] = "Enter an email address like name@example.org."
         return ""
 
@@ -328,8 +281,6 @@ def _check_email(raw: str, errors: dict[str, str]) -> str:
 @subscriber_pages.post("/subscribe")
 def signup_post():
     """Validate the form, then answer "check your email" whatever the address."""
-    from newsletter.web import mail_jobs
-
     form = {
         "email": request.form.get("email", ""),
         "name": request.form.get("name", ""),
@@ -359,9 +310,8 @@ def signup_post():
     if _rate_limited(address):
         return page("error.html", 429, **_too_many())
     topics = [] if form["all_topics"] else form["topics"]
-    web().jobs.submit(
-        mail_jobs.signup_job(_job_context(), address, name, topics, form["all_topics"], client_ip())
-    )
+    app, all_topics, ip = web().app, form["all_topics"], client_ip()
+    web().submit(lambda: signups.request_signup(app, address, name, topics, all_topics, ip))
     return page("signup_sent.html", email=address)
 
 
@@ -370,12 +320,6 @@ def _too_many() -> dict[str, str]:
         "title": "Too many requests",
         "message": "Please wait an hour before trying again.",
     }
-
-
-def _job_context():
-    from flask import current_app
-
-    return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 # --- confirmation ------------------------------------------------------------------------
@@ -391,35 +335,19 @@ def confirm_page(token: str):
 @subscriber_pages.post("/confirm/<token>")
 def confirm_post(token: str):
     """Make the pending subscriber active and send the welcome email."""
-    from newsletter.store import SubscriberStateError, confirm
-    from newsletter.web import mail_jobs
-
     sub = _subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
     _require_csrf(token)
-    if sub.status != "pending":
-        return page(
-            "confirmed.html", sub=sub, already=True, preferences_token=_preferences_token(sub)
-        )
-    try:
-        sub = confirm(
-            web().store,
-            sub.email,
-            source="web",
-            ip=client_ip(),
-            consent_version=web().settings.consent_version,
-        )
-    except SubscriberStateError:
-        return page(
-            "confirmed.html", sub=sub, already=True, preferences_token=_preferences_token(sub)
-        )
-    web().jobs.submit(mail_jobs.welcome_job(_job_context(), sub.id))
-    return page("confirmed.html", sub=sub, already=False, preferences_token=_preferences_token(sub))
-
-
-def _preferences_token(sub) -> str:
-    from newsletter.tokens import make_token
-
-    return make_token(web().settings, "preferences", sub.id)
+    app = web().app
+    sub, confirmed = signups.confirm(app, sub, client_ip())
+    if confirmed:
+        subscriber_id = sub.id
+        web().submit(lambda: signups.send_welcome(app, subscriber_id))
+    return page(
+        "confirmed.html",
+        sub=sub,
+        already=not confirmed,
+        preferences_token=signups.link_token(app, "preferences", sub),
+    )
 
 
 # --- lost link ---------------------------------------------------------------------------
@@ -434,8 +362,6 @@ def lost_link():
 @subscriber_pages.post("/preferences")
 def lost_link_post():
     """Same answer, same speed, whether or not the address is on the list."""
-    from newsletter.web import mail_jobs
-
     form = {"email": request.form.get("email", "")}
     if not csrf_ok():
         return page(
@@ -452,7 +378,8 @@ def lost_link_post():
         return page("lost_link_sent.html", email=address)
     if _rate_limited(address):
         return page("error.html", 429, **_too_many())
-    web().jobs.submit(mail_jobs.lost_link_job(_job_context(), address, client_ip()))
+    app, ip = web().app, client_ip()
+    web().submit(lambda: signups.request_link(app, address, ip))
     return page("lost_link_sent.html", email=address)
 
 

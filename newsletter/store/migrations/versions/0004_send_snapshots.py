@@ -1,11 +1,11 @@
 """A snapshot per send: what the workers need to build every message of a send.
 
 ``sends`` keeps the planned version's facts (revision, content hash, no-match policy,
-each summary's topics, the header values) and ``send_variants`` each variant's rendered
-parts per revision; ``deliveries.revision`` says which revision a row is planned for.
-APScheduler's own job table is dropped: the scheduler keeps its jobs in memory and
-rebuilds them from ``schedules`` (sends planned before this revision have no snapshot;
-``newsletter send MONTH --replan`` makes one for the rows not yet sent).
+each summary's key, title and topics, the header values) and ``send_variants`` each
+variant's rendered parts per revision; ``deliveries.revision`` says which revision a row
+is planned for. APScheduler's own job table is dropped: the scheduler keeps its jobs in
+memory and rebuilds them from ``schedules``. (Sends planned before this revision have no
+snapshot; ``newsletter send MONTH --replan`` makes one for the rows not yet sent.)
 
 Revision ID: 0004
 Revises: 0003
@@ -31,7 +31,7 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("policy", sa.String(16), nullable=False, server_default="skip"))
         batch.add_column(
-            sa.Column("summary_topics", sa.Text(), nullable=False, server_default="[]")
+            sa.Column("summaries_info", sa.Text(), nullable=False, server_default="[]")
         )
         batch.add_column(sa.Column("headers", sa.Text(), nullable=False, server_default="{}"))
     with op.batch_alter_table("deliveries") as batch:
@@ -64,5 +64,5 @@ def downgrade() -> None:
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_column("revision")
     with op.batch_alter_table("sends") as batch:
-        for column in ("headers", "summary_topics", "policy", "content_hash", "revision"):
+        for column in ("headers", "summaries_info", "policy", "content_hash", "revision"):
             batch.drop_column(column)

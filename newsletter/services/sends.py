@@ -1,0 +1,269 @@
+"""Sending an issue: plan it once into a snapshot, deliver it, follow it, retry it.
+
+Planning parses the issue file and renders each variant once, and stores in the ledger
+what the workers need (:func:`plan`): every variant's parts, the subject and header
+values, each summary's topics and a hash of the content. Workers build messages from that
+snapshot alone (:func:`run_worker`), so a worker on another machine needs only the
+database and the transport, and an issue file edited after planning changes nothing until
+the author re-plans the rows not yet sent (``replan=True``).
+
+"Has this issue been sent?" is :attr:`SendStatus.finished`, asked through
+:func:`send_state` by every entry point.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from newsletter.content.model import Issue
+from newsletter.delivery.message import (
+    assemble_test,
+    build_message_template,
+    check_address,
+    headers_from_settings,
+)
+from newsletter.delivery.personalise import Recipient
+from newsletter.delivery.worker import DeliveryWorker, WorkerOptions, WorkerReport
+from newsletter.errors import NewsletterError
+from newsletter.render import BuiltIssue
+from newsletter.rules.links import insecure_warning
+from newsletter.rules.statuses import is_finished
+from newsletter.rules.variants import VariantKey
+from newsletter.services import issues
+from newsletter.services.app import App
+from newsletter.store import ledger
+from newsletter.store.ledger import DeliveryRow, NewSnapshot, SendStatus
+from newsletter.store.views import PartContent, SummaryInfo, VariantContent
+
+__all__ = [
+    "SendPlan",
+    "SendPreview",
+    "SendResult",
+    "TestSendResult",
+    "WorkerOptions",
+    "WorkerReport",
+    "delivery_status",
+    "list_deliveries",
+    "plan",
+    "prepare",
+    "retry_failed",
+    "run_worker",
+    "send_state",
+    "send_test",
+    "sendable_issue",
+]
+
+
+def sendable_issue(app: App, month: str) -> Issue:
+    """The issue of ``month`` if it may be sent: valid and marked ``status: ready``."""
+    return issues.load_sendable(app, month)
+
+
+def send_state(app: App, month: str) -> SendStatus | None:
+    """The send of ``month`` with its counts, or None if it was never planned."""
+    if ledger.find_send(app.store, month) is None:
+        return None
+    return ledger.send_status(app.store, month)
+
+
+@dataclass(frozen=True)
+class SendPreview:
+    """What a send of an issue looks like: recipients per variant, skips, what is left."""
+
+    month: str
+    subject: str
+    status: str  # "new" (not planned yet), or the send's status
+    titles: tuple[str, ...]  # the summaries' titles, in order
+    variants: dict[VariantKey, int]  # recipients (still to send or sent)
+    skipped: dict[str, int]
+    outstanding: int  # messages still to send
+    sent: int = 0
+
+    @property
+    def finished(self) -> bool:
+        """True when the issue was sent already: nothing more goes out."""
+        return is_finished(self.status)
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """An issue read once for sending: its preview, and whether its file changed since
+    the send was planned."""
+
+    issue: Issue
+    preview: SendPreview
+    changed: bool = False  # the file's content differs from the planned version
+    warnings: list[str] = field(default_factory=list)
+
+
+def _preview_of(status: SendStatus) -> SendPreview:
+    k = status.summaries
+    return SendPreview(
+        month=status.month,
+        subject=status.subject,
+        status=status.status,
+        titles=status.titles,
+        variants={VariantKey(m, k): sum(c.values()) for m, c in sorted(status.variants.items())},
+        skipped=status.skipped,
+        outstanding=status.outstanding,
+        sent=status.sent,
+    )
+
+
+def prepare(app: App, month: str) -> SendPlan:
+    """Read the issue of ``month`` once and show what its send looks like; changes nothing.
+
+    A send not planned yet is previewed from the issue file; a planned one from its
+    ledger, with ``changed`` set when the file no longer matches the planned version.
+    """
+    issue = sendable_issue(app, month)
+    warnings = []
+    warning = insecure_warning(app.settings.base_url)
+    if warning:
+        warnings.append(warning)
+    state = send_state(app, issue.month)
+    if state is None:
+        variants, skipped = ledger.preview_plan(
+            app.store, issue.summary_topics, app.settings.no_match_policy, app.today()
+        )
+        k = len(issue.summaries)
+        preview = SendPreview(
+            month=issue.month,
+            subject=issue.effective_subject,
+            status="new",
+            titles=tuple(s.title for s in issue.summaries),
+            variants={VariantKey(m, k): n for m, n in sorted(variants.items())},
+            skipped=skipped,
+            outstanding=sum(variants.values()),
+        )
+        return SendPlan(issue, preview, warnings=warnings)
+    changed = state.revision > 0 and state.content_hash != issue.content_hash()
+    return SendPlan(issue, _preview_of(state), changed=changed, warnings=warnings)
+
+
+def snapshot_of(app: App, built: BuiltIssue) -> NewSnapshot:
+    """What a send keeps of a rendered issue (see the module docstring)."""
+    issue = built.issue
+    return NewSnapshot(
+        subject=issue.effective_subject,
+        content_hash=issue.content_hash(),
+        policy=built.policy,
+        summaries=tuple(SummaryInfo(s.key, s.title, s.topic_slugs) for s in issue.summaries),
+        headers=headers_from_settings(app.settings),
+        variants=tuple(
+            VariantContent(
+                mask=v.key.mask,
+                name=v.name,
+                subject=v.subject,
+                web_view_url=v.web_view_url,
+                html=PartContent("html", v.html.segments, v.html.names),
+                text=PartContent("text", v.text.segments, v.text.names),
+            )
+            for v in built.variants.values()
+        ),
+    )
+
+
+def plan(app: App, month: str, *, issue: Issue | None = None, replan: bool = False) -> SendPreview:
+    """Plan the send of ``month`` (idempotent) and return its counts.
+
+    The first plan renders every variant once and stores the snapshot; planning again
+    only adds people who joined since, from that snapshot. ``replan`` renders the issue
+    file anew and re-plans every row not yet sent with it. ``issue`` is the issue already
+    read (by :func:`prepare`), so that the file is parsed once.
+    """
+    issue = issue if issue is not None else sendable_issue(app, month)
+    app.settings.require("sender_address", "to send")
+    store = app.store
+    if replan or ledger.find_send(store, issue.month) is None:
+        # Rendered before anyone is queued: a broken template or a missing postal address
+        # stops here.
+        snapshot = snapshot_of(app, issues.build(app, issue))
+        if replan and ledger.find_send(store, issue.month) is not None:
+            ledger.replan_send(store, issue.month, snapshot, app.today())
+        else:
+            ledger.plan_send(store, issue.month, snapshot, app.today())
+    else:
+        ledger.plan_send(store, issue.month, None, app.today())
+    return _preview_of(ledger.send_status(store, issue.month))
+
+
+@dataclass
+class SendResult:
+    """What one ``send`` or ``worker`` run did, with the send's counts after it."""
+
+    report: WorkerReport
+    statuses: list[SendStatus] = field(default_factory=list)
+
+
+def run_worker(
+    app: App,
+    options: WorkerOptions,
+    on_progress: Callable[[WorkerReport], None] | None = None,
+    stop: threading.Event | None = None,
+) -> SendResult:
+    """Drain due deliveries (of ``options.months``, or of every running send)."""
+    worker = DeliveryWorker(app.settings, app.store, app.transport, options, on_progress, stop)
+    report = worker.run()
+    months = options.months or [s.month for s in ledger.list_sends(app.store)]
+    statuses = [s for m in months if (s := send_state(app, m)) is not None]
+    return SendResult(report, statuses)
+
+
+def delivery_status(app: App, month: str) -> SendStatus:
+    """The send of ``month`` with its counts (:class:`SendNotFoundError` if never planned)."""
+    return ledger.send_status(app.store, month)
+
+
+def list_deliveries(
+    app: App, month: str, status: str | None = None, limit: int = 1000
+) -> list[DeliveryRow]:
+    """Delivery rows of one send."""
+    ledger.send_status(app.store, month)  # a clear error for an unknown send
+    return ledger.list_deliveries(app.store, month, status=status, limit=limit)
+
+
+def retry_failed(app: App, month: str) -> int:
+    """Put the failed deliveries of ``month`` back in the queue (only on request)."""
+    return ledger.retry_failed(app.store, month)
+
+
+@dataclass(frozen=True)
+class TestSendResult:
+    """What ``send-test`` sent."""
+
+    to: str
+    subject: str
+    variant: str
+    message_id: str
+    status: str
+    reply: str
+
+
+def send_test(app: App, month: str, to: str, topics: str | None = None) -> TestSendResult:
+    """Send one test message of ``month`` to ``to`` (not recorded in the ledger).
+
+    ``topics`` picks the variant a subscriber of those topics would get (default: all).
+    Drafts may be tested.
+    """
+    check_address("test address", to)
+    issue = issues.load_issue(app, month)
+    built = issues.build(app, issue)
+    recipient = issues.preview_recipient(app, topics)
+    variant = built.variant_for(recipient.topics, recipient.all_topics)
+    if variant is None:
+        raise NewsletterError(
+            f"a subscriber of those topics gets nothing from {issue.month}",
+            hint="no_match_policy is 'skip'; choose topics that one of the summaries has",
+        )
+    template = build_message_template(variant, app.settings, issue_month=issue.month, test=True)
+    person = Recipient(
+        email=to, subscriber_id=0, topics=recipient.topics, all_topics=recipient.all_topics
+    )
+    msg = assemble_test(template, to, recipient=person)
+    outcome = app.transport.send(msg)
+    return TestSendResult(
+        to, template.subject, variant.name, msg.message_id, outcome.status, outcome.reply
+    )
