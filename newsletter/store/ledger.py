@@ -287,22 +287,21 @@ def _part(kind: str, text: str) -> PartContent:
 
 def _save_snapshot(session: Session, send: Send, revision: int, snapshot: NewSnapshot) -> None:
     """Write one revision of a send's snapshot and make it the send's current one."""
-    session.execute(
-        insert(SendVariant),
-        [
-            {
-                "send_id": send.id,
-                "revision": revision,
-                "mask": v.mask,
-                "name": v.name,
-                "subject": v.subject[:300],
-                "web_view_url": v.web_view_url,
-                "html": _part_json(v.html),
-                "text": _part_json(v.text),
-            }
-            for v in snapshot.variants
-        ],
-    )
+    rows = [
+        {
+            "send_id": send.id,
+            "revision": revision,
+            "mask": v.mask,
+            "name": v.name,
+            "subject": v.subject[:300],
+            "web_view_url": v.web_view_url,
+            "html": _part_json(v.html),
+            "text": _part_json(v.text),
+        }
+        for v in snapshot.variants
+    ]
+    if rows:
+        session.execute(insert(SendVariant), rows)
     send.revision = revision
     send.subject = snapshot.subject[:300]
     send.summaries = len(snapshot.summary_topics)

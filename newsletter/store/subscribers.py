@@ -493,9 +493,7 @@ def topic_counts(store: Store, today: dt.date | None = None) -> TopicCounts:
                 .join(Subscriber, Subscriber.id == SubscriberTopic.subscriber_id)
                 .where(receiving, Subscriber.all_topics.is_(False))
                 .group_by(SubscriberTopic.topic_slug)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         all_topics = (
             s.scalar(

@@ -18,7 +18,7 @@ from newsletter.delivery.transports import (
     parse_smtp_url,
 )
 from newsletter.errors import ConfigError
-from tests.delivery.smtpserver import SmtpTestServer
+from tests.support.smtpserver import SmtpTestServer
 
 MESSAGE = (
     b"From: Digest <digest@news.example.org>\r\n"

@@ -25,6 +25,7 @@ from newsletter.delivery.message import (
     BadAddressError,
     HeaderInjectionError,
     MessageTemplate,
+    MissingFieldError,
     OutgoingMessage,
     Recipient,
     assemble,
@@ -34,14 +35,16 @@ from newsletter.delivery.message import (
     message_id,
     qp_encode,
 )
+from newsletter.delivery.personalise import recipient_values
 from newsletter.delivery.transports import open_transport
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.render import build_issue, recipient_values
+from newsletter.render import build_issue
 from newsletter.render.build import BuiltIssue, Variant
-from newsletter.render.personalise import FIELDS
-from newsletter.render.prepared import MissingFieldError, PreparedPart
+from newsletter.render.prepared import PreparedPart
+from newsletter.rules.personal import FIELDS
+from newsletter.rules.variants import VariantKey
 from newsletter.tokens import fixed_clock, link
-from tests.delivery.smtpserver import SmtpTestServer
+from tests.support.smtpserver import SmtpTestServer
 
 REPO = Path(__file__).resolve().parents[2]
 FIXED_TIME = 1_788_220_800  # tokens stamped at 2026-09-01 00:00 UTC
@@ -507,8 +510,7 @@ def test_any_segments_and_values_decode_exactly(
     text = PreparedPart("text", segments, tuple(names))
     html = PreparedPart("html", tuple(reversed(segments)), tuple(reversed(names)))
     variant = Variant(
-        key=frozenset(),
-        name="x",
+        key=VariantKey.teaser(1),
         summaries=(),
         subject="S",
         web_view_url="https://news.example.org/archive/2026-10",

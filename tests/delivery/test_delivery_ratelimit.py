@@ -8,7 +8,7 @@ import time
 import pytest
 
 from newsletter.delivery.ratelimit import RateLimiter
-from tests.delivery.clock import FakeClock
+from tests.support.clock import FakeClock
 
 
 def limiter(clock: FakeClock, **kwargs) -> RateLimiter:

@@ -24,8 +24,8 @@ from newsletter.delivery.transports import (
     open_transport,
     parse_smtp_url,
 )
-from tests.delivery.clock import FakeClock
-from tests.delivery.smtpserver import SmtpTestServer
+from tests.support.clock import FakeClock
+from tests.support.smtpserver import SmtpTestServer
 
 SENDER = "digest@example.org"
 

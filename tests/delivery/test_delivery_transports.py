@@ -208,9 +208,8 @@ def test_a_whole_send_through_a_registered_transport(
     import shutil
 
     from newsletter.config import load_settings
-    from newsletter.delivery.service import plan_issue_send, run_worker
-    from newsletter.delivery.worker import WorkerOptions
-    from newsletter.store import add_subscriber, open_store, upgrade_database
+    from newsletter.services import App, sends, subscribers
+    from newsletter.store import upgrade_database
 
     (isolated_env / "newsletter.toml").write_text(
         'sender_address = "digest@example.org"\n'
@@ -222,11 +221,11 @@ def test_a_whole_send_through_a_registered_transport(
     settings = load_settings(isolated_env / "newsletter.toml", environ={})
     upgrade_database(settings.database_url)
     readers = ["ann@example.org", "bob@example.org"]
-    with open_store(settings) as store:
+    with App(settings) as app:
         for address in readers:
-            add_subscriber(store, address, all_topics=True)
-    plan_issue_send(settings, "2026-11")
-    result = run_worker(settings, WorkerOptions(months=["2026-11"]))
+            subscribers.add_subscriber(app, address, all_topics=True)
+        sends.plan(app, "2026-11")
+        result = sends.run_worker(app, sends.WorkerOptions(months=["2026-11"]))
     assert result.report.sent == 2
     [transport] = memory_scheme
     assert sorted(m.envelope_to for m in transport.messages) == readers

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.render import RecipientFields, build_issue, personalise
-from tests.conftest import need_browser
+from newsletter.render import build_issue
+from tests.plugin import need_browser
+from tests.support.render import RecipientFields, personalise
 
 pytestmark = pytest.mark.browser
 

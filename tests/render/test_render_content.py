@@ -8,8 +8,10 @@ from html.parser import HTMLParser
 import pytest
 
 from newsletter.content.model import MAX_SUBJECT
-from newsletter.render import RecipientFields, build_issue, personalise
-from newsletter.render.build import HTML_SIZE_LIMIT, html_size
+from newsletter.render import build_issue
+from newsletter.rules.variants import VariantKey
+from newsletter.services.issues import HTML_SIZE_LIMIT
+from tests.support.render import RecipientFields, html_size, personalise
 
 HOSTILE = "{{ 7*7 }} {% if true %}yes{% endif %} <script>alert(1)</script> & <b>bold</b>"
 
@@ -167,9 +169,8 @@ def test_email_quality(kit, make_settings, month):
 def test_default_subject_and_variant_subjects(kit, settings):
     issue = kit.sample_issue("2026-10")  # no subject in the front matter
     built = build_issue(issue, settings)
-    assert built.variants[frozenset(s.key for s in issue.summaries)].subject == (
-        issue.effective_subject
-    )
+    everything = VariantKey.everything(len(issue.summaries))
+    assert built.variants[everything].subject == issue.effective_subject
     only_third = built.variant_for(["anxiety-disorders"])
     assert only_third.subject == issue.summaries[2].title
 

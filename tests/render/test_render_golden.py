@@ -13,8 +13,9 @@ import os
 
 import pytest
 
-from newsletter.render import RecipientFields, build_issue, personalise
+from newsletter.render import build_issue
 from newsletter.tokens import fixed_clock
+from tests.support.render import RecipientFields, personalise
 
 # Read at import: the autouse isolated_env fixture clears NEWSLETTER_* before each test.
 REGENERATE = os.environ.get("NEWSLETTER_REGENERATE_GOLDEN") == "1"

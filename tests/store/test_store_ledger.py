@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 
 from newsletter.content.parser import parse_issue
-from newsletter.store import add_subscriber, erase, ledger, pause, unsubscribe
-from newsletter.store.ledger import Outcome
+from newsletter.delivery.message import headers_from_settings
+from newsletter.rules.statuses import SKIP_LEFT, SKIP_NO_MATCH, SKIP_PAUSED
+from newsletter.services import subscribers
+from newsletter.store import ledger
+from newsletter.store.ledger import NewSnapshot, Outcome
+from newsletter.store.views import SummaryInfo
 
 ISSUE = """---
 month: 2026-12
@@ -52,19 +57,58 @@ def issue():
     return result.issue
 
 
-def people(store) -> dict[str, int]:
+@pytest.fixture
+def app(store_app):
+    """The services App on the test's store (people are added through it)."""
+    return store_app
+
+
+@pytest.fixture
+def store(app):
+    return app.store
+
+
+def snapshot(issue, policy: str = "skip") -> NewSnapshot:
+    """What planning stores for ``issue`` (no rendered variants: planning needs none)."""
+    return NewSnapshot(
+        subject="Subject",
+        content_hash=issue.content_hash(),
+        policy=policy,
+        summaries=tuple(SummaryInfo(s.key, s.title, s.topic_slugs) for s in issue.summaries),
+        headers=headers_from_settings(_settings()),
+        variants=(),
+    )
+
+
+def _settings():
+    from newsletter.config import load_settings
+
+    return load_settings(overrides={"sender_address": "digest@example.org"}, environ={})
+
+
+def plan(store, issue, policy: str = "skip") -> int:
+    """Plan the send of ``issue``; rows added now."""
+    _row, added, _created = ledger.plan_send(store, issue.month, snapshot(issue, policy))
+    return added
+
+
+def add_subscriber(app, email: str, **kwargs) -> None:
+    subscribers.add_subscriber(app, email, **kwargs)
+
+
+def people(app) -> dict[str, int]:
     """A small list covering each case; returns email -> expected mask (None = skipped)."""
-    add_subscriber(store, "alliance@example.org", topics="alliance")
-    add_subscriber(store, "empathy@example.org", topics="empathy")  # s1 and s2
-    add_subscriber(store, "training@example.org", topics="training")
-    add_subscriber(store, "mix@example.org", topics="feedback; training")
-    add_subscriber(store, "all@example.org", all_topics=True)
-    add_subscriber(store, "nomatch@example.org", topics="attachment")
-    add_subscriber(store, "paused@example.org", topics="training")
-    pause(store, "paused@example.org")
-    add_subscriber(store, "gone@example.org", topics="training")
-    unsubscribe(store, "gone@example.org")
-    add_subscriber(store, "pending@example.org", topics="training", pending=True)
+    add_subscriber(app, "alliance@example.org", topics="alliance")
+    add_subscriber(app, "empathy@example.org", topics="empathy")  # s1 and s2
+    add_subscriber(app, "training@example.org", topics="training")
+    add_subscriber(app, "mix@example.org", topics="feedback; training")
+    add_subscriber(app, "all@example.org", all_topics=True)
+    add_subscriber(app, "nomatch@example.org", topics="attachment")
+    add_subscriber(app, "paused@example.org", topics="training")
+    subscribers.pause(app, "paused@example.org")
+    add_subscriber(app, "gone@example.org", topics="training")
+    subscribers.unsubscribe(app, "gone@example.org")
+    add_subscriber(app, "pending@example.org", topics="training", pending=True)
     return {
         "alliance@example.org": 0b001,
         "empathy@example.org": 0b011,
@@ -78,46 +122,46 @@ def rows(store, month="2026-12") -> dict[str, ledger.DeliveryRow]:
     return {r.email: r for r in ledger.list_deliveries(store, month)}
 
 
-def test_plan_is_set_logic_and_records_skips(store, issue) -> None:
-    expected = people(store)
-    report = ledger.plan_send(store, issue, "skip")
-    assert report.added == 7  # five to send, no-match and paused recorded as skipped
+def test_plan_is_set_logic_and_records_skips(app, store, issue) -> None:
+    expected = people(app)
+    assert plan(store, issue) == 7  # five to send, no-match and paused recorded as skipped
     got = rows(store)
     assert {e: r.variant_mask for e, r in got.items() if r.status == "pending"} == expected
     assert got["nomatch@example.org"].status == "skipped"
-    assert got["nomatch@example.org"].skip_reason == ledger.SKIP_NO_MATCH
-    assert got["paused@example.org"].skip_reason == ledger.SKIP_PAUSED
+    assert got["nomatch@example.org"].skip_reason == SKIP_NO_MATCH
+    assert got["paused@example.org"].skip_reason == SKIP_PAUSED
     assert "gone@example.org" not in got and "pending@example.org" not in got
-    assert report.counts == {"pending": 5, "skipped": 2}
-    assert report.skipped == {ledger.SKIP_NO_MATCH: 1, ledger.SKIP_PAUSED: 1}
+    status = ledger.send_status(store, issue.month)
+    assert status.counts == {"pending": 5, "skipped": 2}
+    assert status.skipped == {SKIP_NO_MATCH: 1, SKIP_PAUSED: 1}
 
 
-def test_planning_twice_adds_nothing_and_newcomers_join(store, issue) -> None:
-    people(store)
-    ledger.plan_send(store, issue, "skip")
-    again = ledger.plan_send(store, issue, "skip")
-    assert again.added == 0
-    add_subscriber(store, "late@example.org", topics="empathy")
-    third = ledger.plan_send(store, issue, "skip")
-    assert third.added == 1
+def test_planning_twice_adds_nothing_and_newcomers_join(app, store, issue) -> None:
+    people(app)
+    plan(store, issue)
+    assert plan(store, issue) == 0
+    add_subscriber(app, "late@example.org", topics="empathy")
+    # Later plans come from the send's own snapshot: no issue, no snapshot needed.
+    _row, added, created = ledger.plan_send(store, issue.month, None)
+    assert (added, created) == (1, False)
     assert rows(store)["late@example.org"].variant_mask == 0b011
 
 
 @pytest.mark.parametrize(
     ("policy", "mask", "status"), [("full", 0b111, "pending"), ("teaser", 0, "pending")]
 )
-def test_no_match_policies(store, issue, policy, mask, status) -> None:
-    add_subscriber(store, "nomatch@example.org", topics="attachment")
-    ledger.plan_send(store, issue, policy)
+def test_no_match_policies(app, store, issue, policy, mask, status) -> None:
+    add_subscriber(app, "nomatch@example.org", topics="attachment")
+    plan(store, issue, policy)
     row = rows(store)["nomatch@example.org"]
     assert (row.status, row.variant_mask) == (status, mask)
 
 
-def test_claim_marks_sending_and_skips_people_who_left(store, issue) -> None:
-    people(store)
-    ledger.plan_send(store, issue, "skip")
-    unsubscribe(store, "training@example.org")  # skipped at once, by the unsubscribe
-    pause(store, "mix@example.org")  # still pending: the claim must catch it
+def test_claim_marks_sending_and_skips_people_who_left(app, store, issue) -> None:
+    people(app)
+    plan(store, issue)
+    subscribers.unsubscribe(app, "training@example.org")  # skipped at once
+    subscribers.pause(app, "mix@example.org")  # still pending: the claim must catch it
     claimed = ledger.claim_batch(store, 100)
     assert sorted(c.email for c in claimed) == [
         "all@example.org",
@@ -125,7 +169,7 @@ def test_claim_marks_sending_and_skips_people_who_left(store, issue) -> None:
         "empathy@example.org",
     ]
     got = rows(store)
-    assert got["training@example.org"].skip_reason == ledger.SKIP_LEFT
+    assert got["training@example.org"].skip_reason == SKIP_LEFT
     assert got["mix@example.org"].status == "skipped"
     assert {got[c.email].status for c in claimed} == {"sending"}
     assert ledger.send_status(store, "2026-12").status == "sending"
@@ -134,9 +178,9 @@ def test_claim_marks_sending_and_skips_people_who_left(store, issue) -> None:
     assert ledger.claim_batch(store, 100) == []  # nothing left that is due
 
 
-def test_record_outcomes_and_finish(store, issue) -> None:
-    people(store)
-    ledger.plan_send(store, issue, "skip")
+def test_record_outcomes_and_finish(app, store, issue) -> None:
+    people(app)
+    plan(store, issue)
     claimed = {c.email: c for c in ledger.claim_batch(store, 100)}
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
     ledger.record_outcomes(
@@ -176,13 +220,13 @@ def test_record_outcomes_and_finish(store, issue) -> None:
     assert ledger.finish_sends(store) == ["2026-12"]
     assert ledger.send_status(store, "2026-12").status == "done"
     # A finished send is not planned again.
-    add_subscriber(store, "after@example.org", topics="training")
-    assert ledger.plan_send(store, issue, "skip").added == 0
+    add_subscriber(app, "after@example.org", topics="training")
+    assert plan(store, issue) == 0
 
 
-def test_stale_claims_of_a_dead_worker_are_released(store, issue) -> None:
-    people(store)
-    ledger.plan_send(store, issue, "skip")
+def test_stale_claims_of_a_dead_worker_are_released(app, store, issue) -> None:
+    people(app)
+    plan(store, issue)
     claimed = ledger.claim_batch(store, 2, claimer="otherhost:999999")
     assert len(claimed) == 2
     assert ledger.release_stale(store, dt.timedelta(hours=1)) == 0
@@ -193,10 +237,10 @@ def test_stale_claims_of_a_dead_worker_are_released(store, issue) -> None:
     assert len(ledger.claim_batch(store, 100)) == 5
 
 
-def test_concurrent_claims_never_overlap(store, issue) -> None:
+def test_concurrent_claims_never_overlap(app, store, issue) -> None:
     for i in range(60):
-        add_subscriber(store, f"p{i}@example.org", topics="training")
-    ledger.plan_send(store, issue, "skip")
+        add_subscriber(app, f"p{i}@example.org", topics="training")
+    plan(store, issue)
     got: list[list[int]] = []
     lock = threading.Lock()
 
@@ -217,17 +261,17 @@ def test_concurrent_claims_never_overlap(store, issue) -> None:
     assert len(ids) == 60 and len(set(ids)) == 60
 
 
-def test_erased_subscriber_rows_disappear(store, issue) -> None:
-    people(store)
-    ledger.plan_send(store, issue, "skip")
-    erase(store, "alliance@example.org")
+def test_erased_subscriber_rows_disappear(app, store, issue) -> None:
+    people(app)
+    plan(store, issue)
+    subscribers.erase(app, "alliance@example.org")
     assert "alliance@example.org" not in rows(store)
     assert len(ledger.claim_batch(store, 100)) == 4
 
 
-def test_retry_failed_puts_them_back(store, issue) -> None:
-    people(store)
-    ledger.plan_send(store, issue, "skip")
+def test_retry_failed_puts_them_back(app, store, issue) -> None:
+    people(app)
+    plan(store, issue)
     claimed = ledger.claim_batch(store, 100)
     ledger.record_outcomes(store, [Outcome(c.delivery_id, "failed", "550") for c in claimed])
     assert ledger.finish_sends(store) == ["2026-12"]
@@ -242,27 +286,30 @@ def test_unknown_send_is_a_clear_error(store) -> None:
     assert "newsletter send 2030-01" in info.value.hint
 
 
-def test_unsubscribe_can_wait_for_a_message_already_in_flight(store, issue) -> None:
-    import time
-
-    add_subscriber(store, "leaving@example.org", topics="training")
-    ledger.plan_send(store, issue, "skip")
+def test_unsubscribe_can_wait_for_a_message_already_in_flight(app, store, issue) -> None:
+    """A one-click unsubscribe returns only once a message already claimed for the person
+    is recorded (ordering, not timing: the worker records after the unsubscribe began)."""
+    add_subscriber(app, "leaving@example.org", topics="training")
+    plan(store, issue)
     [claimed] = ledger.claim_batch(store, 10, claimer="w:1")
+    order: list[str] = []
 
     def finish() -> None:
-        time.sleep(0.4)
+        # Record the message only once the unsubscribe has been written (and waits).
+        while subscribers.get_subscriber(app, "leaving@example.org").status != "unsubscribed":
+            threading.Event().wait(0.01)
+        order.append("recorded")
         ledger.record_outcomes(store, [Outcome(claimed.delivery_id, "sent", "250")])
 
     t = threading.Thread(target=finish)
     t.start()
-    start = time.monotonic()
-    unsubscribe(store, "leaving@example.org", source="web", settle=5.0)
-    waited = time.monotonic() - start
+    subscribers.unsubscribe(app, "leaving@example.org", source="web", settle=60.0)
+    order.append("returned")
     t.join()
-    assert 0.3 < waited < 4.0  # returned once the in-flight message was recorded
+    assert order == ["recorded", "returned"]
     assert rows(store)["leaving@example.org"].status == "sent"
-    # Without anything in flight it returns at once.
-    add_subscriber(store, "other@example.org", topics="training")
+    # Without anything in flight it returns at once (far sooner than the settle time).
+    add_subscriber(app, "other@example.org", topics="training")
     start = time.monotonic()
-    unsubscribe(store, "other@example.org", settle=5.0)
-    assert time.monotonic() - start < 1.0
+    subscribers.unsubscribe(app, "other@example.org", settle=60.0)
+    assert time.monotonic() - start < 30.0

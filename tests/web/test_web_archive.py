@@ -31,8 +31,8 @@ def test_index_lists_published_issues_only(client, web_project):
 
 
 def test_an_issue_appears_once_its_send_has_started(client, web_settings):
-    from newsletter.delivery.service import plan_issue_send
     from newsletter.store import ledger, open_store
+    from tests.support.services import plan_issue_send
 
     plan_issue_send(web_settings, "2026-11")
     assert client.get("/archive/2026-11").status_code == 404  # planned, not sending yet
@@ -64,7 +64,7 @@ def test_unknown_filter_value_is_400_with_everything_shown(client):
 
 def test_issue_and_summary_pages(client):
     from newsletter.content.files import get_issue
-    from tests.conftest import SAMPLE_ISSUES
+    from tests.plugin import SAMPLE_ISSUES
 
     issue = get_issue(SAMPLE_ISSUES, "2026-10")
     html = client.get("/archive/2026-10").get_data(as_text=True)

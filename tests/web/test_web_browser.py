@@ -76,8 +76,7 @@ def test_sign_up_confirm_and_welcome(browser, server, app, smtp_server, web_sett
 
 
 def test_one_click_then_the_send_skips_the_address(browser, server, smtp_server, web_settings):
-    from newsletter.delivery.service import plan_issue_send, run_worker
-    from newsletter.delivery.worker import WorkerOptions
+    from tests.support.services import WorkerOptions, plan_issue_send, run_worker
 
     # Planned before the POST: the queued row must not go out.
     plan_issue_send(web_settings, "2026-11")
@@ -98,10 +97,9 @@ def test_one_click_then_the_send_skips_the_address(browser, server, smtp_server,
 
 
 def _pages(web_settings) -> list[str]:
-    from newsletter.store import add_subscriber, open_store
+    from tests.support.services import add_subscriber
 
-    with open_store(web_settings) as store:
-        pending = add_subscriber(store, "pending@example.org", pending=True, source="web")
+    pending = add_subscriber(web_settings, "pending@example.org", pending=True, source="web")
     ann = _id(web_settings, "ann@example.org")
     solo = _id(web_settings, "solo@example.org")
     tok = lambda p, i: make_token(web_settings, p, i)  # noqa: E731

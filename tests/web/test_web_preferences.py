@@ -173,7 +173,7 @@ def test_unsubscribe_post_without_one_click_body_is_400(client, token, web_setti
 
 
 def test_one_click_skips_queued_rows_of_a_planned_send(app, token, web_settings):
-    from newsletter.delivery.service import plan_issue_send
+    from tests.support.services import plan_issue_send
 
     plan_issue_send(web_settings, "2026-11")
     app.test_client().post(

@@ -152,10 +152,9 @@ def test_rate_limit_per_address_and_per_ip(app, client, web_settings):
 
 
 def test_expired_confirmation_link(client, web_settings):
-    from newsletter.store import add_subscriber, open_store
+    from tests.support.services import add_subscriber
 
-    with open_store(web_settings) as store:
-        sub = add_subscriber(store, "late@example.org", pending=True, source="web")
+    sub = add_subscriber(web_settings, "late@example.org", pending=True, source="web")
     with fixed_clock(1_000_000_000):
         old = make_token(web_settings, "confirm", sub.id)
     r = client.get(f"/confirm/{old}")

@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 
 from newsletter.content.parser import decode_issue_bytes, parse_issue
 from newsletter.errors import IssueFormatError
-
-from .conftest import FIXTURES
+from tests.plugin import FIXTURES
 
 VALID = (FIXTURES / "issues" / "valid_two_summaries.md").read_text()
 PIECES = [

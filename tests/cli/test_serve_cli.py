@@ -12,7 +12,7 @@ import urllib.request
 from click.testing import CliRunner
 
 from newsletter.cli import cli
-from tests.delivery.smtpserver import free_port
+from tests.support.smtpserver import free_port
 
 
 def test_serve_help_has_an_example():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-PAGES = Path(__file__).resolve().parent / "fixtures"
+PAGES = Path(__file__).resolve().parent / "archive_pages"
 
 
 @pytest.fixture

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.content.archive import (
+from newsletter.content.markdown import render_markdown
+from newsletter.content.parser import parse_issue
+from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
+from newsletter.importers.archive import (
     ArchiveReadError,
     escape_paragraph,
     find_next_title,
@@ -24,9 +27,6 @@ from newsletter.content.archive import (
     render_issue_text,
     suggest_topics,
 )
-from newsletter.content.markdown import render_markdown
-from newsletter.content.parser import parse_issue
-from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
 
 
 def titles(page) -> list[tuple[str, str]]:
@@ -423,7 +423,7 @@ def test_markdown_characters_stay_literal(pages: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    sorted(p.name for p in (Path(__file__).parent / "fixtures").glob("*.txt")),
+    sorted(p.name for p in (Path(__file__).parent / "archive_pages").glob("*.txt")),
 )
 def test_every_generated_file_passes_the_checker(name: str, pages: Path) -> None:
     page = read_archive_page(pages / name)

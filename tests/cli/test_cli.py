@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import cli
-
-from .conftest import FIXTURES
+from tests.plugin import FIXTURES
 
 
 def run(*args: str, **kw) -> tuple[int, str]:
@@ -207,8 +206,7 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 def test_readme_documents_every_setting() -> None:
     from newsletter.config import ENV_NAMES
-
-    from .conftest import REPO
+    from tests.plugin import REPO
 
     readme = (REPO / "README.md").read_text()
     for name, env in ENV_NAMES.items():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import urllib.request
 
 import pytest
 from click.testing import CliRunner
@@ -98,38 +96,10 @@ def test_variants_table(project):
     assert result.exit_code == 0 and "HTML KB" in result.output and "s1+s3" in result.output
 
 
-def test_preview_server_rereads_the_issue(project):
-    from newsletter.config import load_settings
-    from newsletter.render.preview import preview_server
-
-    server = preview_server(load_settings(), "2026-10", port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-
-    def get(path: str) -> str:
-        with urllib.request.urlopen(base + path, timeout=10) as r:
-            return r.read().decode()
-
-    try:
-        page = get("/?variant=s2")
-        assert 'href="/?variant=s1%2Bs3"' in page and "iframe" in page
-        assert "Repairing Ruptures in the Alliance Pays Off</h2>" in get("/email.html?variant=s2")
-        assert "Dear Alex," in get("/email.txt?variant=all")
-        path = project / "issues" / "2026-10.md"
-        path.write_text(path.read_text().replace("Repairing Ruptures", "Mending Ruptures"))
-        assert "Mending Ruptures in the Alliance Pays Off</h2>" in get("/email.html?variant=s2")
-        path.write_text(path.read_text().replace("Topics: Empathy;", "Topics: Nonsense;"))
-        assert f"{path}:9: error: unknown topic" in get("/")
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_png_without_chromium_is_a_clear_error(project, monkeypatch):
-    import newsletter.render.preview as preview
+    import newsletter.browser as browser
 
-    monkeypatch.setattr(preview, "CHROMIUM", str(project / "no-chromium-here"))
+    monkeypatch.setattr(browser, "CHROMIUM", str(project / "no-chromium-here"))
     result = run("issue", "preview", "2026-10", "--png")
     assert result.exit_code == 1
     assert "headless Chromium is not installed" in result.output

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from newsletter.errors import ConfigError
-from newsletter.scheduling.rules import (
+from newsletter.rules.schedules import (
     ScheduleError,
     month_of,
     parse_local_time,

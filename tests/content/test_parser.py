@@ -8,8 +8,7 @@ import pytest
 
 from newsletter.content.parser import load_issue, parse_issue, read_issue_file
 from newsletter.errors import IssueFormatError, IssueNotFoundError
-
-from .conftest import FIXTURES, SAMPLE_ISSUES
+from tests.plugin import FIXTURES, SAMPLE_ISSUES
 
 CASES = FIXTURES / "issues"
 

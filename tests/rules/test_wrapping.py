@@ -7,7 +7,7 @@ import textwrap
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.render.text import wrap
+from newsletter.rules.wrapping import wrap
 
 WORDS = st.sampled_from(["a", "bb", "Therapist", "Factors;", "(CBT)", "x-y", "z" * 90, "\n"])
 

@@ -8,8 +8,7 @@ import pytest
 
 from newsletter.content.taxonomy import load_taxonomy, resolve_research_type, slugify
 from newsletter.errors import UnknownResearchTypeError, UnknownTopicError
-
-from .conftest import REPO
+from tests.plugin import REPO
 
 SHARED = REPO.parent / "shared" / "taxonomy.txt"
 

@@ -1,0 +1,30 @@
+"""One-line service calls for tests that hold settings (each opens and closes an App)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from newsletter.config import Settings
+from newsletter.services import App, sends, subscribers
+from newsletter.services.sends import SendPreview, SendResult, WorkerOptions
+from newsletter.store.views import SubscriberView
+
+__all__ = ["WorkerOptions", "add_subscriber", "plan_issue_send", "run_worker"]
+
+
+def plan_issue_send(settings: Settings, month: str) -> SendPreview:
+    """Plan the send of ``month``."""
+    with App(settings) as app:
+        return sends.plan(app, month)
+
+
+def run_worker(settings: Settings, options: WorkerOptions) -> SendResult:
+    """Run a worker until nothing is due."""
+    with App(settings) as app:
+        return sends.run_worker(app, options)
+
+
+def add_subscriber(settings: Settings, email: str, **options: Any) -> SubscriberView:
+    """Add one subscriber."""
+    with App(settings) as app:
+        return subscribers.add_subscriber(app, email, **options)
