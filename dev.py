@@ -2,7 +2,8 @@
 """Project runner: sets up its own virtual environment, then runs one job.
 
     python3 dev.py demo      # the main job on the embedded defaults (SQLite + file outbox)
-    python3 dev.py test      # lint, then the whole test suite (extra args go to pytest)
+    python3 dev.py test      # checks, then the whole test suite (extra args go to pytest)
+    python3 dev.py test -m "not slow"   # the same without the tests that start processes
     python3 dev.py golden    # regenerate the golden files of rendered output
     python3 dev.py shell     # print how to activate the environment
 
@@ -82,9 +83,15 @@ def main(argv: list[str]) -> int:
     if job == "shell":
         print(f"source {BIN / 'activate'}")
         return 0
-    for lint in (["check", "."], ["format", "--check", "."]):
-        if run(str(BIN / "ruff"), *lint) != 0:
-            _say(f"ruff {' '.join(lint)} failed (run .venv/bin/ruff format . to fix formatting)")
+    checks = [
+        ("ruff check", [str(BIN / "ruff"), "check", "."], "see the lines above"),
+        ("ruff format", [str(BIN / "ruff"), "format", "--check", "."], "ruff format . fixes it"),
+        ("lint-imports", [str(BIN / "lint-imports")], "the layer map: docs/ARCHITECTURE.md"),
+        ("mypy", [str(PY), "-m", "mypy"], "strict in newsletter/services and newsletter/rules"),
+    ]
+    for name, cmd, hint in checks:
+        if run(*cmd) != 0:
+            _say(f"{name} failed ({hint})")
             return 1
     return run(str(PY), "-m", "pytest", *rest)
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from newsletter.content.archive import import_archive
+from newsletter.importers.archive import import_archive
 
 HEADER = (
     "A blog about research.\nThis month...\nTeaser.\nType of Research\nTopics\n"

@@ -44,7 +44,7 @@ class CountingHandler:
         self.total = 0
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd)
+    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd calls it so
         await asyncio.sleep(self.delay)
         with self.lock:
             for rcpt in envelope.rcpt_tos:

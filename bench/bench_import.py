@@ -41,15 +41,17 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def run(url: str, csv_path: Path) -> tuple[float, int]:
-    from newsletter.store import import_csv, open_store, stats, upgrade_database
+    from newsletter.config import load_settings
+    from newsletter.services import App, imports, subscribers
+    from newsletter.services.setup import upgrade_store
 
-    upgrade_database(url)
-    with open_store(url) as store:
+    upgrade_store(url)
+    with App(load_settings(overrides={"database_url": url}, environ={})) as app:
         start = time.perf_counter()
-        report = import_csv(store, csv_path)
+        report = imports.import_subscribers(app, csv_path)
         elapsed = time.perf_counter() - start
         assert not report.errors, report.errors[:3]
-        assert stats(store).total == report.added
+        assert subscribers.stats(app).total == report.added
     return elapsed, report.added
 
 

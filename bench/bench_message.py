@@ -26,7 +26,8 @@ from pathlib import Path
 from newsletter.config import load_settings
 from newsletter.content.parser import load_issue
 from newsletter.delivery.message import assemble, build_message_template
-from newsletter.render import RecipientFields, build_issue, recipient_values
+from newsletter.delivery.personalise import Recipient, recipient_values
+from newsletter.render import build_issue
 from newsletter.tokens import link
 
 TARGET_US = 50.0
@@ -47,7 +48,7 @@ def per_item_us(fn, items, chunk: int = 1000) -> float:
     return best * 1e6
 
 
-def stdlib_message(variant, settings, recipient: RecipientFields) -> bytes:
+def stdlib_message(variant, settings, recipient: Recipient) -> bytes:
     """The same message through the standard library's EmailMessage path."""
     from datetime import UTC, datetime
 
@@ -92,7 +93,7 @@ def main() -> None:
     template_ms = (time.perf_counter() - start) * 1e3
     topic_sets = [("empathy",), ("training", "empathy"), ("cbt-and-related",), ()]
     recipients = [
-        RecipientFields(
+        Recipient(
             email=f"reader{i}@example.org",
             subscriber_id=i,
             name=(

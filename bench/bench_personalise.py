@@ -17,7 +17,8 @@ from pathlib import Path
 
 from newsletter.config import load_settings
 from newsletter.content.parser import load_issue
-from newsletter.render import RecipientFields, build_issue, personalise, recipient_values
+from newsletter.delivery.personalise import Recipient, recipient_values
+from newsletter.render import build_issue
 from newsletter.tokens import make_token
 
 TARGET_US = 50.0
@@ -56,7 +57,7 @@ def main() -> None:
     variant = built.variant_for([], all_topics=True)
     topic_sets = [("empathy",), ("training", "empathy"), ("cbt-and-related",), ()]
     recipients = [
-        RecipientFields(
+        Recipient(
             email=f"reader{i}@example.org",
             subscriber_id=i,
             name=f"Reader <{i}> & Co" if i % 7 == 0 else f"Reader{i} Example",
@@ -67,7 +68,11 @@ def main() -> None:
     ]
     values = [recipient_values(settings, r, variant.web_view_url) for r in recipients]
 
-    total = per_item_us(lambda r: personalise(variant, r, settings), recipients)
+    def personalise(r: Recipient) -> tuple[str, str]:
+        v = recipient_values(settings, r, variant.web_view_url)
+        return variant.html.fill(v), variant.text.fill(v)
+
+    total = per_item_us(personalise, recipients)
     signing = per_item_us(
         lambda r: [
             make_token(settings, p, r.token_payload)

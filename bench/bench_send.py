@@ -42,10 +42,9 @@ def child(n: int, port: int, connections: int, folder: Path) -> None:
     its own (so its peak memory is the send's alone); print JSON."""
     sys.path.insert(0, str(REPO))
     from newsletter.config import load_settings
-    from newsletter.delivery.service import plan_issue_send
-    from newsletter.demo import write_demo_subscribers
-    from newsletter.project import init_project
-    from newsletter.store import import_csv, open_store
+    from newsletter.services import App, imports, sends
+    from newsletter.services.demo import write_demo_subscribers
+    from newsletter.services.setup import init_project
 
     init_project(
         folder / "newsletter.toml",
@@ -67,9 +66,9 @@ def child(n: int, port: int, connections: int, folder: Path) -> None:
         .replace(",unsubscribed\n", ",active\n")
     )
     csv_path.write_text(text)
-    with open_store(settings) as store:
-        import_csv(store, csv_path)
-    preview = plan_issue_send(settings, "2026-11")
+    with App(settings) as app:
+        imports.import_subscribers(app, csv_path)
+        preview = sends.plan(app, "2026-11")
     print(json.dumps({"subscribers": n, "planned": preview.outstanding}))
 
 
@@ -77,13 +76,14 @@ def send_only(port: int, connections: int, folder: Path) -> None:
     """Send the planned 2026-11 of ``folder``; print messages, seconds, rate, peak memory."""
     sys.path.insert(0, str(REPO))
     from newsletter.config import load_settings
-    from newsletter.delivery.service import run_worker
-    from newsletter.delivery.worker import WorkerOptions
+    from newsletter.services import App, sends
 
     overrides = {"smtp_url": f"smtp://127.0.0.1:{port}", "smtp_pool_size": str(connections)}
     settings = load_settings(folder / "newsletter.toml", overrides=overrides, environ={})
     start = time.perf_counter()
-    result = run_worker(settings, WorkerOptions(threads=connections, months=["2026-11"]))
+    with App(settings) as app:
+        options = sends.WorkerOptions(threads=connections, months=["2026-11"])
+        result = sends.run_worker(app, options)
     elapsed = time.perf_counter() - start
     print(
         json.dumps(
@@ -103,15 +103,15 @@ def average_size(folder: Path) -> int:
     from newsletter.config import load_settings
     from newsletter.content.files import get_issue
     from newsletter.delivery.message import assemble, build_message_template
+    from newsletter.delivery.personalise import Recipient
     from newsletter.render.build import build_issue
-    from newsletter.render.personalise import RecipientFields
 
     settings = load_settings(folder / "newsletter.toml", environ={})
     built = build_issue(get_issue(settings.issues_dir, "2026-11"), settings)
     sizes = []
     for v in built.variants.values():
         tpl = build_message_template(v, settings, issue_month="2026-11")
-        msg = assemble(tpl, RecipientFields("reader@example.org", 1, "Ann Lee", ("training",)))
+        msg = assemble(tpl, Recipient("reader@example.org", 1, "Ann Lee", ("training",)))
         sizes.append(len(msg.data))
     return sum(sizes) // len(sizes)
 

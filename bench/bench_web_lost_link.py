@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from newsletter.config import load_settings
-from newsletter.store import add_subscriber, open_store, upgrade_database
+from newsletter.services import App, subscribers
+from newsletter.services.setup import upgrade_store
 from newsletter.web import create_app
 
 N = 200
@@ -24,7 +25,7 @@ N = 200
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "n.db"
-        upgrade_database(f"sqlite:///{db}")
+        upgrade_store(f"sqlite:///{db}")
         settings = load_settings(
             overrides={
                 "database_url": f"sqlite:///{db}",
@@ -36,8 +37,8 @@ def main() -> None:
             },
             environ={},
         )
-        with open_store(settings) as store:
-            add_subscriber(store, "known@example.org")
+        with App(settings) as news:
+            subscribers.add_subscriber(news, "known@example.org")
         app = create_app(settings)
         client = app.test_client()
         page = client.get("/preferences").get_data(as_text=True)

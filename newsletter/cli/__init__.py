@@ -82,7 +82,7 @@ def _register() -> None:
     for module, attr, parent in COMMANDS:
         cmd = getattr(importlib.import_module(f"newsletter.cli.{module}"), attr)
         (groups[parent] if parent else cli).add_command(cmd)
-        if isinstance(cmd, click.Group):
+        if isinstance(cmd, click.Group) and cmd.name:
             groups[cmd.name] = cmd
 
 

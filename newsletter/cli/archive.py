@@ -57,7 +57,6 @@ def import_archive_cmd(
         newsletter issue import-archive archive/all.txt archive/alliance.txt \\
             --topic all --topic "Alliance and Therapeutic Relationship"
     """
-    from newsletter.importers.archive import report_to_dict
     from newsletter.services import imports
 
     if topics and len(topics) != len(files):
@@ -70,7 +69,7 @@ def import_archive_cmd(
         app.app(), list(zip(files, per_file, strict=True)), into, dry_run=dry_run, force=force
     )
     if as_json:
-        print_json(report_to_dict(report))
+        print_json(imports.archive_report_to_dict(report))
     else:
         _print_report(report)
     if report.errors:

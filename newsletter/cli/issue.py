@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -91,7 +92,7 @@ def list_(app: AppContext, as_json: bool) -> None:
     listing = issues.list_issues(app.app())
     # Scheduled and sent status come from the store; without one, file status only.
     infos, states = listing.issues, listing.states
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in infos:
         i = info.issue
         state = states.get(info.month, issues.IssueState())

@@ -559,32 +559,32 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
     from newsletter.content.taxonomy import load_taxonomy
     from newsletter.services import subscribers as service
 
-    result = service.stats(app.app())
+    counts = service.stats(app.app())
     if as_json:
         print_json(
             {
-                "total": result.total,
-                "by_status": result.by_status,
-                "receiving": result.receiving,
-                "all_topics": result.all_topics,
-                "by_topic": result.by_topic,
+                "total": counts.total,
+                "by_status": counts.by_status,
+                "receiving": counts.receiving,
+                "all_topics": counts.all_topics,
+                "by_topic": counts.by_topic,
             }
         )
         return
     out = console()
-    table = Table(title=f"{result.total} subscribers", title_justify="left")
+    table = Table(title=f"{counts.total} subscribers", title_justify="left")
     table.add_column("Status")
     table.add_column("Count", justify="right")
-    for status, n in result.by_status.items():
+    for status, n in counts.by_status.items():
         table.add_row(status, str(n))
     out.print(table)
     taxonomy = load_taxonomy()
     topics = Table(
-        title=f"{result.receiving} receiving; by topic", title_justify="left", show_footer=False
+        title=f"{counts.receiving} receiving; by topic", title_justify="left", show_footer=False
     )
     topics.add_column("Topic", overflow="fold")
     topics.add_column("Subscribers", justify="right")
-    topics.add_row("[italic]all topics[/italic]", str(result.all_topics))
+    topics.add_row("[italic]all topics[/italic]", str(counts.all_topics))
     for t in taxonomy:
-        topics.add_row(_esc(t.name), str(result.by_topic.get(t.slug, 0)))
+        topics.add_row(_esc(t.name), str(counts.by_topic.get(t.slug, 0)))
     out.print(topics)

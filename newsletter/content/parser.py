@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import yaml
+
 from newsletter.content.markdown import iter_links
 from newsletter.content.model import ISSUE_STATUSES, MAX_SUBJECT, Issue, Problem, Summary
 from newsletter.content.taxonomy import load_taxonomy, resolve_research_type, slugify
@@ -230,8 +232,6 @@ def _split_front_matter(lines: list[str], out: _Collector) -> tuple[dict | None,
     if end is None:
         out.error(1, "front matter is not closed", "add a '---' line after the front matter")
         return None, len(lines)
-    import yaml
-
     source = "\n".join(lines[1:end])
     try:
         node = yaml.compose(source, Loader=yaml.SafeLoader)
@@ -438,7 +438,7 @@ def _parse_summary(
             try:
                 topic = taxonomy.resolve(part)
             except UnknownTopicError as exc:
-                out.error(n, exc.message, exc.hint + " (topics are separated by ';')")
+                out.error(n, exc.message, f"{exc.hint} (topics are separated by ';')")
                 ok = False
                 continue
             if topic in topics:

@@ -14,6 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import dkim
+import dkim.crypto
+
 from newsletter.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,8 +41,6 @@ class DkimSigner:
     """Signs RFC 5322 messages for one domain and selector with one RSA key."""
 
     def __init__(self, domain: str, selector: str, private_key: bytes) -> None:
-        import dkim.crypto
-
         self.domain = domain
         self.selector = selector
         try:
@@ -89,8 +90,6 @@ class DkimSigner:
         Relaxed/relaxed canonicalisation, so a relay re-folding headers or trimming
         trailing spaces does not break the signature.
         """
-        import dkim
-
         header = dkim.sign(
             message,
             self.selector.encode("ascii"),

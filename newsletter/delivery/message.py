@@ -366,7 +366,7 @@ def check_address(what: str, address: str) -> str:
 
 def _encoded_words(text: str) -> list[str]:
     """RFC 2047 B-encoded words for ``text``, each at most 64 chars, characters unsplit."""
-    words: list[str] = []
+    words: list[bytes] = []
     chunk = b""
     for ch in text:
         b = ch.encode("utf-8")

@@ -28,12 +28,14 @@ from enum import Enum
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from newsletter.content.model import Problem, ResearchType, Topic
 from newsletter.content.parser import CITATION_YEAR, MAX_SUMMARIES, decode_issue_bytes, parse_issue
 from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
 from newsletter.errors import NewsletterError
 
+T = TypeVar("T")
 MONTHS = tuple(m.lower() for m in calendar.month_name[1:])
 _MONTH_ABBR = {m[:3]: i + 1 for i, m in enumerate(MONTHS)} | {"sept": 9}
 MONTH_HEADING = re.compile(r"^([A-Za-z]+)\.?\s+(\d{4})$")
@@ -665,10 +667,10 @@ class Keyword:
         return token in (last, last + "s", last + "es")
 
 
-class KeywordRules:
+class KeywordRules(Generic[T]):
     """Keyword rules indexed by their first word, so a text is read once for all rules."""
 
-    def __init__(self, rules: list[tuple[Topic | ResearchType, list[str]]]) -> None:
+    def __init__(self, rules: list[tuple[T, list[str]]]) -> None:
         self.targets = [target for target, _ in rules]
         self._by_first: dict[str, list[tuple[int, Keyword]]] = {}
         self._prefixes: list[tuple[int, Keyword]] = []
@@ -702,8 +704,8 @@ class KeywordRules:
 class KeywordRuleSet:
     """The topic rules and the research-type rules of ``topic_keywords.toml``."""
 
-    topics: KeywordRules
-    research: KeywordRules
+    topics: KeywordRules[Topic]
+    research: KeywordRules[ResearchType]
 
 
 @cache

@@ -379,10 +379,10 @@ class _ImportRules:
                     report.unchanged += 1
                 continue
             if self.update:
-                change = (
+                status_change = (
                     imported(current.status, row.status, row.paused_until) if row.status else None
                 )
-                updates.append((row, change, True))
+                updates.append((row, status_change, True))
             else:
                 report.unchanged += 1
         return ImportWrite(new, lift, updates)

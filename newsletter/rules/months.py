@@ -25,7 +25,7 @@ def looks_like_month(text: str) -> bool:
 def is_month(text: str) -> bool:
     """True when ``text`` is a real month: ``YYYY-MM``, month 01 to 12, year 1900 or later."""
     m = MONTH_RE.match(text)
-    return bool(m) and 1 <= int(m.group(2)) <= 12 and int(m.group(1)) >= 1900
+    return m is not None and 1 <= int(m.group(2)) <= 12 and int(m.group(1)) >= 1900
 
 
 def check_month(text: str) -> str:

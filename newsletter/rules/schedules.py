@@ -61,7 +61,8 @@ class MonthlyRule:
 
     def next_time(self, after: dt.datetime) -> dt.datetime | None:
         """The first firing at or after ``after`` (aware)."""
-        return self.trigger().get_next_fire_time(None, after)
+        fire: dt.datetime | None = self.trigger().get_next_fire_time(None, after)
+        return fire
 
     def last_time(self, now: dt.datetime, lookback: dt.timedelta) -> dt.datetime | None:
         """The latest firing at or before ``now`` and not before ``now - lookback``."""

@@ -35,7 +35,6 @@ from newsletter.rules.schedules import month_of, zone
 from newsletter.services import schedules
 from newsletter.services.app import App
 from newsletter.services.schedules import MONTHLY_JOB, DueFiring, Lease, once_job_id
-from newsletter.store import schedules as store_schedules
 
 log = logging.getLogger("newsletter.scheduler")
 
@@ -164,7 +163,7 @@ class SchedulerProcess:
                     replace_existing=True,
                 )
                 # The rule is in force from now on (a changed rule starts again).
-                store_schedules.monthly_rule_since(self.app.store, rule.describe(), self.app.now())
+                schedules.rule_in_force(self.app, rule)
                 self._rule = rule.describe()
                 log.info("monthly send: %s", rule.describe())
         elif self._rule is not None:
@@ -175,7 +174,7 @@ class SchedulerProcess:
         now = self.app.now()
         grace = dt.timedelta(seconds=self.app.settings.misfire_grace_time)
         wanted = set()
-        for row in store_schedules.list_schedules(self.app.store):
+        for row in schedules.requested(self.app):
             job_id = once_job_id(row.month)
             key = (row.version, row.status, row.run_at)
             if row.status == "scheduled":

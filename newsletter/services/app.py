@@ -5,15 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
 from newsletter.content.files import IssueLibrary
+from newsletter.delivery.transports import Transport, open_transport
 from newsletter.rules.schedules import zone
 from newsletter.store.db import Store, open_store
-
-if TYPE_CHECKING:
-    from newsletter.delivery.transports import Transport
 
 
 def utc_now() -> dt.datetime:
@@ -58,8 +55,6 @@ class App:
     def transport(self) -> Transport:
         """The transport of ``settings.smtp_url`` (made once; it connects when it sends)."""
         if self._transport is None:
-            from newsletter.delivery.transports import open_transport
-
             with self._lock:
                 if self._transport is None:
                     self._transport = open_transport(self.settings)

@@ -7,9 +7,18 @@ from pathlib import Path
 from typing import TextIO
 
 from newsletter.importers import archive, subscribers_csv
+from newsletter.importers.archive import report_to_dict as archive_report_to_dict
 from newsletter.importers.subscribers_csv import ImportReport, ProgressFn
 from newsletter.services.app import App
 from newsletter.store.errors import StoreError
+
+__all__ = [
+    "ImportReport",
+    "archive_report_to_dict",
+    "export_subscribers",
+    "import_archive",
+    "import_subscribers",
+]
 
 
 def import_subscribers(

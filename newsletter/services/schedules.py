@@ -137,6 +137,16 @@ def cancel_once(app: App, month: str) -> ScheduleRow:
     return result
 
 
+def requested(app: App) -> list[ScheduleRow]:
+    """Every one-off send requested with ``newsletter schedule``, by time (any status)."""
+    return db.list_schedules(app.store)
+
+
+def rule_in_force(app: App, rule: MonthlyRule) -> dt.datetime:
+    """Since when the monthly ``rule`` is in force (now, for a rule new to the store)."""
+    return db.monthly_rule_since(app.store, rule.describe(), app.now())
+
+
 def scheduler_alive(app: App) -> bool:
     """True while some scheduler holds this store's lease."""
     lease = db.read_lease(app.store)

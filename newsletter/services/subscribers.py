@@ -38,6 +38,33 @@ from newsletter.store.views import (
 )
 from newsletter.tokens import BadTokenError, ExpiredTokenError, read_token
 
+__all__ = [
+    "SETTLE_SECONDS",
+    "BadLinkError",
+    "SubscriberRecord",
+    "SubscriberView",
+    "TopicState",
+    "add_subscriber",
+    "add_topics",
+    "confirm",
+    "drop_topic",
+    "erase",
+    "from_link",
+    "get_subscriber",
+    "get_subscriber_by_id",
+    "list_subscribers",
+    "pause",
+    "remove_topics",
+    "resubscribe",
+    "resume",
+    "set_topics",
+    "stats",
+    "subscriber_record",
+    "topic_counts",
+    "topic_state",
+    "unsubscribe",
+]
+
 MAX_NAME = 200
 # A one-click unsubscribe waits this long for a message a worker already holds for the
 # person, so that nothing at all goes out after it answers (RFC 8058).

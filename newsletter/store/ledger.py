@@ -26,10 +26,11 @@ import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Table,
     and_,
     bindparam,
     case,
@@ -54,7 +55,7 @@ from newsletter.rules.statuses import (
     is_finished,
 )
 from newsletter.rules.variants import choose_variant
-from newsletter.store.db import Store
+from newsletter.store.db import Store, rowcount
 from newsletter.store.errors import SendNotFoundError, StoreError
 from newsletter.store.models import (
     Delivery,
@@ -582,8 +583,9 @@ def send_status(store: Store, month: str) -> SendStatus:
 def list_sends(store: Store) -> list[SendStatus]:
     """Every send, newest month first."""
     with store.transaction() as session:
-        months = session.execute(select(Send.issue_month).order_by(Send.issue_month.desc()))
-        months = [m for (m,) in months]
+        months = list(
+            session.execute(select(Send.issue_month).order_by(Send.issue_month.desc())).scalars()
+        )
     return [send_status(store, m) for m in months]
 
 
@@ -654,7 +656,8 @@ def claim_batch(
             .where(Delivery.id.in_(ids))
             .order_by(Delivery.id)
         ).all()
-        keep, gone = [], []
+        keep: list[Any] = []
+        gone: list[Any] = []
         for r in rows:
             (keep if r.receiving else gone).append(r)
         # Rows whose subscriber was erased vanish with it (cascade); the rest are skipped.
@@ -720,14 +723,14 @@ def record_outcomes(store: Store, outcomes: Iterable[Outcome], now: dt.datetime 
         )
     if not by_status:
         return
-    d = Delivery.__table__
+    d = cast(Table, Delivery.__table__)
     tried = {  # an attempt was made: count it, keep the reply and the Message-ID
         "attempts": d.c.attempts + 1,
         "last_reply": bindparam("b_reply"),
         "message_id": bindparam("b_mid"),
         "claimed_by": None,
     }
-    values = {
+    values: dict[str, dict[str, Any]] = {
         "sent": {**tried, "status": "sent", "sent_at": now},
         "retry": {**tried, "status": "pending", "next_attempt_at": bindparam("b_next")},
         "failed": {**tried, "status": "failed"},
@@ -805,7 +808,7 @@ def release_stale(
             .values(status="pending", claimed_by=None)
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount or 0
+        return rowcount(result)
 
 
 def local_claimers(store: Store) -> list[str]:
@@ -814,12 +817,12 @@ def local_claimers(store: Store) -> list[str]:
     with store.transaction() as session:
         return [
             c
-            for (c,) in session.execute(
+            for c in session.execute(
                 select(Delivery.claimed_by)
                 .where(Delivery.status == "sending", Delivery.claimed_by.is_not(None))
                 .distinct()
-            )
-            if c.startswith(host)
+            ).scalars()
+            if c and c.startswith(host)
         ]
 
 
@@ -827,14 +830,13 @@ def retry_failed(store: Store, month: str) -> int:
     """Put the failed deliveries of ``month`` back to pending (on request); how many."""
     status = send_status(store, month)
     with store.transaction() as session:
-        n = (
+        n = rowcount(
             session.execute(
                 update(Delivery)
                 .where(Delivery.send_id == status.send_id, Delivery.status == "failed")
                 .values(status="pending", next_attempt_at=None, first_attempt_at=None)
                 .execution_options(synchronize_session=False)
-            ).rowcount
-            or 0
+            )
         )
         if n:
             session.execute(
@@ -879,18 +881,4 @@ def list_deliveries(
     if email:
         stmt = stmt.where(Subscriber.email == email.strip().lower())
     with store.transaction() as session:
-        return [DeliveryRow(*r) for r in session.execute(stmt)]
-
-
-def skip_pending_for(store: Store, subscriber_id: int, reason: str = SKIP_LEFT) -> int:
-    """Skip every pending delivery of one subscriber (used when they leave)."""
-    with store.transaction() as session:
-        return (
-            session.execute(
-                update(Delivery)
-                .where(Delivery.subscriber_id == subscriber_id, Delivery.status == "pending")
-                .values(status="skipped", skip_reason=reason)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            or 0
-        )
+        return [DeliveryRow(*cast(tuple[Any, ...], r)) for r in session.execute(stmt)]

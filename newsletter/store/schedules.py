@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select, update
 
-from newsletter.store.db import Store
+from newsletter.store.db import Store, rowcount
 from newsletter.store.models import Schedule, SchedulerLease, ScheduleRun, StoreMeta
 
 LEASE_NAME = "scheduler"
@@ -146,7 +146,7 @@ def set_schedule_status(
             .values(status=status, updated_at=_now())
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
 
 # --- firings ----------------------------------------------------------------------------
@@ -337,7 +337,7 @@ def acquire_lease(store: Store, holder: str, ttl: float, takeover_from: Sequence
             )
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
 
 def renew_lease(store: Store, holder: str, ttl: float) -> bool:
@@ -350,7 +350,7 @@ def renew_lease(store: Store, holder: str, ttl: float) -> bool:
             .values(heartbeat_at=now, expires_at=now + dt.timedelta(seconds=ttl))
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
 
 def release_lease(store: Store, holder: str) -> None:

@@ -16,10 +16,11 @@ import hmac
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Select,
+    Table,
     case,
     delete,
     exists,
@@ -861,7 +862,7 @@ def _update_existing(
             s.expire(sub, ["topics"])
             if slugs:
                 s.execute(
-                    insert(SubscriberTopic.__table__),
+                    insert(cast(Table, SubscriberTopic.__table__)),
                     [{"subscriber_id": sub.id, "topic_slug": t} for t in slugs],
                 )
             _add_event(s, sub.id, "topics_changed", now, detail)
@@ -881,7 +882,7 @@ def _update_existing(
 
 def _add_event(s: Session, sid: int, event: str, now: dt.datetime, detail: str | None) -> None:
     s.execute(
-        insert(ConsentRecord.__table__),
+        insert(cast(Table, ConsentRecord.__table__)),
         [
             {
                 "subscriber_id": sid,

@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlparse
 
 from newsletter.errors import NewsletterError
-from newsletter.render import BuiltIssue, Variant
 from newsletter.services import issues
 from newsletter.services.app import App
+from newsletter.services.issues import LivePreview
 
 
 def serve_preview(app: App, month: str, host: str = "127.0.0.1", port: int = 8025) -> None:
@@ -52,7 +52,7 @@ def preview_server(
             elif url.path == "/email.txt":
                 self._send(200, "text/plain", shown.message.text)
             elif url.path == "/":
-                self._send(200, "text/html", _switcher_page(shown.built, shown.variant))
+                self._send(200, "text/html", _switcher_page(shown))
             else:
                 self._send(404, "text/plain", "not found")
 
@@ -71,7 +71,8 @@ def preview_server(
     return ThreadingHTTPServer((host, port), Handler)
 
 
-def _switcher_page(built: BuiltIssue, current: Variant) -> str:
+def _switcher_page(shown: LivePreview) -> str:
+    built, current = shown.built, shown.variant
     links = " ".join(
         f'<a href="/?variant={quote(v.name)}"'
         + (' class="on"' if v.name == current.name else "")

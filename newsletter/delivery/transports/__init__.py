@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from newsletter.config import redact_url
+from newsletter.delivery.dkimsign import DkimSigner
 from newsletter.delivery.transports import registry
 from newsletter.delivery.transports.base import (
     STATUSES,
@@ -30,22 +31,17 @@ from newsletter.delivery.transports.base import (
     TransportConfigError,
     validate_envelope,
 )
+from newsletter.delivery.transports.outbox import (
+    OutboxTransport,
+    outbox_file_name,
+    parse_outbox_url,
+)
 from newsletter.delivery.transports.smtp import (
     SmtpAuthError,
     SmtpTransport,
     TransportConfig,
     classify_code,
     parse_smtp_url,
-)
-
-# The built-in transports register their schemes when imported, smtp first: the
-# unknown-scheme error lists schemes in registration order ("smtp://, smtps:// or
-# outbox://"), so the outbox is imported after smtp, in a block of its own.
-# isort: split
-from newsletter.delivery.transports.outbox import (
-    OutboxTransport,
-    outbox_file_name,
-    parse_outbox_url,
 )
 
 if TYPE_CHECKING:
@@ -83,8 +79,6 @@ def open_transport(settings: Settings) -> Transport:
     :meth:`Transport.send` does); raises :class:`~newsletter.errors.ConfigError` for a bad
     URL or DKIM setting.
     """
-    from newsletter.delivery.dkimsign import DkimSigner
-
     transport = registry.factory_for(settings.smtp_url)(settings.smtp_url, settings)
     try:
         signer = DkimSigner.from_settings(settings)

@@ -68,9 +68,14 @@ def unregister(*schemes: str) -> None:
         _factories.pop(scheme, None)
 
 
+# The built-in schemes come first, in this order, wherever schemes are listed.
+_BUILT_IN_ORDER = ("smtp", "smtps", "outbox")
+
+
 def schemes() -> tuple[str, ...]:
-    """The registered URL schemes, in the order they were registered."""
-    return tuple(_factories)
+    """The registered URL schemes: the built-in ones first, then others as registered."""
+    built_in = [s for s in _BUILT_IN_ORDER if s in _factories]
+    return (*built_in, *(s for s in _factories if s not in _BUILT_IN_ORDER))
 
 
 def scheme_of(url: str) -> str:

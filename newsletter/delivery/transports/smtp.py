@@ -27,6 +27,7 @@ be shown.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import ipaddress
@@ -36,6 +37,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +53,7 @@ from newsletter.delivery.transports.base import (
     TransportClosedError,
     TransportConfigError,
 )
+from newsletter.delivery.transports.outbox import parse_outbox_url
 from newsletter.delivery.transports.registry import (
     URL_HINT,
     register,
@@ -161,11 +164,6 @@ def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
     if scheme not in SMTP_URL_SCHEMES:
         raise unknown_scheme_error(url, SMTP_URL_SCHEMES)
     if scheme == "outbox":
-        # Imported here, not at the top, so that smtp registers its schemes before the
-        # outbox does: the package imports smtp first, which keeps "smtp://, smtps:// or
-        # outbox://" in that order in the unknown-scheme error.
-        from newsletter.delivery.transports.outbox import parse_outbox_url
-
         return TransportConfig(scheme="outbox", outbox=parse_outbox_url(url, root=base))
 
     parts = urlsplit(url.strip())
@@ -518,7 +516,7 @@ class SmtpTransport(Transport):
     # ----------------------------------------------------------------- the pool
 
     @contextlib.contextmanager
-    def _slot(self):  # type: ignore[no-untyped-def]
+    def _slot(self) -> Iterator[None]:
         self._slots.acquire()
         try:
             yield
@@ -702,8 +700,6 @@ def _scrub(text: str, secret: str) -> str:
     """``text`` without ``secret`` or the base64 forms AUTH would carry it in."""
     if not secret:
         return text
-    import base64
-
     # AUTH LOGIN carries the password alone in base64.
     forms = {secret, base64.b64encode(secret.encode("utf-8")).decode("ascii")}
     for form in sorted(forms, key=len, reverse=True):
