@@ -151,6 +151,8 @@ def send(
     preview, issue = prepared.preview, prepared.issue
     out.print(f"[bold]{issue.month_name}[/bold]: {preview.subject}")
     if preview.finished:
+        if replan:  # refused, with the reason and a hint
+            sends.plan(ctx, month, issue=issue, replan=True)
         out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
         return
     out.print(_preview_table(preview, f"Send of {issue.month} ({preview.status})"))

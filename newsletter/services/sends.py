@@ -34,6 +34,7 @@ from newsletter.rules.variants import VariantKey
 from newsletter.services import issues
 from newsletter.services.app import App
 from newsletter.store import ledger
+from newsletter.store.errors import StoreError
 from newsletter.store.ledger import DeliveryRow, NewSnapshot, SendStatus
 from newsletter.store.views import PartContent, SummaryInfo, VariantContent
 
@@ -177,11 +178,17 @@ def plan(app: App, month: str, *, issue: Issue | None = None, replan: bool = Fal
     issue = issue if issue is not None else sendable_issue(app, month)
     app.settings.require("sender_address", "to send")
     store = app.store
-    if replan or ledger.find_send(store, issue.month) is None:
+    existing = ledger.find_send(store, issue.month)
+    if replan and existing is not None and is_finished(existing.status):
+        raise StoreError(
+            f"the send of {issue.month} is {existing.status}: there is nothing left to re-plan",
+            hint=f"see `newsletter deliveries status {issue.month}`",
+        )
+    if replan or existing is None:
         # Rendered before anyone is queued: a broken template or a missing postal address
         # stops here.
         snapshot = snapshot_of(app, issues.build(app, issue))
-        if replan and ledger.find_send(store, issue.month) is not None:
+        if replan and existing is not None:
             ledger.replan_send(store, issue.month, snapshot, app.today())
         else:
             ledger.plan_send(store, issue.month, snapshot, app.today())

@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import cli
@@ -29,6 +30,7 @@ def test_serve_without_a_store_is_a_clear_error(isolated_env):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_serve_answers_pages(web_project):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_DATABASE")}

@@ -256,6 +256,7 @@ def _add_many(settings, n: int) -> None:
     add_people(settings, {f"bulk{i:03d}@example.org": "Training" for i in range(n)})
 
 
+@pytest.mark.slow
 def test_sigkill_mid_send_loses_nothing(project, smtp_server) -> None:
     settings = settings_of(project)
     _add_many(settings, 60)
@@ -286,6 +287,7 @@ def test_sigkill_mid_send_loses_nothing(project, smtp_server) -> None:
         assert ledger.send_status(store, MONTH).status == "done"
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_in_flight_and_leaves_the_rest_queued(project, smtp_server) -> None:
     settings = settings_of(project)
     _add_many(settings, 60)
