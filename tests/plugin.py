@@ -380,3 +380,24 @@ def web_project(isolated_env: Path, store_url: str, smtp_server: Any) -> Path:
             if status == "unsubscribed":
                 subscribers.unsubscribe(app, addr)
     return isolated_env
+
+
+# --- a project that sends ----------------------------------------------------------------
+
+
+@pytest.fixture
+def send_project(isolated_env: Path, store_url: str, smtp_server: Any) -> Path:
+    """A project folder: the sample issues, the store of ``store_url``, the SMTP test
+    server, https links; no subscribers yet (``tests.support.services.add_people``)."""
+    (isolated_env / "newsletter.toml").write_text(
+        'sender_name = "Research Digest"\n'
+        'sender_address = "digest@example.org"\n'
+        'postal_address = "1 Example Street, Exampletown"\n'
+        'secret_key = "test-secret"\n'
+        'base_url = "https://news.example.org"\n'
+        f'database_url = "{store_url}"\n'
+        f'smtp_url = "{smtp_server.url}"\n'
+        "retry_initial_delay = 0\n"
+    )
+    shutil.copytree(REPO / "issues", isolated_env / "issues")
+    return isolated_env

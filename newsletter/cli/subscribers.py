@@ -393,18 +393,11 @@ def import_cmd(
     """
     from newsletter.services import imports
 
+    options = imports.ImportOptions(
+        encoding, on_duplicate, atomic, dry_run, resubscribe, check_dns
+    )
     with _progress(file) as progress:
-        report = imports.import_subscribers(
-            app.app(),
-            file,
-            encoding=encoding,
-            on_duplicate=on_duplicate,
-            atomic=atomic,
-            dry_run=dry_run,
-            resubscribe=resubscribe,
-            check_dns=check_dns,
-            progress=progress,
-        )
+        report = imports.import_subscribers(app.app(), file, options, progress)
     if as_json:
         print_json(report.to_dict())
     else:

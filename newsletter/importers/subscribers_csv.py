@@ -280,25 +280,35 @@ def read_rows(
 # --- writing -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ImportOptions:
+    """How an import treats its file and the people already in the store.
+
+    ``on_duplicate``: addresses already in the store are left alone ("skip") or get the
+    row's name, topics and status ("update"). Unsubscribed and erased people are never
+    brought back unless ``resubscribe``, which is logged in their consent history. With
+    ``atomic`` one bad row means nothing is imported; ``dry_run`` changes nothing;
+    ``check_dns`` also checks that each domain receives mail.
+    """
+
+    encoding: str | None = None
+    on_duplicate: str = "skip"
+    atomic: bool = False
+    dry_run: bool = False
+    resubscribe: bool = False
+    check_dns: bool = False
+
+
 def import_csv(
     store: Store,
     path: str | Path,
-    *,
-    encoding: str | None = None,
-    on_duplicate: str = "skip",
-    atomic: bool = False,
-    dry_run: bool = False,
-    resubscribe: bool = False,
-    check_dns: bool = False,
+    options: ImportOptions = ImportOptions(),  # noqa: B008 - frozen, so safe to share
     progress: ProgressFn | None = None,
 ) -> ImportReport:
-    """Import subscribers from a CSV file; see the module docstring for the rules.
-
-    Addresses already in the store are left alone (``on_duplicate="skip"``) or get the
-    row's name, topics and status (``"update"``). Unsubscribed and erased people are never
-    brought back unless ``resubscribe``, which is logged in their consent history. With
-    ``atomic`` one bad row means nothing is imported; ``dry_run`` changes nothing.
-    """
+    """Import subscribers from a CSV file; see the module docstring and
+    :class:`ImportOptions` for the rules."""
+    encoding, on_duplicate, atomic = options.encoding, options.on_duplicate, options.atomic
+    dry_run, resubscribe, check_dns = options.dry_run, options.resubscribe, options.check_dns
     if on_duplicate not in ("skip", "update"):
         raise CsvError(f"on_duplicate must be skip or update, not {on_duplicate!r}")
     path = Path(path)

@@ -8,11 +8,12 @@ from typing import TextIO
 
 from newsletter.importers import archive, subscribers_csv
 from newsletter.importers.archive import report_to_dict as archive_report_to_dict
-from newsletter.importers.subscribers_csv import ImportReport, ProgressFn
+from newsletter.importers.subscribers_csv import ImportOptions, ImportReport, ProgressFn
 from newsletter.services.app import App
 from newsletter.store.errors import StoreError
 
 __all__ = [
+    "ImportOptions",
     "ImportReport",
     "archive_report_to_dict",
     "export_subscribers",
@@ -24,27 +25,11 @@ __all__ = [
 def import_subscribers(
     app: App,
     path: Path,
-    *,
-    encoding: str | None = None,
-    on_duplicate: str = "skip",
-    atomic: bool = False,
-    dry_run: bool = False,
-    resubscribe: bool = False,
-    check_dns: bool = False,
+    options: ImportOptions = ImportOptions(),  # noqa: B008 - frozen, so safe to share
     progress: ProgressFn | None = None,
 ) -> ImportReport:
     """Import subscribers from a CSV file (see :mod:`newsletter.importers.subscribers_csv`)."""
-    return subscribers_csv.import_csv(
-        app.store,
-        path,
-        encoding=encoding,
-        on_duplicate=on_duplicate,
-        atomic=atomic,
-        dry_run=dry_run,
-        resubscribe=resubscribe,
-        check_dns=check_dns,
-        progress=progress,
-    )
+    return subscribers_csv.import_csv(app.store, path, options, progress)
 
 
 def export_subscribers(app: App, target: Path | None = None, out: TextIO | None = None) -> int:

@@ -30,7 +30,7 @@ def app(store_app):
 
 
 def import_csv(app, path, **options):
-    return imports.import_subscribers(app, Path(path), **options)
+    return imports.import_subscribers(app, Path(path), imports.ImportOptions(**options))
 
 
 def export_csv(app, out) -> int:

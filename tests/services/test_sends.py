@@ -6,8 +6,6 @@ else gets anything; the server's refusals, outages and a killed process lose not
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import signal
 import subprocess
@@ -23,7 +21,8 @@ from newsletter.cli import cli
 from newsletter.config import load_settings
 from newsletter.services import App, subscribers
 from newsletter.store import ledger, open_store
-from tests.support.services import WorkerOptions, plan_issue_send, run_worker
+from tests.support.services import WorkerOptions, add_people, plan_issue_send, run_worker
+from tests.support.smtpserver import received
 
 REPO = Path(__file__).resolve().parents[2]
 MONTH = "2026-11"  # the ready sample issue: three summaries on overlapping topics
@@ -45,51 +44,19 @@ PEOPLE: dict[str, tuple[str | None, set[str] | None]] = {
 }
 
 
-def add_people(settings, people: dict[str, str | None]) -> None:
-    with App(settings) as app:
-        for addr, topics in people.items():
-            if topics is None:
-                subscribers.add_subscriber(app, addr, name="Ann Example", all_topics=True)
-            else:
-                subscribers.add_subscriber(app, addr, name="Ann Example", topics=topics)
-
-
 @pytest.fixture
-def project(isolated_env: Path, store_url: str, smtp_server) -> Path:
-    """A project folder: the sample issues, the store of ``store_url``, the test server."""
-    import shutil
-
-    (isolated_env / "newsletter.toml").write_text(
-        f'sender_name = "Research Digest"\n'
-        f'sender_address = "digest@example.org"\n'
-        f'postal_address = "1 Example Street, Exampletown"\n'
-        f'secret_key = "test-secret"\n'
-        f'base_url = "https://news.example.org"\n'
-        f'database_url = "{store_url}"\n'
-        f'smtp_url = "{smtp_server.url}"\n'
-        f"retry_initial_delay = 0\n"
-    )
-    shutil.copytree(REPO / "issues", isolated_env / "issues")
-    settings = load_settings(isolated_env / "newsletter.toml", environ={})
+def project(send_project: Path) -> Path:
+    """The sending project with the people of :data:`PEOPLE`."""
+    settings = settings_of(send_project)
     add_people(settings, {addr: topics for addr, (topics, _) in PEOPLE.items()})
     with App(settings) as app:
         subscribers.pause(app, "paused@example.org")
         subscribers.unsubscribe(app, "left@example.org")
-    return isolated_env
+    return send_project
 
 
 def settings_of(project: Path):
     return load_settings(project / "newsletter.toml", environ={})
-
-
-def received(server) -> dict[str, list[email.message.EmailMessage]]:
-    out: dict[str, list] = {}
-    for m in server.messages:
-        for rcpt in m.rcpt_tos:
-            out.setdefault(rcpt, []).append(
-                email.message_from_bytes(m.data, policy=email.policy.default)
-            )
-    return out
 
 
 def summaries_in(msg) -> set[str]:

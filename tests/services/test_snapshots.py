@@ -10,8 +10,6 @@ who join a planned send are planned with the send's own no-match policy.
 from __future__ import annotations
 
 import dataclasses
-import email
-import email.policy
 import os
 import shutil
 import subprocess
@@ -31,6 +29,8 @@ from newsletter.render import variant_keys
 from newsletter.rules.statuses import SKIP_NO_MATCH
 from newsletter.services import App, sends, subscribers
 from newsletter.services.sends import WorkerOptions
+from tests.support.services import add_people
+from tests.support.smtpserver import received
 
 REPO = Path(__file__).resolve().parents[2]
 MONTH = "2026-11"  # the ready sample issue: three summaries on overlapping topics
@@ -53,31 +53,12 @@ PEOPLE: dict[str, tuple[str | None, set[str] | None]] = {
 RECIPIENTS = {a: e for a, (_, e) in PEOPLE.items() if e is not None}
 
 
-def add_people(settings, people: dict[str, str | None]) -> None:
-    with App(settings) as app:
-        for addr, topics in people.items():
-            if topics is None:
-                subscribers.add_subscriber(app, addr, name="Ann Example", all_topics=True)
-            else:
-                subscribers.add_subscriber(app, addr, name="Ann Example", topics=topics)
-
-
 @pytest.fixture
-def project(isolated_env: Path, store_url: str, smtp_server) -> Path:
-    """A project folder: the sample issues, the store of ``store_url``, the test server."""
-    (isolated_env / "newsletter.toml").write_text(
-        'sender_name = "Research Digest"\n'
-        'sender_address = "digest@example.org"\n'
-        'postal_address = "1 Example Street, Exampletown"\n'
-        'secret_key = "test-secret"\n'
-        'base_url = "https://news.example.org"\n'
-        f'database_url = "{store_url}"\n'
-        f'smtp_url = "{smtp_server.url}"\n'
-        "retry_initial_delay = 0\n"
-    )
-    shutil.copytree(REPO / "issues", isolated_env / "issues")
-    add_people(settings_of(isolated_env), {a: topics for a, (topics, _) in PEOPLE.items()})
-    return isolated_env
+def project(send_project: Path) -> Path:
+    """The sending project with the people of :data:`PEOPLE`."""
+    settings = settings_of(send_project)
+    add_people(settings, {addr: topics for addr, (topics, _) in PEOPLE.items()})
+    return send_project
 
 
 def settings_of(project: Path):
@@ -92,16 +73,6 @@ def cli_run(project: Path, *args: str, **kw):
 def flat(text: str) -> str:
     """Whitespace normalised (wrapped lines joined)."""
     return " ".join(text.split())
-
-
-def received(server) -> dict[str, list[EmailMessage]]:
-    out: dict[str, list[EmailMessage]] = {}
-    for m in server.messages:
-        for rcpt in m.rcpt_tos:
-            out.setdefault(rcpt, []).append(
-                email.message_from_bytes(m.data, policy=email.policy.default)
-            )
-    return out
 
 
 def text_of(msg: EmailMessage) -> str:

@@ -9,7 +9,7 @@ from newsletter.services import App, sends, subscribers
 from newsletter.services.sends import SendPreview, SendResult, WorkerOptions
 from newsletter.store.views import SubscriberView
 
-__all__ = ["WorkerOptions", "add_subscriber", "plan_issue_send", "run_worker"]
+__all__ = ["WorkerOptions", "add_people", "add_subscriber", "plan_issue_send", "run_worker"]
 
 
 def plan_issue_send(settings: Settings, month: str) -> SendPreview:
@@ -28,3 +28,13 @@ def add_subscriber(settings: Settings, email: str, **options: Any) -> Subscriber
     """Add one subscriber."""
     with App(settings) as app:
         return subscribers.add_subscriber(app, email, **options)
+
+
+def add_people(settings: Settings, people: dict[str, str | None]) -> None:
+    """Add each address with its topics (None: every topic), all named Ann Example."""
+    with App(settings) as app:
+        for addr, topics in people.items():
+            if topics is None:
+                subscribers.add_subscriber(app, addr, name="Ann Example", all_topics=True)
+            else:
+                subscribers.add_subscriber(app, addr, name="Ann Example", topics=topics)

@@ -394,3 +394,12 @@ class SmtpTestServer:
         with self._lock:
             self._live.discard(id(proto))
             self._protocols.pop(id(proto), None)
+
+
+def received(server: SmtpTestServer) -> dict[str, list[email.message.EmailMessage]]:
+    """The messages ``server`` accepted, parsed, by envelope recipient."""
+    out: dict[str, list[email.message.EmailMessage]] = {}
+    for m in server.messages:
+        for rcpt in m.rcpt_tos:
+            out.setdefault(rcpt, []).append(m.parsed())
+    return out
