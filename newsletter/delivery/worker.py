@@ -36,6 +36,7 @@ from newsletter.delivery.message import (
 from newsletter.delivery.personalise import Recipient
 from newsletter.delivery.transports import SendOutcome, Transport
 from newsletter.errors import NewsletterError
+from newsletter.rules.schedules import local_date
 from newsletter.rules.statuses import retry_after
 from newsletter.store import ledger
 from newsletter.store.db import Store
@@ -175,11 +176,13 @@ class DeliveryWorker:
     # ------------------------------------------------------------------ public
 
     def run(self) -> WorkerReport:
-        """Send until nothing is due (``once``) or until stopped; returns the report."""
+        """Send until nothing is due (``once``) or until stopped; returns the report.
 
-        sender = self.settings.require("sender_address", "to send")
-        self.settings.require("postal_address", "to send")
-        self._sender = sender
+        Everything a message says comes from its send's snapshot; of the worker's own
+        settings only the key (links, Message-IDs), ``dev_redirect``, the time zone and
+        the retry and pool settings are used.
+        """
+        self.settings.require("secret_key", "to sign the links in emails")
         start = self._start = time.monotonic()
         self._run_started = dt.datetime.now(dt.UTC)
         claimers = ledger.local_claimers(self.store)
@@ -213,6 +216,10 @@ class DeliveryWorker:
 
     # ------------------------------------------------------------------ threads
 
+    def _today(self) -> dt.date:
+        # The date pauses end on: the same day planning uses (the configured time zone).
+        return local_date(dt.datetime.now(dt.UTC), self.settings.timezone)
+
     def _take_budget(self, wanted: int) -> int:
         with self._lock:
             if self._budget is None:
@@ -233,7 +240,9 @@ class DeliveryWorker:
                 # A --once run sends what was due when it started: a row it retries is
                 # not due again within the same run, however short the retry delay.
                 due = self._run_started if self.options.once else None
-                batch = ledger.claim_batch(self.store, n, now=due, months=self.options.months)
+                batch = ledger.claim_batch(
+                    self.store, n, now=due, months=self.options.months, today=self._today()
+                )
                 if not batch:
                     self._take_budget(-n)  # give back the unused budget
                     if self.options.once:
@@ -280,8 +289,6 @@ class DeliveryWorker:
                     outcomes.append(Outcome(item.delivery_id, "failed", f"not sent: {exc}"))
                     counts["failed"] += 1
                     continue
-                if not msg.envelope_from:
-                    msg = msg._replace(envelope_from=self._sender)
                 result = self.transport.send(msg)
                 outcome = self._outcome(item, result, msg.message_id)
                 outcomes.append(outcome)

@@ -25,7 +25,13 @@ from newsletter.content.taxonomy import ALL_TOPICS_WORDS, resolve_topics
 from newsletter.errors import NewsletterError, UnknownTopicError
 from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules.addresses import InvalidAddressError, normalise_address
-from newsletter.rules.statuses import SOURCES, SUBSCRIBER_STATUSES, StatusChange, imported
+from newsletter.rules.statuses import (
+    SOURCES,
+    SUBSCRIBER_STATUSES,
+    StatusChange,
+    imported,
+    resubscribe,
+)
 from newsletter.store import subscribers
 from newsletter.store.db import Store
 from newsletter.store.subscribers import ImportPlan, ImportRow, ImportWrite
@@ -302,7 +308,7 @@ class ImportOptions:
 def import_csv(
     store: Store,
     path: str | Path,
-    options: ImportOptions = ImportOptions(),  # noqa: B008 - frozen, so safe to share
+    options: ImportOptions = ImportOptions(),
     progress: ProgressFn | None = None,
 ) -> ImportReport:
     """Import subscribers from a CSV file; see the module docstring and
@@ -372,7 +378,7 @@ class _ImportRules:
                 continue
             if current.status == "unsubscribed" and row.status != "unsubscribed":
                 if self.resubscribe:
-                    change = StatusChange(row.status or "active", "resubscribed", left=False)
+                    change = resubscribe(current.status, pending=False, to=row.status or "active")
                     self.resubscribing.add(len(updates))
                     updates.append((row, change, self.update))
                     report.resubscribed += 1

@@ -196,6 +196,11 @@ def parse_local_time(text: str, timezone: str) -> dt.datetime:
     return utc
 
 
+def local_date(moment: dt.datetime, timezone: str) -> dt.date:
+    """The date of ``moment`` in ``timezone``: the "today" of pauses, plans and claims."""
+    return moment.astimezone(zone(timezone)).date()
+
+
 def month_of(moment: dt.datetime, timezone: str) -> str:
     """The YYYY-MM of ``moment`` in ``timezone``: the issue a monthly firing sends."""
     return moment.astimezone(zone(timezone)).strftime("%Y-%m")

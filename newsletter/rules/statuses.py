@@ -125,12 +125,19 @@ def unsubscribe(status: str, detail: str | None = None) -> StatusChange | None:
     return StatusChange("unsubscribed", "unsubscribed", detail, left=True, stop_queued=True)
 
 
-def resubscribe(status: str, pending: bool, detail: str | None = None) -> StatusChange:
-    """An unsubscribed person comes back (only when they asked), pending or active."""
+def resubscribe(
+    status: str, pending: bool, detail: str | None = None, to: str | None = None
+) -> StatusChange:
+    """An unsubscribed person comes back (only when they asked), pending or active.
+
+    ``to``: the status a CSV row gives them instead (an import with ``--resubscribe``).
+    """
     if status != "unsubscribed":
         raise SubscriberStateError(f"{status} subscribers cannot be resubscribed")
-    new = "pending" if pending else "active"
-    return StatusChange(new, "resubscribed", detail, confirmed=not pending, left=False)
+    new = to or ("pending" if pending else "active")
+    return StatusChange(
+        new, "resubscribed", detail, confirmed=to is None and not pending, left=False
+    )
 
 
 def imported(status: str, new: str, paused_until: dt.date | None) -> StatusChange | None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from newsletter.config import Settings
 from newsletter.content.files import IssueLibrary
 from newsletter.delivery.transports import Transport, open_transport
-from newsletter.rules.schedules import zone
+from newsletter.rules.schedules import local_date
 from newsletter.store.db import Store, open_store
 
 
@@ -73,7 +73,7 @@ class App:
 
     def today(self) -> dt.date:
         """Today's date in the configured time zone, by this app's clock."""
-        return self.clock().astimezone(zone(self.settings.timezone)).date()
+        return local_date(self.clock(), self.settings.timezone)
 
     def close(self) -> None:
         """Close the transport and the store (if this app opened it)."""

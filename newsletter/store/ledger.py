@@ -595,11 +595,13 @@ def claim_batch(
     now: dt.datetime | None = None,
     claimer: str | None = None,
     months: Sequence[str] | None = None,
+    today: dt.date | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due pending deliveries of running sends for this worker.
 
-    In the same transaction, rows whose subscriber no longer receives (unsubscribed,
-    paused or erased since planning) are marked skipped instead of claimed.
+    In the same transaction, rows whose subscriber no longer receives on ``today``
+    (unsubscribed, paused or erased since planning; default: the UTC date of ``now``) are
+    marked skipped instead of claimed.
     """
     now = now or _now()
     claimer = claimer or worker_id()
@@ -645,7 +647,7 @@ def claim_batch(
                 Subscriber.email,
                 Subscriber.name,
                 Subscriber.all_topics,
-                receiving_condition(now.date()).label("receiving"),
+                receiving_condition(today or now.date()).label("receiving"),
                 Delivery.variant_mask,
                 Delivery.revision,
                 Delivery.attempts,
