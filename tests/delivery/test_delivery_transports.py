@@ -7,6 +7,7 @@ it from ``smtp_url`` alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -232,3 +233,44 @@ def test_a_whole_send_through_a_registered_transport(
     assert all(m.canonical and m.envelope_from == "digest@example.org" for m in transport.messages)
     assert transport.flushed == 2  # the worker flushed after its last message, to record it
     assert transport.closed
+
+
+def test_a_new_transport_module_needs_no_other_line(tmp_path: Path) -> None:
+    """Dropping one module into the transports package is enough: it registers itself.
+
+    Works on a copy of the package, so the source tree (and tests running beside this
+    one) never see the probe module.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    import newsletter
+
+    copy = tmp_path / "newsletter"
+    shutil.copytree(
+        Path(newsletter.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (copy / "delivery" / "transports" / "probe.py").write_text(
+        "from newsletter.delivery.transports import registry\n"
+        "from newsletter.delivery.transports.outbox import OutboxTransport\n\n\n"
+        '@registry.register("probe")\n'
+        "def _open(url, settings):\n"
+        "    return OutboxTransport(settings.root / 'probe-outbox')\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import newsletter.delivery.transports as t; "
+            "print(t.__file__); print(sorted(t.registry.schemes()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    ).stdout
+    where, schemes = out.splitlines()
+    assert where.startswith(str(copy))
+    assert "'probe'" in schemes and "'smtp'" in schemes and "'outbox'" in schemes

@@ -9,12 +9,15 @@
   :mod:`~newsletter.delivery.transports.outbox` (``outbox://``): the built-in transports.
 
 Build the configured transport with :func:`open_transport`; close it (or use ``with``)
-when done. Adding a way to send (an HTTP API provider, say) is one new module that
-subclasses :class:`Transport` and registers its scheme with :func:`registry.register`.
+when done. Adding a way to send (an HTTP API provider, say) is one new module in this
+package that subclasses :class:`Transport` and registers its scheme with
+:func:`registry.register`: every module here is imported with the package.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import TYPE_CHECKING
 
 from newsletter.config import redact_url
@@ -46,6 +49,13 @@ from newsletter.delivery.transports.smtp import (
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
+
+# Every other module of this package is a transport that registers its scheme when it is
+# imported, so a new one needs no line anywhere else.
+_BUILT_IN = frozenset({"base", "registry", "smtp", "outbox"})
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _BUILT_IN:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "STATUSES",
