@@ -3,8 +3,9 @@
 Precedence, lowest to highest: built-in defaults < ``newsletter.toml`` < ``NEWSLETTER_*``
 environment variables < command-line flags. Every setting, its default and its meaning is
 declared once, as a field of :class:`Settings` made with :func:`setting` (its type is the
-field's annotation); :data:`SETTINGS` is derived from those fields, and the README's
-configuration table and the file written by ``newsletter init`` are generated from it.
+field's annotation); :data:`SETTINGS` is derived from those fields, the file written by
+``newsletter init`` is generated from it, and a test checks that the README's
+configuration table names every setting and its environment variable.
 """
 
 from __future__ import annotations

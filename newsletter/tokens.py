@@ -30,12 +30,12 @@ from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTime
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from newsletter.errors import MissingSettingError, NewsletterError
-from newsletter.rules.links import page_url
+from newsletter.rules.links import LINK_PATHS, page_url
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
 
-PURPOSES = ("preferences", "unsubscribe", "topic", "confirm")
+PURPOSES = tuple(LINK_PATHS)
 
 
 Payload = int | str

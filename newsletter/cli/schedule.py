@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 
 from newsletter.cli.base import AppContext, console, print_json
-
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
+from newsletter.rules.months import looks_like_month
 
 
 class _ScheduleGroup(click.Group):
     """A group whose first argument may be a month: ``schedule 2026-12 --at ...`` = ``add``."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
-        if args and _MONTH.match(args[0]) and args[0] not in self.commands:
+        if args and looks_like_month(args[0]) and args[0] not in self.commands:
             cmd = self.get_command(ctx, "add")
             assert cmd is not None
             return "add", cmd, args  # the month stays: it is add's argument

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from newsletter.cli.base import AppContext, console, print_json
+from newsletter.rules.statuses import DELIVERY_STATUSES
 
 workers_option = click.option(
     "--workers",
@@ -326,7 +327,7 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
 @click.option(
     "--status",
     "status_",
-    type=click.Choice(["pending", "sending", "sent", "skipped", "failed"]),
+    type=click.Choice(DELIVERY_STATUSES),
     default=None,
 )
 @click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)

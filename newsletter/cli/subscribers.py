@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from newsletter.cli.base import AppContext, console, print_json
+from newsletter.rules.statuses import SUBSCRIBER_STATUSES
 
 if TYPE_CHECKING:
     from newsletter.store.views import SubscriberView
-
-# The subscriber statuses (newsletter.rules.statuses; not imported here: --help stays fast).
-STATUS_CHOICES = ("pending", "active", "paused", "unsubscribed", "bounced")
 
 
 def _esc(text: str) -> str:
@@ -95,7 +93,9 @@ def add(
 
 @subscribers.command(name="list")
 @click.option("--topic", default=None, help="Only people who get this topic (incl. all-topics).")
-@click.option("--status", type=click.Choice(STATUS_CHOICES), default=None, help="Only this status.")
+@click.option(
+    "--status", type=click.Choice(SUBSCRIBER_STATUSES), default=None, help="Only this status."
+)
 @click.option("--search", default=None, help="Part of the address or name, any case.")
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--page-size", type=click.IntRange(1, 1000), default=50, show_default=True)
@@ -393,9 +393,7 @@ def import_cmd(
     """
     from newsletter.services import imports
 
-    options = imports.ImportOptions(
-        encoding, on_duplicate, atomic, dry_run, resubscribe, check_dns
-    )
+    options = imports.ImportOptions(encoding, on_duplicate, atomic, dry_run, resubscribe, check_dns)
     with _progress(file) as progress:
         report = imports.import_subscribers(app.app(), file, options, progress)
     if as_json:

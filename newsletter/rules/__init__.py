@@ -7,8 +7,11 @@
   receiving, and the states of a send and of a delivery;
 - :mod:`~newsletter.rules.variants`: which summaries a reader gets (:class:`VariantKey`);
 - :mod:`~newsletter.rules.links`: the web addresses in emails and whether they are secure;
-- :mod:`~newsletter.rules.personal`: the personal fields filled into each message.
+- :mod:`~newsletter.rules.personal`: the personal fields filled into each message;
+- :mod:`~newsletter.rules.schedules`: when a monthly rule fires, and dates in the
+  configured time zone;
+- :mod:`~newsletter.rules.wrapping`: how the plain-text part wraps its lines.
 
-These modules import nothing of the program but :mod:`newsletter.errors`, so every layer
-above may use them.
+These modules import nothing of the program but :mod:`newsletter.errors` and
+:mod:`newsletter.config`, so every layer above may use them.
 """

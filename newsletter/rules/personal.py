@@ -16,11 +16,6 @@ FIELDS = (
     "topic_token",  # used with a topic slug after it: {base_url}/topic/{token}/{slug}
     "web_view_url",
 )
-TOKEN_FIELDS = {
-    "preferences_token": "preferences",
-    "unsubscribe_token": "unsubscribe",
-    "topic_token": "topic",
-}
 
 NAME_FALLBACK = "colleague"
 ALL_TOPICS = "all topics"

@@ -22,7 +22,6 @@ from typing import TypeVar
 from newsletter.errors import NewsletterError
 
 T = TypeVar("T")
-NO_MATCH_POLICIES = ("skip", "full", "teaser")
 TEASER_NAME = "teaser"
 ALL_NAME = "all"
 

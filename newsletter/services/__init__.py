@@ -15,7 +15,9 @@ modules, each taking the app first::
 - :mod:`~newsletter.services.signup`: sign-up, confirmation, welcome, "send me my link";
 - :mod:`~newsletter.services.imports`: CSV import and export, the blog archive import;
 - :mod:`~newsletter.services.schedules`: one-off and monthly sends, firings, the lease;
-- :mod:`~newsletter.services.mail`: one way to build and send any single email.
+- :mod:`~newsletter.services.mail`: one way to build and send any single email;
+- :mod:`~newsletter.services.setup`: ``init``, the store's migrations and its status;
+- :mod:`~newsletter.services.demo`: the demo project the Quick start runs.
 
 Rules that decide (statuses, addresses, variants, months) live in :mod:`newsletter.rules`;
 persistence in :mod:`newsletter.store`. A service composes them and never talks SQL,

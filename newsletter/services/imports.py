@@ -25,11 +25,15 @@ __all__ = [
 def import_subscribers(
     app: App,
     path: Path,
-    options: ImportOptions = ImportOptions(),  # noqa: B008 - frozen, so safe to share
+    options: ImportOptions | None = None,
     progress: ProgressFn | None = None,
 ) -> ImportReport:
-    """Import subscribers from a CSV file (see :mod:`newsletter.importers.subscribers_csv`)."""
-    return subscribers_csv.import_csv(app.store, path, options, progress)
+    """Import subscribers from a CSV file (see :mod:`newsletter.importers.subscribers_csv`).
+
+    Without ``options``, the defaults of :class:`ImportOptions` (people already in the
+    store are left alone, the good rows are imported even when others are bad).
+    """
+    return subscribers_csv.import_csv(app.store, path, options or ImportOptions(), progress)
 
 
 def export_subscribers(app: App, target: Path | None = None, out: TextIO | None = None) -> int:

@@ -15,13 +15,13 @@ from markupsafe import Markup
 from newsletter.content.markdown import render_markdown
 from newsletter.content.model import Issue
 from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
+from newsletter.rules.months import is_month
 from newsletter.services import issues
 from newsletter.web.context import page, web
 from newsletter.web.topic_groups import topic_groups
 
 archive_pages = Blueprint("archive_pages", __name__)
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,150}$")
 
 
@@ -36,7 +36,7 @@ def _markdown_filter(text: str | None) -> Markup:
 
 
 def _public_issue(month: str) -> Issue:
-    if not MONTH.match(month):
+    if not is_month(month):
         abort(404)
     issue = issues.public_issue(web().app, month)
     if issue is None:

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from newsletter.config import NO_MATCH_POLICIES
 from newsletter.rules.variants import (
-    NO_MATCH_POLICIES,
     UnknownVariantError,
     VariantKey,
     choose_variant,

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from newsletter.config import load_settings
+from newsletter.config import NO_MATCH_POLICIES, load_settings
 from newsletter.content.taxonomy import load_taxonomy
 from newsletter.delivery.message import headers_from_settings
 from newsletter.rules.statuses import (
@@ -25,7 +25,7 @@ from newsletter.rules.statuses import (
     SUBSCRIBER_STATUSES,
     is_receiving,
 )
-from newsletter.rules.variants import NO_MATCH_POLICIES, choose_variant
+from newsletter.rules.variants import choose_variant
 from newsletter.services import subscribers
 from newsletter.store import ledger
 from newsletter.store.ledger import NewSnapshot

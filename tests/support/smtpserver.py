@@ -3,7 +3,7 @@
 It speaks real SMTP on a free loopback port, records what it is given and can be told how
 to misbehave, so delivery code is tested against a server, not a mock.
 
-Use it through the ``smtp_server`` fixture (``tests/delivery/conftest.py``), or directly::
+Use it through the ``smtp_server`` fixture (``tests/plugin.py``), or directly::
 
     server = SmtpTestServer()            # plain SMTP, no AUTH
     server.start()
