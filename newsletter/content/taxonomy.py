@@ -112,7 +112,14 @@ def load_taxonomy() -> Taxonomy:
     return Taxonomy(topics)
 
 
-ALL_TOPICS_WORDS = ("all", "*")  # in a topics cell or --topics: every topic
+#: Written instead of topics (a CSV cell, ``--topics``, ``set-topics``): every topic.
+ALL_TOPICS_WORDS = ("all", "*", "all topics", "every topic")
+
+
+def means_all_topics(topics: str | Iterable[str]) -> bool:
+    """True when ``topics`` is one of :data:`ALL_TOPICS_WORDS` (any case) and not a topic list."""
+    text = topics if isinstance(topics, str) else ";".join(topics)
+    return " ".join(text.split()).lower() in ALL_TOPICS_WORDS
 
 
 def resolve_topics(topics: str | Iterable[str]) -> list[str]:

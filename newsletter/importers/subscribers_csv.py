@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from newsletter.content.taxonomy import ALL_TOPICS_WORDS, resolve_topics
+from newsletter.content.taxonomy import means_all_topics, resolve_topics
 from newsletter.errors import NewsletterError, UnknownTopicError
 from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules.addresses import InvalidAddressError, normalise_address
@@ -226,7 +226,7 @@ def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool)
             raise ValueError(f"all_topics is {values['all_topics']!r}; write true or false")
         row.all_topics = flag in _TRUE if flag else None
     topics_text = values.get("topics", "")
-    if topics_text.lower() in ALL_TOPICS_WORDS:
+    if means_all_topics(topics_text):
         row.all_topics, row.topics = True, []
     elif topics_text:
         try:

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from newsletter.content.taxonomy import load_taxonomy, resolve_topics
+from newsletter.content.taxonomy import load_taxonomy, means_all_topics, resolve_topics
 from newsletter.errors import NewsletterError
 from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules import statuses
@@ -99,6 +99,8 @@ def add_subscriber(
     address = normalise_address(email)
     if check_dns:
         check_deliverable(address)
+    if means_all_topics(topics):
+        topics, all_topics = (), True
     slugs = resolve_topics(topics)
     if all_topics is None:
         all_topics = not slugs
@@ -208,7 +210,10 @@ def set_topics(
     source: str = "cli",
     ip: str | None = None,
 ) -> SubscriberView:
-    """Replace a subscriber's topics (or give them every topic with ``all_topics``)."""
+    """Replace a subscriber's topics (or give them every topic with ``all_topics``, or
+    when ``topics`` is "all")."""
+    if means_all_topics(topics):
+        topics, all_topics = (), True
     slugs = resolve_topics(topics)
     if not slugs and not all_topics:
         raise StoreError(

@@ -95,6 +95,17 @@ def test_add_without_topics_means_all_topics_and_pending(app) -> None:
     )
 
 
+def test_all_written_as_a_topic_means_every_topic_as_in_a_csv_cell(app) -> None:
+    for n, word in enumerate(["all", "All topics", " every  topic ", "*"]):
+        view = add_subscriber(app, f"p{n}@example.org", topics=word)
+        assert (view.all_topics, view.topics) == (True, ())
+    add_subscriber(app, "ann@example.org", topics="CBT")
+    view = set_topics(app, "ann@example.org", "all topics")
+    assert (view.all_topics, view.topics) == (True, ())
+    with pytest.raises(UnknownTopicError):  # a word inside a list is still a topic name
+        add_subscriber(app, "bo@example.org", topics="CBT; all")
+
+
 def test_add_rejects_duplicates_bad_addresses_and_unknown_topics(app) -> None:
     add_subscriber(app, "ann@example.org")
     with pytest.raises(SubscriberExistsError):
