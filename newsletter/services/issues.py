@@ -24,7 +24,7 @@ from newsletter.content.files import (
 )
 from newsletter.content.files import list_issues as list_issue_files
 from newsletter.content.model import Issue, Summary
-from newsletter.content.taxonomy import load_taxonomy
+from newsletter.content.taxonomy import load_taxonomy, means_all_topics
 from newsletter.delivery.personalise import Recipient, recipient_values
 from newsletter.errors import NewsletterError
 from newsletter.render import BuiltIssue, NoMatchingVariantError, Variant, build_issue
@@ -186,7 +186,7 @@ def preview_recipient(
             topics=view.topics,
             all_topics=view.all_topics,
         )
-    if topics is None or topics.strip().lower() in ("", "all"):
+    if topics is None or not topics.strip() or means_all_topics(topics):
         return Recipient(PREVIEW_EMAIL, name=PREVIEW_NAME, all_topics=True)
     slugs = tuple(t.slug for t in load_taxonomy().resolve_list(topics))
     return Recipient(PREVIEW_EMAIL, name=PREVIEW_NAME, topics=slugs)

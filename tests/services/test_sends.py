@@ -21,24 +21,23 @@ from newsletter.cli import cli
 from newsletter.config import load_settings
 from newsletter.services import App, subscribers
 from newsletter.store import ledger, open_store
-from tests.support.services import WorkerOptions, add_people, plan_issue_send, run_worker
+from tests.support.services import (
+    SAMPLE_MONTH,
+    SAMPLE_PEOPLE,
+    SAMPLE_TITLES,
+    WorkerOptions,
+    add_people,
+    plan_issue_send,
+    run_worker,
+)
 from tests.support.smtpserver import received
 
 REPO = Path(__file__).resolve().parents[2]
-MONTH = "2026-11"  # the ready sample issue: three summaries on overlapping topics
-TITLES = {
-    "s1": "The Efficacy of Psychodynamic Psychotherapy",
-    "s2": "Do Therapists Improve With Experience?",
-    "s3": "Comparing Psychotherapies for Adult Depression",
-}
+MONTH = SAMPLE_MONTH
+TITLES = SAMPLE_TITLES
 # email -> (topics, expected summaries); None means nothing may arrive.
 PEOPLE: dict[str, tuple[str | None, set[str] | None]] = {
-    "pdt@example.org": ("psychodynamic-therapy-pdt", {"s1"}),
-    "efficacy@example.org": ("efficacy-of-treatments", {"s1", "s3"}),
-    "training@example.org": ("Training", {"s2"}),
-    "mixed@example.org": ("IPT; Training", {"s2", "s3"}),
-    "all@example.org": (None, {"s1", "s2", "s3"}),
-    "nomatch@example.org": ("Attachment", None),
+    **SAMPLE_PEOPLE,
     "paused@example.org": ("Training", None),
     "left@example.org": ("Training", None),
 }

@@ -29,27 +29,15 @@ from newsletter.render import variant_keys
 from newsletter.rules.statuses import SKIP_NO_MATCH
 from newsletter.services import App, sends, subscribers
 from newsletter.services.sends import WorkerOptions
-from tests.support.services import add_people
+from tests.support.services import SAMPLE_MONTH, SAMPLE_PEOPLE, SAMPLE_TITLES, add_people
 from tests.support.smtpserver import received
 
 REPO = Path(__file__).resolve().parents[2]
-MONTH = "2026-11"  # the ready sample issue: three summaries on overlapping topics
-TITLES = {
-    "s1": "The Efficacy of Psychodynamic Psychotherapy",
-    "s2": "Do Therapists Improve With Experience?",
-    "s3": "Comparing Psychotherapies for Adult Depression",
-}
+MONTH = SAMPLE_MONTH
+TITLES = SAMPLE_TITLES
 NEW_S2 = "Do Therapists Get Better Over Time"
 NEW_TITLES = {**TITLES, "s2": NEW_S2}
-# email -> (topics, the summaries they get); None: nothing may arrive.
-PEOPLE: dict[str, tuple[str | None, set[str] | None]] = {
-    "pdt@example.org": ("psychodynamic-therapy-pdt", {"s1"}),
-    "efficacy@example.org": ("efficacy-of-treatments", {"s1", "s3"}),
-    "training@example.org": ("Training", {"s2"}),
-    "mixed@example.org": ("IPT; Training", {"s2", "s3"}),
-    "all@example.org": (None, {"s1", "s2", "s3"}),
-    "nomatch@example.org": ("Attachment", None),
-}
+PEOPLE = SAMPLE_PEOPLE
 RECIPIENTS = {a: e for a, (_, e) in PEOPLE.items() if e is not None}
 
 

@@ -9,7 +9,33 @@ from newsletter.services import App, sends, subscribers
 from newsletter.services.sends import SendPreview, SendResult, WorkerOptions
 from newsletter.store.views import SubscriberView
 
-__all__ = ["WorkerOptions", "add_people", "add_subscriber", "plan_issue_send", "run_worker"]
+__all__ = [
+    "SAMPLE_MONTH",
+    "SAMPLE_PEOPLE",
+    "SAMPLE_TITLES",
+    "WorkerOptions",
+    "add_people",
+    "add_subscriber",
+    "plan_issue_send",
+    "run_worker",
+]
+
+SAMPLE_MONTH = "2026-11"  # the ready sample issue: three summaries on overlapping topics
+SAMPLE_TITLES = {
+    "s1": "The Efficacy of Psychodynamic Psychotherapy",
+    "s2": "Do Therapists Improve With Experience?",
+    "s3": "Comparing Psychotherapies for Adult Depression",
+}
+#: People whose topics pick each variant of the sample issue:
+#: email -> (topics, None for every topic; the summaries they get, None for nothing).
+SAMPLE_PEOPLE: dict[str, tuple[str | None, set[str] | None]] = {
+    "pdt@example.org": ("psychodynamic-therapy-pdt", {"s1"}),
+    "efficacy@example.org": ("efficacy-of-treatments", {"s1", "s3"}),
+    "training@example.org": ("Training", {"s2"}),
+    "mixed@example.org": ("IPT; Training", {"s2", "s3"}),
+    "all@example.org": (None, {"s1", "s2", "s3"}),
+    "nomatch@example.org": ("Attachment", None),
+}
 
 
 def plan_issue_send(settings: Settings, month: str) -> SendPreview:
