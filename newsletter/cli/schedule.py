@@ -75,7 +75,7 @@ def cancel(app: AppContext, month: str) -> None:
     from newsletter.services import schedules
 
     row = schedules.cancel_once(app.app(), month)
-    click.echo(f"the scheduled send of {row.month} is cancelled (nothing was sent)")
+    click.echo(f"the send of {row.month} is cancelled")
 
 
 @click.group()
