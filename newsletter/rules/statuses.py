@@ -158,6 +158,7 @@ def imported(status: str, new: str, paused_until: dt.date | None) -> StatusChang
         paused_until=paused_until if new == "paused" else None,
         confirmed_if_unset=new == "active",
         left=True if new == "unsubscribed" else None,
+        stop_queued=new == "unsubscribed",
     )
 
 

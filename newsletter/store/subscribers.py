@@ -402,15 +402,7 @@ def change_status(
         change = decide(_view(sub))
         if change is None:
             return _view(sub), False
-        now = utcnow()
-        sub.status = change.status
-        sub.paused_until = change.paused_until
-        if change.confirmed or (change.confirmed_if_unset and sub.confirmed_at is None):
-            sub.confirmed_at = now
-        if change.left is True:
-            sub.unsubscribed_at = now
-        elif change.left is False:
-            sub.unsubscribed_at = None
+        _apply(s, sub, change, utcnow())
         if name:
             sub.name = name
         if topics is not None:
@@ -425,21 +417,29 @@ def change_status(
             consent_version=consent_version,
             detail=change.detail,
         )
-        if change.stop_queued:
-            # Takes effect at once, also for a send in progress: queued rows are skipped
-            # now (and a worker re-checks the subscriber when it claims a row).
-            _skip_queued(s, sub.id)
         s.flush()
         return _view(sub), True
 
 
-def _skip_queued(session: Session, subscriber_id: int) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id == subscriber_id, Delivery.status == "pending")
-        .values(status="skipped", skip_reason=SKIP_LEFT)
-        .execution_options(synchronize_session=False)
-    )
+def _apply(session: Session, sub: Subscriber, change: StatusChange, now: dt.datetime) -> None:
+    """Write what ``change`` says to the locked row (its consent event is the caller's)."""
+    sub.status = change.status
+    sub.paused_until = change.paused_until
+    if change.confirmed or (change.confirmed_if_unset and sub.confirmed_at is None):
+        sub.confirmed_at = now
+    if change.left is True:
+        sub.unsubscribed_at = now
+    elif change.left is False:
+        sub.unsubscribed_at = None
+    if change.stop_queued:
+        # Takes effect at once, also for a send in progress: queued rows are skipped now
+        # (and a worker re-checks the subscriber when it claims a row).
+        session.execute(
+            update(Delivery)
+            .where(Delivery.subscriber_id == sub.id, Delivery.status == "pending")
+            .values(status="skipped", skip_reason=SKIP_LEFT)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def wait_for_in_flight(store: Store, subscriber_id: int, timeout: float) -> bool:
@@ -841,11 +841,11 @@ def _update_existing(
     if anything changed."""
     changed = False
     detail = f"imported from {file_name}"
+    # Coming back is recorded before the row's fields, any other change after them.
     resubscribing = change is not None and change.event == "resubscribed"
     if change is not None and resubscribing:
-        sub.status = change.status
-        sub.unsubscribed_at = None
-        _add_event(s, sub.id, "resubscribed", now, detail)
+        _apply(s, sub, change, now)
+        _add_event(s, sub.id, change.event, now, detail)
         changed = True
     if not apply_fields:
         return changed
@@ -868,12 +868,7 @@ def _update_existing(
             _add_event(s, sub.id, "topics_changed", now, detail)
             changed = True
     if change is not None and not resubscribing:
-        sub.status = change.status
-        if change.left:
-            sub.unsubscribed_at = now
-        if change.confirmed_if_unset and sub.confirmed_at is None:
-            sub.confirmed_at = now
-        sub.paused_until = change.paused_until
+        _apply(s, sub, change, now)
         if change.event:
             _add_event(s, sub.id, change.event, now, detail)
         changed = True

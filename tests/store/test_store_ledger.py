@@ -157,6 +157,26 @@ def test_no_match_policies(app, store, issue, policy, mask, status) -> None:
     assert (row.status, row.variant_mask) == (status, mask)
 
 
+def test_an_import_that_unsubscribes_skips_queued_rows_at_once(app, store, issue, tmp_path) -> None:
+    """A CSV row saying "unsubscribed" is an unsubscribe: the same rule, the same effect."""
+    from newsletter.services import imports
+
+    people(app)
+    plan(store, issue)
+    csv_file = tmp_path / "left.csv"
+    csv_file.write_text("email,status\ntraining@example.org,unsubscribed\n", "utf-8")
+    options = imports.ImportOptions(on_duplicate="update")
+    assert imports.import_subscribers(app, csv_file, options).updated == 1
+    got = rows(store)
+    assert (got["training@example.org"].status, got["training@example.org"].skip_reason) == (
+        "skipped",
+        SKIP_LEFT,
+    )
+    assert got["mix@example.org"].status == "pending"  # nobody else is touched
+    view = subscribers.get_subscriber(app, "training@example.org", history=True)
+    assert view.unsubscribed_at is not None and view.events[-1].event == "unsubscribed"
+
+
 def test_claim_marks_sending_and_skips_people_who_left(app, store, issue) -> None:
     people(app)
     plan(store, issue)
