@@ -17,14 +17,13 @@ from newsletter.browser import screenshot
 from newsletter.content.files import (
     CheckedFile,
     IssueInfo,
-    IssueLibrary,
     check_issues,
     get_issue,
     new_issue_file,
 )
 from newsletter.content.files import list_issues as list_issue_files
 from newsletter.content.model import Issue, Summary
-from newsletter.content.taxonomy import load_taxonomy, means_all_topics
+from newsletter.content.taxonomy import means_all_topics, resolve_topics
 from newsletter.delivery.personalise import Recipient, recipient_values
 from newsletter.errors import NewsletterError
 from newsletter.render import BuiltIssue, NoMatchingVariantError, Variant, build_issue
@@ -153,8 +152,7 @@ def _issue_states(app: App, months: list[str]) -> dict[str, IssueState]:
             r = planned[month]
             when = f"{_local_text(r.run_at, r.timezone)} {r.timezone}"
         elif monthly_next is not None and month_of(monthly_next, settings.timezone) == month:
-            local = monthly_next.astimezone(zone(settings.timezone)).strftime("%Y-%m-%d %H:%M ")
-            when = local + f"{settings.timezone} (monthly)"
+            when = f"{_local_text(monthly_next, settings.timezone)} {settings.timezone} (monthly)"
         st = sends.get(month)
         out[month] = IssueState(
             scheduled=when, send_status=st.status if st else None, sent=st.sent if st else 0
@@ -188,8 +186,7 @@ def preview_recipient(
         )
     if topics is None or not topics.strip() or means_all_topics(topics):
         return Recipient(PREVIEW_EMAIL, name=PREVIEW_NAME, all_topics=True)
-    slugs = tuple(t.slug for t in load_taxonomy().resolve_list(topics))
-    return Recipient(PREVIEW_EMAIL, name=PREVIEW_NAME, topics=slugs)
+    return Recipient(PREVIEW_EMAIL, name=PREVIEW_NAME, topics=tuple(resolve_topics(topics)))
 
 
 def variant_for(built: BuiltIssue, recipient: Recipient) -> Variant:
@@ -347,11 +344,6 @@ def audience(app: App, month: str) -> IssueStats:
 
 
 # --- the public archive ------------------------------------------------------------------
-
-
-def library(app: App) -> IssueLibrary:
-    """The app's cache of valid issue files (re-read when a file changes)."""
-    return app.library
 
 
 def public_issues(app: App) -> list[Issue]:
