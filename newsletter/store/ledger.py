@@ -64,6 +64,7 @@ from newsletter.store.models import (
     Subscriber,
     SubscriberTopic,
     receiving_condition,
+    topics_of,
     utcnow,
 )
 from newsletter.store.views import (
@@ -438,10 +439,10 @@ def replan_send(
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(mine, Delivery.status == "pending")
         ).all()
-        topics = _topics_of(session, [r[1] for r in retrying])
+        topics = topics_of(session, [r[1] for r in retrying])
         for delivery_id, subscriber_id, all_topics in retrying:
             key = choose_variant(
-                snapshot.summary_topics, topics.get(subscriber_id, ()), all_topics, snapshot.policy
+                snapshot.summary_topics, topics[subscriber_id], all_topics, snapshot.policy
             )
             values: dict[str, Any] = {"revision": revision}
             if key is None:
@@ -451,18 +452,6 @@ def replan_send(
             session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
         added = _queue(store, session, send, today)
         return _send_row(send), int(added - renewed + len(retrying))
-
-
-def _topics_of(session: Session, subscriber_ids: list[int]) -> dict[int, list[str]]:
-    topics: dict[int, list[str]] = {}
-    for i in range(0, len(subscriber_ids), 5000):
-        for sid, slug in session.execute(
-            select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug).where(
-                SubscriberTopic.subscriber_id.in_(subscriber_ids[i : i + 5000])
-            )
-        ):
-            topics.setdefault(sid, []).append(slug)
-    return topics
 
 
 def _not_planned(month: str) -> SendNotFoundError:
@@ -670,15 +659,7 @@ def claim_batch(
                 .values(status="skipped", skip_reason=SKIP_LEFT, claimed_by=None)
                 .execution_options(synchronize_session=False)
             )
-        topics: dict[int, list[str]] = {}
-        sub_ids = [r[3] for r in keep]
-        if sub_ids:
-            for sid, slug in session.execute(
-                select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug).where(
-                    SubscriberTopic.subscriber_id.in_(sub_ids)
-                )
-            ):
-                topics.setdefault(sid, []).append(slug)
+        topics = topics_of(session, [r[3] for r in keep])
         send_ids = {r.send_id for r in keep}
         if send_ids:
             session.execute(
@@ -699,7 +680,7 @@ def claim_batch(
             subscriber_id=r[3],
             email=r[4],
             name=r[5] or "",
-            topics=tuple(sorted(topics.get(r[3], ()))),
+            topics=tuple(sorted(topics[r[3]])),
             all_topics=bool(r[6]),
             variant_mask=r.variant_mask,
             revision=r.revision,

@@ -15,6 +15,7 @@ test checks that the models and the migrations agree.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -30,8 +31,9 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     or_,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
@@ -246,6 +248,10 @@ class Delivery(Base):
     revision: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
+#: Ids per ``IN (...)`` lookup (under SQLite's limit of 32766 parameters).
+ID_CHUNK = 5000
+
+
 def receiving_condition(today: dt.date) -> ColumnElement[bool]:
     """SQL condition: the subscriber gets the issue sent ``today``.
 
@@ -261,6 +267,23 @@ def receiving_condition(today: dt.date) -> ColumnElement[bool]:
             Subscriber.paused_until <= today,
         ),
     )
+
+
+def topics_of(session: Session, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The chosen topic slugs of each subscriber (an empty list for none or all-topics).
+
+    Looked up in chunks, so any number of ids stays under the drivers' parameter limits.
+    """
+    topics: dict[int, list[str]] = {sid: [] for sid in subscriber_ids}
+    ids = list(topics)
+    for i in range(0, len(ids), ID_CHUNK):
+        for sid, slug in session.execute(
+            select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug).where(
+                SubscriberTopic.subscriber_id.in_(ids[i : i + ID_CHUNK])
+            )
+        ):
+            topics[sid].append(slug)
+    return topics
 
 
 # --- scheduler --------------------------------------------------------------------------

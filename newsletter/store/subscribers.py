@@ -42,6 +42,7 @@ from newsletter.store.errors import (
     SubscriberNotFoundError,
 )
 from newsletter.store.models import (
+    ID_CHUNK,
     STATUSES,
     ConsentRecord,
     Delivery,
@@ -50,6 +51,7 @@ from newsletter.store.models import (
     SubscriberTopic,
     Suppression,
     receiving_condition,
+    topics_of,
     utcnow,
 )
 from newsletter.store.views import (
@@ -63,7 +65,7 @@ from newsletter.store.views import (
 )
 
 MAX_PAGE_SIZE = 1000
-CHUNK = 5000  # rows per executemany / per IN (...) lookup (under SQLite's 32766 limit)
+CHUNK = ID_CHUNK  # rows per executemany, ids per IN (...) lookup
 
 
 # --- suppression -------------------------------------------------------------------------
@@ -325,14 +327,7 @@ def list_subscribers(
                 .limit(page_size)
             )
         )
-        topics: dict[int, list[str]] = {r.id: [] for r in rows}
-        if rows:
-            for sid, slug in s.execute(
-                select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug).where(
-                    SubscriberTopic.subscriber_id.in_(list(topics))
-                )
-            ):
-                topics[sid].append(slug)
+        topics = topics_of(s, [r.id for r in rows])
         items = tuple(_view(r, topics[r.id]) for r in rows)
     return SubscriberPage(items, total, page, page_size)
 
@@ -601,13 +596,7 @@ def export_batches(store: Store, size: int = CHUNK) -> Iterator[tuple[int, list[
             )
             if not subs:
                 return
-            topics: dict[int, list[str]] = {sub.id: [] for sub in subs}
-            for sid, slug in s.execute(
-                select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_slug).where(
-                    SubscriberTopic.subscriber_id.in_(list(topics))
-                )
-            ):
-                topics[sid].append(slug)
+            topics = topics_of(s, [sub.id for sub in subs])
             yield total, [_view(sub, topics[sub.id]) for sub in subs]
             last_id = subs[-1].id
             s.expunge_all()  # keep memory flat on large stores
