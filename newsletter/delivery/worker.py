@@ -229,7 +229,6 @@ class DeliveryWorker:
             return n
 
     def _thread_main(self) -> None:
-
         try:
             while not self.stop.is_set() and self._error is None:
                 if not self._available.is_set() and not self._wait_for_server():
@@ -258,7 +257,6 @@ class DeliveryWorker:
             self.stop.set()
 
     def _send_batch(self, batch: list[Claimed]) -> None:
-
         outcomes: list[Outcome] = []
         counts = {"sent": 0, "retry": 0, "failed": 0, "release": 0}
         done: set[int] = set()
@@ -302,8 +300,7 @@ class DeliveryWorker:
             raise
         self._record(outcomes, counts)
 
-    def _record(self, outcomes, counts) -> None:
-
+    def _record(self, outcomes: list[Outcome], counts: dict[str, int]) -> None:
         # A transport that sends in batches delivers what it holds before the outcomes
         # become the record (a no-op for SMTP and the outbox).
         self.transport.flush()
@@ -350,7 +347,6 @@ class DeliveryWorker:
     # ------------------------------------------------------------------ outages
 
     def _server_down(self, reply: str) -> None:
-
         with self._lock:
             if not self._available.is_set():
                 return
