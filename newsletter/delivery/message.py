@@ -56,7 +56,7 @@ from typing import Protocol
 from newsletter.config import Settings
 from newsletter.delivery.personalise import Recipient, recipient_values
 from newsletter.delivery.transports.base import OutgoingMessage
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import ConfigError, MissingSettingError, NewsletterError
 from newsletter.rules.addresses import is_sendable
 from newsletter.rules.links import page_url
 from newsletter.store.views import MessageHeaders, PartContent
@@ -518,7 +518,7 @@ def build_message_template(
     if headers is None:
         headers = headers_from_settings(settings)
     if not headers.from_address:
-        settings.require("sender_address", "in the From header of every email")
+        raise MissingSettingError("sender_address", "in the From header of every email")
     domain = _checked_setting("sender_address", headers.from_address).rsplit("@", 1)[1].lower()
     mid_key = _message_id_key(settings)
     reply_to = _checked_setting("reply_to", headers.reply_to)
