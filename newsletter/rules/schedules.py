@@ -201,6 +201,12 @@ def local_date(moment: dt.datetime, timezone: str) -> dt.date:
     return moment.astimezone(zone(timezone)).date()
 
 
+def local_text(moment: dt.datetime, timezone: str) -> str:
+    """``moment`` as a local time in ``timezone``, with seconds only when it has some."""
+    local = moment.astimezone(zone(timezone))
+    return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
+
+
 def month_of(moment: dt.datetime, timezone: str) -> str:
     """The YYYY-MM of ``moment`` in ``timezone``: the issue a monthly firing sends."""
     return moment.astimezone(zone(timezone)).strftime("%Y-%m")

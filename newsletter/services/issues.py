@@ -28,7 +28,7 @@ from newsletter.delivery.personalise import Recipient, recipient_values
 from newsletter.errors import NewsletterError
 from newsletter.render import BuiltIssue, NoMatchingVariantError, Variant, build_issue
 from newsletter.rules.months import looks_like_month
-from newsletter.rules.schedules import month_of, parse_monthly_rule, zone
+from newsletter.rules.schedules import local_text, month_of, parse_monthly_rule
 from newsletter.rules.statuses import PUBLIC_SENDS
 from newsletter.rules.variants import VariantKey
 from newsletter.services.app import App
@@ -127,11 +127,6 @@ def list_issues(app: App) -> IssueListing:
     return IssueListing(infos, _issue_states(app, [i.month for i in infos]))
 
 
-def _local_text(moment: dt.datetime, timezone: str) -> str:
-    local = moment.astimezone(zone(timezone))
-    return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
-
-
 def _issue_states(app: App, months: list[str]) -> dict[str, IssueState]:
     try:
         store = app.store
@@ -150,9 +145,9 @@ def _issue_states(app: App, months: list[str]) -> dict[str, IssueState]:
         when = None
         if month in planned:
             r = planned[month]
-            when = f"{_local_text(r.run_at, r.timezone)} {r.timezone}"
+            when = f"{local_text(r.run_at, r.timezone)} {r.timezone}"
         elif monthly_next is not None and month_of(monthly_next, settings.timezone) == month:
-            when = f"{_local_text(monthly_next, settings.timezone)} {settings.timezone} (monthly)"
+            when = f"{local_text(monthly_next, settings.timezone)} {settings.timezone} (monthly)"
         st = sends.get(month)
         out[month] = IssueState(
             scheduled=when, send_status=st.status if st else None, sent=st.sent if st else 0

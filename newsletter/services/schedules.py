@@ -30,6 +30,7 @@ from newsletter.rules.months import check_month
 from newsletter.rules.schedules import (
     MonthlyRule,
     ScheduleError,
+    local_text,
     month_of,
     parse_local_time,
     parse_monthly_rule,
@@ -184,11 +185,6 @@ class SchedulerView:
     jobs: list[JobView]
 
 
-def _local_text(moment: dt.datetime, timezone: str) -> str:
-    local = moment.astimezone(zone(timezone))
-    return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
-
-
 def overview(app: App) -> SchedulerView:
     """Every scheduled send: next run, last outcome, misfires; and whether a scheduler runs."""
     now = app.now()
@@ -241,7 +237,7 @@ def overview(app: App) -> SchedulerView:
                 job_id,
                 "once",
                 row.month,
-                f"{_local_text(row.run_at, row.timezone)} {row.timezone}",
+                f"{local_text(row.run_at, row.timezone)} {row.timezone}",
                 state,
                 next_run,
                 **last(job_id),  # type: ignore[arg-type]
