@@ -148,12 +148,10 @@ def send(
 
     out = console()
     ctx = app.app()
-    prepared = sends.prepare(ctx, month)
+    prepared = sends.prepare(ctx, month, replan=replan)
     preview, issue = prepared.preview, prepared.issue
     out.print(f"[bold]{issue.month_name}[/bold]: {preview.subject}")
     if preview.finished:
-        if replan:  # refused, with the reason and a hint
-            sends.plan(ctx, month, issue=issue, replan=True)
         out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
         return
     out.print(_preview_table(preview, f"Send of {issue.month} ({preview.status})"))

@@ -34,7 +34,6 @@ from newsletter.rules.variants import VariantKey
 from newsletter.services import issues
 from newsletter.services.app import App
 from newsletter.store import ledger
-from newsletter.store.errors import StoreError
 from newsletter.store.ledger import DeliveryRow, NewSnapshot, SendStatus
 from newsletter.store.views import PartContent, SummaryInfo, VariantContent
 
@@ -113,11 +112,12 @@ def _preview_of(status: SendStatus) -> SendPreview:
     )
 
 
-def prepare(app: App, month: str) -> SendPlan:
+def prepare(app: App, month: str, *, replan: bool = False) -> SendPlan:
     """Read the issue of ``month`` once and show what its send looks like; changes nothing.
 
     A send not planned yet is previewed from the issue file; a planned one from its
     ledger, with ``changed`` set when the file no longer matches the planned version.
+    ``replan``: refused at once for a send that is over.
     """
     issue = sendable_issue(app, month)
     warnings = []
@@ -140,6 +140,8 @@ def prepare(app: App, month: str) -> SendPlan:
             outstanding=sum(variants.values()),
         )
         return SendPlan(issue, preview, warnings=warnings)
+    if replan and state.finished:
+        raise ledger.replan_refused(issue.month, state.status)
     changed = state.revision > 0 and state.content_hash != issue.content_hash()
     return SendPlan(issue, _preview_of(state), changed=changed, warnings=warnings)
 
@@ -180,10 +182,7 @@ def plan(app: App, month: str, *, issue: Issue | None = None, replan: bool = Fal
     store = app.store
     existing = ledger.find_send(store, issue.month)
     if replan and existing is not None and is_finished(existing.status):
-        raise StoreError(
-            f"the send of {issue.month} is {existing.status}: there is nothing left to re-plan",
-            hint=f"see `newsletter deliveries status {issue.month}`",
-        )
+        raise ledger.replan_refused(issue.month, existing.status)
     if replan or existing is None:
         # Rendered before anyone is queued: a broken template or a missing postal address
         # stops here.

@@ -421,10 +421,7 @@ def replan_send(
         if send is None:
             raise _not_planned(month)
         if send.status in FINISHED_SENDS:
-            raise StoreError(
-                f"the send of {month} is {send.status}: there is nothing left to re-plan",
-                hint=f"see `newsletter deliveries status {month}`",
-            )
+            raise replan_refused(month, send.status)
         revision = send.revision + 1
         _save_snapshot(session, send, revision, snapshot)
         mine = Delivery.send_id == send.id
@@ -452,6 +449,14 @@ def replan_send(
             session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
         added = _queue(store, session, send, today)
         return _send_row(send), int(added - renewed + len(retrying))
+
+
+def replan_refused(month: str, status: str) -> StoreError:
+    """The error for re-planning a send that is over."""
+    return StoreError(
+        f"the send of {month} is {status}: there is nothing left to re-plan",
+        hint=f"see `newsletter deliveries status {month}`",
+    )
 
 
 def _not_planned(month: str) -> SendNotFoundError:
