@@ -28,7 +28,7 @@ from newsletter.content.parser import load_issue
 from newsletter.delivery.message import assemble, build_message_template
 from newsletter.delivery.personalise import Recipient, recipient_values
 from newsletter.render import build_issue
-from newsletter.tokens import link
+from newsletter.rules.links import page_url
 
 TARGET_US = 50.0
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +60,8 @@ def stdlib_message(variant, settings, recipient: Recipient) -> bytes:
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain="news.example.org")
     msg["List-Id"] = "<digest.news.example.org>"
-    msg["List-Unsubscribe"] = f"<{link(settings, 'unsubscribe', values['unsubscribe_token'])}>"
+    unsubscribe = page_url(settings.base_url, "unsubscribe", values["unsubscribe_token"])
+    msg["List-Unsubscribe"] = f"<{unsubscribe}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(variant.text.fill(values), cte="quoted-printable")
     msg.add_alternative(variant.html.fill(values), subtype="html", cte="quoted-printable")

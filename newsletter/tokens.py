@@ -155,9 +155,9 @@ def read_token(settings: Settings, purpose: str, token: str, max_age: int | None
     return payload
 
 
-def link(settings: Settings, purpose: str, token: str, **parts: str) -> str:
-    """The absolute web address for a token, e.g. ``{base_url}/unsubscribe/{token}``."""
-    return page_url(settings.base_url, purpose, token, **parts)
+def signed_url(settings: Settings, purpose: str, payload: Payload, **parts: str) -> str:
+    """The absolute address of a fresh signed link, e.g. ``{base_url}/unsubscribe/{token}``."""
+    return page_url(settings.base_url, purpose, make_token(settings, purpose, payload), **parts)
 
 
 @contextmanager

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from newsletter.content.taxonomy import topic_names
 from newsletter.render import render_mail
 from newsletter.rules import statuses
-from newsletter.rules.links import archive_url, page_url
+from newsletter.rules.links import archive_url
 from newsletter.services import issues, mail
 from newsletter.services import subscribers as people
 from newsletter.services.app import App
 from newsletter.store import subscribers as db
 from newsletter.store.errors import SubscriberExistsError, SuppressedError
 from newsletter.store.views import SubscriberView
-from newsletter.tokens import make_token
+from newsletter.tokens import make_token, signed_url
 
 log = logging.getLogger("newsletter.web")
 
@@ -37,21 +37,16 @@ def link_token(app: App, purpose: str, sub: SubscriberView) -> str:
 
 def links(app: App, sub: SubscriberView) -> dict[str, str]:
     """The person's preferences and unsubscribe links."""
-    settings = app.settings
     return {
-        "preferences_url": page_url(
-            settings.base_url, "preferences", make_token(settings, "preferences", sub.id)
-        ),
-        "unsubscribe_url": page_url(
-            settings.base_url, "unsubscribe", make_token(settings, "unsubscribe", sub.id)
-        ),
+        "preferences_url": signed_url(app.settings, "preferences", sub.id),
+        "unsubscribe_url": signed_url(app.settings, "unsubscribe", sub.id),
     }
 
 
 def send_confirmation(app: App, sub: SubscriberView) -> None:
     """Email the sign-up confirmation link (valid for :data:`CONFIRM_DAYS` days)."""
     settings = app.settings
-    url = page_url(settings.base_url, "confirm", make_token(settings, "confirm", sub.id))
+    url = signed_url(settings, "confirm", sub.id)
     rendered = render_mail(
         settings,
         "confirm",

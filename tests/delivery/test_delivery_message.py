@@ -41,9 +41,10 @@ from newsletter.errors import ConfigError, NewsletterError
 from newsletter.render import build_issue
 from newsletter.render.build import BuiltIssue, Variant
 from newsletter.render.prepared import PreparedPart
+from newsletter.rules.links import page_url
 from newsletter.rules.personal import FIELDS
 from newsletter.rules.variants import VariantKey
-from newsletter.tokens import fixed_clock, link
+from newsletter.tokens import fixed_clock
 from tests.support.smtpserver import SmtpTestServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -337,7 +338,7 @@ def test_mailto_unsubscribe_is_added_when_set(variant: Variant, settings: Settin
         token = recipient_values(settings, ALEX, variant.web_view_url)["unsubscribe_token"]
     header = parse(out.data)["List-Unsubscribe"]
     assert re.findall(r"<([^>]+)>", header) == [
-        link(settings, "unsubscribe", token),
+        page_url(settings.base_url, "unsubscribe", token),
         f"mailto:leave@news.example.org?subject=unsubscribe%20{token}",
     ]
     assert_wire_format(out.data)

@@ -6,14 +6,15 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from newsletter.errors import MissingSettingError
+from newsletter.rules.links import page_url
 from newsletter.tokens import (
     PURPOSES,
     BadTokenError,
     ExpiredTokenError,
     fixed_clock,
-    link,
     make_token,
     read_token,
+    signed_url,
 )
 
 
@@ -96,10 +97,14 @@ def test_secret_never_in_error_message(settings):
 
 
 def test_link_layout(settings):
-    assert link(settings, "topic", "TOK", slug="empathy") == (
+    base = settings.base_url
+    assert page_url(base, "topic", "TOK", slug="empathy") == (
         "https://news.example.org/topic/TOK/empathy"
     )
-    assert link(settings, "unsubscribe", "TOK") == "https://news.example.org/unsubscribe/TOK"
+    assert page_url(base, "unsubscribe", "TOK") == "https://news.example.org/unsubscribe/TOK"
+    prefix = "https://news.example.org/unsubscribe/"
+    url = signed_url(settings, "unsubscribe", 7)
+    assert url.startswith(prefix) and read_token(settings, "unsubscribe", url[len(prefix) :]) == 7
 
 
 def test_non_ascii_email_payload_round_trips(settings):
