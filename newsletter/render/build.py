@@ -165,8 +165,8 @@ def _context(
             body=s.body,
             implications=s.implications,
             # render_markdown escapes raw HTML, so its output is safe to insert as markup.
-            body_html=Markup(render_markdown(s.body)),
-            implications_html=Markup(render_markdown(s.implications)),
+            body_html=markdown_html(s.body),
+            implications_html=markdown_html(s.implications),
             link=s.link,
             archive_url=archive_url(settings.base_url, issue.month, s.key),
         )
@@ -182,7 +182,7 @@ def _context(
         "subject": subject,
         "preheader": _preheader(issue, chosen),
         "intro": issue.intro,
-        "intro_html": Markup(render_markdown(issue.intro)) if issue.intro else None,
+        "intro_html": markdown_html(issue.intro) if issue.intro else None,
         "summaries": [view(numbered[s.key], s) for s in chosen],
         "all_summaries": [view(numbered[s.key], s) for s in issue.summaries],
         "also_in_issue": [view(numbered[s.key], s) for s in others]
