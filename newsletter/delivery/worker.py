@@ -194,7 +194,7 @@ class DeliveryWorker:
                 "put %d deliveries of a stopped worker back in the queue",
                 self.report.recovered,
             )
-        n = self.options.threads or max(1, int(getattr(self.settings, "smtp_pool_size", 1)))
+        n = self.options.threads or self.settings.smtp_pool_size
         threads = [
             threading.Thread(target=self._thread_main, name=f"sender-{i}", daemon=True)
             for i in range(n)

@@ -15,6 +15,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, abort, request, url_for
@@ -213,12 +214,7 @@ def topic_page(token: str, slug: str):
 
 
 def _topic_state(sub: SubscriberView, slug: str) -> dict[str, Any]:
-    state = people.topic_state(sub, slug)
-    return {
-        "has_topic": state.has_topic,
-        "last_topic": state.last_topic,
-        "receiving": state.receiving,
-    }
+    return asdict(people.topic_state(sub, slug))
 
 
 @subscriber_pages.post("/topic/<token>/<slug>")
