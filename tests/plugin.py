@@ -43,15 +43,16 @@ FIXTURES = Path(__file__).resolve().parent / "content" / "fixtures"
 PG_SERVER = os.environ.get(
     "NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-DATA_TABLES = (
-    "deliveries",
-    "send_variants",
-    "sends",
-    "consent_events",
-    "subscriber_topics",
-    "subscribers",
-    "suppressions",
-)
+
+
+def _data_tables() -> tuple[str, ...]:
+    """Every table of the store but its meta row (emptied between PostgreSQL tests)."""
+    from newsletter.store.models import Base
+
+    return tuple(t for t in Base.metadata.tables if t != "store_meta")
+
+
+DATA_TABLES = _data_tables()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,6 +7,10 @@ import click
 from newsletter.cli.base import AppContext, console, print_json
 from newsletter.rules.statuses import DELIVERY_STATUSES
 
+#: Exit status when the SMTP server stayed unreachable: the send is paused, the rest
+#: queued (EX_TEMPFAIL: try again later).
+EXIT_PAUSED = 75
+
 workers_option = click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -174,8 +178,8 @@ def send(
     if not yes and not click.confirm(f"Send {preview.outstanding} messages now?", default=False):
         raise click.ClickException("cancelled; nothing was sent")
     preview = sends.plan(ctx, month, issue=issue, replan=replan)
-    # An unreachable server pauses the send; after two minutes `send` hands it over to
-    # `newsletter worker` (which waits as long as it takes) instead of hanging.
+    # An unreachable server pauses the send; two minutes after it went away `send` hands
+    # it over to `newsletter worker` (exit status 75) instead of hanging.
     options = sends.WorkerOptions(
         threads=workers or 0, limit=limit, months=[issue.month], max_unavailable_wait=120.0
     )
@@ -185,6 +189,12 @@ def send(
 
 
 def _report_tail(out, result) -> None:
+    _print_tail(out, result)
+    if result.report.paused:
+        raise click.exceptions.Exit(EXIT_PAUSED)
+
+
+def _print_tail(out, result) -> None:
     report = result.report
     if report.recovered:
         out.print(f"recovered {report.recovered} messages left by a stopped worker")
@@ -212,13 +222,23 @@ def _report_tail(out, result) -> None:
     show_default=True,
     help="Seconds between looks at the queue when it is empty.",
 )
+@click.option(
+    "--give-up-after",
+    type=click.FloatRange(0),
+    default=None,
+    help="Seconds to wait for an unreachable SMTP server before exiting (status 75, the "
+    "rest stays queued). Default: 120 with --once, forever without.",
+)
 @click.pass_obj
-def worker(app: AppContext, once: bool, workers: int | None, poll: float) -> None:
+def worker(
+    app: AppContext, once: bool, workers: int | None, poll: float, give_up_after: float | None
+) -> None:
     """Deliver every pending send: retries, resumed sends, sends left by the scheduler.
 
     Runs until stopped (SIGTERM or Ctrl-C finish the messages in flight and leave the
     rest queued), or with --once until nothing is due. Several workers may run at once
-    on PostgreSQL, on any number of machines.
+    on PostgreSQL, on any number of machines. If the SMTP server cannot be reached the
+    send pauses; --once gives up after two minutes and exits with status 75.
 
     \b
     Example:
@@ -230,7 +250,11 @@ def worker(app: AppContext, once: bool, workers: int | None, poll: float) -> Non
     from newsletter.services import sends
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    options = sends.WorkerOptions(threads=workers or 0, once=once, poll_interval=poll)
+    if give_up_after is None and once:
+        give_up_after = 120.0
+    options = sends.WorkerOptions(
+        threads=workers or 0, once=once, poll_interval=poll, max_unavailable_wait=give_up_after
+    )
     stop = _stop_on_signals()
     result = sends.run_worker(app.app(), options, stop=stop)
     out = console()

@@ -7,11 +7,25 @@ variant's ready bytes, hand it to the transport, and record outcomes every
 SIGKILL at most the messages sent since the last record go out again, with the same
 Message-ID; claimed rows not yet sent are put back and sent once.
 
+- **Leases.** A worker registers a lease and renews it from a heartbeat thread every
+  ``heartbeat_every`` seconds. Its claims are its own while the lease lives: another
+  worker takes them over only once the lease has expired (``lease_ttl`` after the last
+  renewal), or at once when the claimer was a process of this host that no longer runs.
+  Outcomes are written only for rows the worker still holds; a stale holder's late
+  outcomes are refused and logged, and a worker that finds its lease expired stops.
+- **The wire fence.** Before messages go on the wire the thread marks them started
+  (:func:`~newsletter.store.ledger.begin_messages`), a few at a time: as many as it sends
+  in ``fence_window`` seconds. An unsubscribe skips every row of the person not yet
+  started, in its own transaction; the fence refuses those, and the unsubscribe waits for
+  a started one. So no message starts after an unsubscribe has returned.
+
 - 2xx: sent. 4xx or a dropped connection: retried later with a growing delay
   (``retry_initial_delay`` doubling per attempt, capped at ``retry_max_delay``), failed
   after ``retry_give_up_after`` seconds. 5xx: failed, never retried, the reply recorded.
 - Server unreachable: the send is marked paused (logged once), the worker probes the
-  server with a growing interval and resumes by itself when it answers again.
+  server with a growing interval and resumes by itself when it answers again; with
+  ``max_unavailable_wait`` it gives up that many seconds after the server went away and
+  reports ``paused`` (the rows stay queued).
 - ``stop`` (SIGTERM in the CLI) lets in-flight messages finish, puts the rest of the
   claimed batch back, and returns.
 """
@@ -56,7 +70,9 @@ class WorkerOptions:
     limit: int | None = None  # stop after this many messages handed to the transport
     months: list[str] | None = None  # only these sends (None: every running send)
     poll_interval: float = 5.0
-    stale_after: dt.timedelta = dt.timedelta(minutes=15)
+    heartbeat_every: float = 5.0  # seconds between lease renewals
+    lease_ttl: dt.timedelta = dt.timedelta(seconds=60)  # claims outlive a silent worker this long
+    fence_window: float = 0.05  # messages marked started at once: about this many seconds' worth
     max_unavailable_wait: float | None = None  # give up waiting for the server after this
 
 
@@ -69,6 +85,8 @@ class WorkerReport:
     failed: int = 0
     released: int = 0
     recovered: int = 0
+    refused: int = 0  # outcomes not written: another worker had taken the rows over
+    stopped_by_unsubscribe: int = 0  # claimed rows the fence kept off the wire
     elapsed: float = 0.0
     paused: bool = False  # still waiting for the SMTP server when the run ended
     stopped: bool = False
@@ -100,11 +118,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def dead_local_claimers(claimers: list[str]) -> list[str]:
-    """The ``host:pid`` claimers (of this host) whose process no longer runs."""
+    """The claimers of this host whose process no longer runs."""
     dead = []
     for c in claimers:
-        pid = c.rsplit(":", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        pid = ledger.claimer_pid(c)
+        if pid is not None and pid != os.getpid() and not _pid_alive(pid):
             dead.append(c)
     return dead
 
@@ -172,6 +190,10 @@ class DeliveryWorker:
         self._prober = threading.Lock()
         self._error: BaseException | None = None
         self._budget = self.options.limit
+        self.worker_id = ledger.worker_id()
+        self._lease_lost = False
+        self._down_since: float | None = None
+        self._pace = 0.0  # seconds per message in one thread, smoothed
 
     # ------------------------------------------------------------------ public
 
@@ -187,23 +209,34 @@ class DeliveryWorker:
         self._run_started = dt.datetime.now(dt.UTC)
         claimers = ledger.local_claimers(self.store)
         self.report.recovered = ledger.release_stale(
-            self.store, self.options.stale_after, dead_claimers=dead_local_claimers(claimers)
+            self.store, dead_claimers=dead_local_claimers(claimers), grace=self.options.lease_ttl
         )
         if self.report.recovered:
             log.warning(
                 "put %d deliveries of a stopped worker back in the queue",
                 self.report.recovered,
             )
+        ledger.take_lease(self.store, self.worker_id, self.options.lease_ttl)
+        beating = threading.Event()
+        heart = threading.Thread(target=self._heartbeat, args=(beating,), name="heartbeat")
+        heart.daemon = True
+        heart.start()
         n = self.options.threads or self.settings.smtp_pool_size
         threads = [
             threading.Thread(target=self._thread_main, name=f"sender-{i}", daemon=True)
             for i in range(n)
         ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        finally:
+            beating.set()
+            heart.join()
+            if not self._lease_lost:
+                ledger.drop_lease(self.store, self.worker_id)
         self.report.finished_months = ledger.finish_sends(self.store)
         self.report.elapsed = time.monotonic() - start
         self.report.stopped = self.stop.is_set()
@@ -212,7 +245,35 @@ class DeliveryWorker:
             if isinstance(err, NewsletterError):
                 raise err
             raise SendAbortedError(f"the send stopped: {err}") from err
+        if self._lease_lost:
+            raise SendAbortedError(
+                "this worker's lease expired (it could not renew it for "
+                f"{self.options.lease_ttl.total_seconds():.0f} s), so another worker may "
+                "have taken over its messages; it stopped",
+                hint="check the database connection and the machine's load, then run "
+                "`newsletter worker` again",
+            )
         return self.report
+
+    def _heartbeat(self, done: threading.Event) -> None:
+        """Renew the lease until the run ends; stop the run if the lease was lost."""
+        failures = 0
+        while not done.wait(self.options.heartbeat_every):
+            try:
+                alive = ledger.renew_lease(self.store, self.worker_id, self.options.lease_ttl)
+                failures = 0
+            except Exception as exc:  # the database is away: the lease runs down
+                failures += 1
+                log.warning("could not renew the worker's lease (%s)", type(exc).__name__)
+                continue
+            if not alive:
+                log.error(
+                    "this worker's lease expired: another worker may take over its "
+                    "messages; stopping"
+                )
+                self._lease_lost = True
+                self.stop.set()
+                return
 
     # ------------------------------------------------------------------ threads
 
@@ -240,7 +301,12 @@ class DeliveryWorker:
                 # not due again within the same run, however short the retry delay.
                 due = self._run_started if self.options.once else None
                 batch = ledger.claim_batch(
-                    self.store, n, now=due, months=self.options.months, today=self._today()
+                    self.store,
+                    n,
+                    now=due,
+                    claimer=self.worker_id,
+                    months=self.options.months,
+                    today=self._today(),
                 )
                 if not batch:
                     self._take_budget(-n)  # give back the unused budget
@@ -256,74 +322,123 @@ class DeliveryWorker:
             self._error = exc
             self.stop.set()
 
+    def _fence_size(self) -> int:
+        """How many messages to mark started at once: about ``fence_window`` seconds'
+        worth at this thread's pace (one at a time when sending is slow)."""
+        pace = self._pace
+        if pace <= 0:
+            return 1
+        return max(1, min(self.options.record_every, int(self.options.fence_window / pace)))
+
     def _send_batch(self, batch: list[Claimed]) -> None:
         outcomes: list[Outcome] = []
         counts = {"sent": 0, "retry": 0, "failed": 0, "release": 0}
-        done: set[int] = set()
+        done: set[int] = set()  # rows with an outcome (recorded or to be), or dropped
+        cleared: set[int] = set()  # rows the fence let on the wire
+        handed: list[int] = []  # rows handed to the server since the last fence call
+        i = 0
         try:
-            for item in batch:
+            while i < len(batch):
                 if len(outcomes) >= self.options.record_every:
                     # Record as we go: after a SIGKILL only messages sent since the last
                     # record are sent again; claimed rows not yet sent were never sent.
-                    done.update(o.delivery_id for o in outcomes)
                     self._record(outcomes, counts)
-                    outcomes, counts = [], dict.fromkeys(counts, 0)
+                    outcomes, counts, handed = [], dict.fromkeys(counts, 0), []
+                item = batch[i]
                 if self.stop.is_set() or not self._available.is_set() or self._error:
                     outcomes.append(Outcome(item.delivery_id, "release"))
                     counts["release"] += 1
+                    done.add(item.delivery_id)
+                    i += 1
                     continue
-                template = self._messages.template(item)
-                person = Recipient(
-                    email=item.email,
-                    subscriber_id=item.subscriber_id,
-                    name=item.name,
-                    topics=item.topics,
-                    all_topics=item.all_topics,
-                )
-                try:
-                    msg = assemble(template, person)
-                except MessageError as exc:
-                    # Bad stored data (e.g. a line break in a name) fails this one row only.
-                    outcomes.append(Outcome(item.delivery_id, "failed", f"not sent: {exc}"))
-                    counts["failed"] += 1
-                    continue
-                result = self.transport.send(msg)
-                outcome = self._outcome(item, result, msg.message_id)
+                if item.delivery_id not in cleared:
+                    group = [b.delivery_id for b in batch[i : i + self._fence_size()]]
+                    allowed = ledger.begin_messages(
+                        self.store, self.worker_id, group, handed=handed
+                    )
+                    handed = []
+                    cleared.update(allowed)
+                    refused = [g for g in group if g not in allowed]
+                    if refused:  # unsubscribed (or taken over) since the claim
+                        done.update(refused)
+                        with self._lock:
+                            self.report.stopped_by_unsubscribe += len(refused)
+                    if item.delivery_id not in allowed:
+                        i += 1
+                        continue
+                began = time.monotonic()
+                outcome = self._send_one(item)
+                took = time.monotonic() - began
+                self._pace = took if self._pace <= 0 else 0.8 * self._pace + 0.2 * took
                 outcomes.append(outcome)
                 counts[outcome.status] += 1
+                done.add(item.delivery_id)
+                handed.append(item.delivery_id)
+                i += 1
         except BaseException:
             # Whatever was not sent goes back to the queue before the error propagates.
             done.update(o.delivery_id for o in outcomes)
-            back = [Outcome(i.delivery_id, "release") for i in batch if i.delivery_id not in done]
+            back = [Outcome(b.delivery_id, "release") for b in batch if b.delivery_id not in done]
             counts["release"] += len(back)
             self._record(outcomes + back, counts)
             raise
         self._record(outcomes, counts)
 
+    def _send_one(self, item: Claimed) -> Outcome:
+        template = self._messages.template(item)
+        person = Recipient(
+            email=item.email,
+            subscriber_id=item.subscriber_id,
+            name=item.name,
+            topics=item.topics,
+            all_topics=item.all_topics,
+        )
+        try:
+            msg = assemble(template, person)
+        except MessageError as exc:
+            # Bad stored data (e.g. a line break in a name) fails this one row only.
+            return Outcome(item.delivery_id, "failed", f"not sent: {exc}")
+        began = time.monotonic()
+        result = self.transport.send(msg)
+        return self._outcome(item, result, msg.message_id, began)
+
     def _record(self, outcomes: list[Outcome], counts: dict[str, int]) -> None:
         # A transport that sends in batches delivers what it holds before the outcomes
         # become the record (a no-op for SMTP and the outbox).
         self.transport.flush()
-        ledger.record_outcomes(self.store, outcomes)
+        refused = ledger.record_outcomes(self.store, outcomes, self.worker_id)
+        if refused:
+            log.warning(
+                "did not record %d outcomes: another worker took those deliveries over "
+                "(this one had stopped renewing its lease)",
+                len(refused),
+            )
+            gone = set(refused)
+            for o in outcomes:
+                if o.delivery_id in gone:
+                    counts[o.status] -= 1
         with self._lock:
             self.report.sent += counts["sent"]
             self.report.retry += counts["retry"]
             self.report.failed += counts["failed"]
             self.report.released += counts["release"]
+            self.report.refused += len(refused)
             if counts["release"] and self._budget is not None:
                 self._budget += counts["release"]
             self.report.elapsed = time.monotonic() - self._start
         if self.on_progress is not None:
             self.on_progress(self.report)
 
-    def _outcome(self, item: Claimed, result: SendOutcome, message_id: str) -> Outcome:
+    def _outcome(
+        self, item: Claimed, result: SendOutcome, message_id: str, began: float
+    ) -> Outcome:
         reply = f"{result.code} {result.reply}".strip() if result.code else result.reply
         if result.status == "sent":
             return Outcome(item.delivery_id, "sent", reply, message_id)
         if result.status == "failed":
             return Outcome(item.delivery_id, "failed", reply, message_id)
         if result.status == "unavailable":
-            self._server_down(reply)
+            self._server_down(reply, began)
             return Outcome(item.delivery_id, "release")
         # retry: a growing delay, until the give-up time has passed
         s = self.settings
@@ -346,11 +461,13 @@ class DeliveryWorker:
 
     # ------------------------------------------------------------------ outages
 
-    def _server_down(self, reply: str) -> None:
+    def _server_down(self, reply: str, since: float) -> None:
         with self._lock:
             if not self._available.is_set():
                 return
             self._available.clear()
+            if self._down_since is None:
+                self._down_since = since  # when the attempt that failed began
         log.warning(
             "the SMTP server cannot be reached (%s); the send is paused and resumes "
             "when the server is back",
@@ -366,21 +483,26 @@ class DeliveryWorker:
                 self._available.wait(0.2)
             return self._available.is_set() and not self.stop.is_set()
         try:
-            waited, delay = 0.0, 0.5
+            delay = 0.5
             limit = self.options.max_unavailable_wait
+            since = self._down_since if self._down_since is not None else time.monotonic()
             while not self.stop.is_set():
                 ok = self.transport.probe().status == "sent"
                 if ok:
                     ledger.set_send_paused(self.store, False)
                     log.warning("the SMTP server is back; the send resumes")
-                    self._available.set()
+                    with self._lock:
+                        self._down_since = None
+                        self._available.set()
                     return True
-                if limit is not None and waited >= limit:
+                # The limit counts from when the server went away, probes included (a
+                # server that accepts connections but never greets makes each one slow).
+                left = None if limit is None else limit - (time.monotonic() - since)
+                if left is not None and left <= 0:
                     self.report.paused = True
                     self.stop.set()
                     return False
-                self.stop.wait(delay)
-                waited += delay
+                self.stop.wait(delay if left is None else min(delay, left))
                 delay = min(delay * 2, 30.0)
             return False
         finally:

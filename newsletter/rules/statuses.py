@@ -99,7 +99,7 @@ def pause(address: str, status: str, until: dt.date | None, today: dt.date) -> S
     if status not in ("active", "paused"):
         raise SubscriberStateError(f"{address} is {status}; only active subscribers can be paused")
     detail = f"until {until.isoformat()}" if until else "until resumed"
-    return StatusChange("paused", "paused", detail, paused_until=until)
+    return StatusChange("paused", "paused", detail, paused_until=until, stop_queued=True)
 
 
 def resume(address: str, status: str) -> StatusChange:

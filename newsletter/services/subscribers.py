@@ -10,6 +10,7 @@ Unsubscribing, from any entry point, goes through :func:`unsubscribe`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ from newsletter.store.views import (
 from newsletter.tokens import BadTokenError, ExpiredTokenError, read_token
 
 __all__ = [
-    "SETTLE_SECONDS",
+    "WIRE_WAIT_SECONDS",
     "BadLinkError",
     "SubscriberRecord",
     "SubscriberView",
@@ -65,10 +66,13 @@ __all__ = [
     "unsubscribe",
 ]
 
+log = logging.getLogger("newsletter.services.subscribers")
+
 MAX_NAME = 200
-# A one-click unsubscribe waits this long for a message a worker already holds for the
-# person, so that nothing at all goes out after it answers (RFC 8058).
-SETTLE_SECONDS = 10.0
+# A change that stops someone's mail waits at most this long for a message to them that a
+# worker has already put on the wire (one SMTP transaction; usually milliseconds), so that
+# no message starts after the change has returned.
+WIRE_WAIT_SECONDS = 10.0
 
 TopicsArg = str | Iterable[str]
 
@@ -331,13 +335,15 @@ def pause(
 ) -> SubscriberView:
     """Stop sending to an active subscriber until ``until`` (or until resumed)."""
     day = today or app.today()
-    view, _ = db.change_status(
+    view, changed = db.change_status(
         app.store,
         email,
         lambda sub: statuses.pause(sub.email, sub.status, until, day),
         source=source,
         ip=ip,
     )
+    if changed:
+        _wait_for_wire(app, view)
     return view
 
 
@@ -356,14 +362,13 @@ def unsubscribe(
     source: str = "cli",
     ip: str | None = None,
     detail: str | None = None,
-    settle: float = 0.0,
 ) -> tuple[SubscriberView, bool]:
     """Unsubscribe someone; returns the subscriber and whether anything changed.
 
-    Takes effect at once, also for a send in progress: their queued deliveries are skipped
-    in the same transaction. With ``settle`` > 0, also wait up to that many seconds for a
-    message a worker already holds for them, so that nothing at all goes out after this
-    returns (RFC 8058 one-click). Unsubscribing twice is harmless.
+    Final the moment it returns, also for a send in progress: every delivery to them that
+    is not on the wire is skipped in the same transaction (a worker's fence then refuses
+    to start it), and a message already on the wire is waited for. So no message starts
+    after this returns (RFC 8058 one-click). Unsubscribing twice is harmless.
     """
     view, changed = db.change_status(
         app.store,
@@ -372,9 +377,20 @@ def unsubscribe(
         source=source,
         ip=ip,
     )
-    if changed and settle > 0:
-        db.wait_for_in_flight(app.store, view.id, settle)
+    if changed:
+        _wait_for_wire(app, view)
     return view, changed
+
+
+def _wait_for_wire(app: App, view: SubscriberView) -> None:
+    """Wait for a message to ``view`` that a live worker has already started."""
+    if not db.wait_for_wire(app.store, view.id, WIRE_WAIT_SECONDS):
+        log.warning(
+            "a message to subscriber %d was still on the wire %.0f s after their mail was "
+            "stopped (a stalled SMTP server?)",
+            view.id,
+            WIRE_WAIT_SECONDS,
+        )
 
 
 def resubscribe(
@@ -394,7 +410,13 @@ def resubscribe(
 
 
 def erase(app: App, email: str, *, source: str = "cli") -> None:
-    """Delete a person's data and consent history; only a salted hash stays (suppression)."""
+    """Delete a person's data and consent history; only a salted hash stays (suppression).
+
+    Their queued mail is stopped first, and a message on the wire waited for, as for an
+    unsubscribe.
+    """
+    view = db.stop_mail(app.store, email)
+    _wait_for_wire(app, view)
     db.erase(app.store, email, source=source)
 
 

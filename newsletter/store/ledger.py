@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -58,11 +60,14 @@ from newsletter.rules.variants import choose_variant
 from newsletter.store.db import Store, rowcount
 from newsletter.store.errors import SendNotFoundError, StoreError
 from newsletter.store.models import (
+    WIRE_HANDED,
+    WIRE_STARTED,
     Delivery,
     Send,
     SendVariant,
     Subscriber,
     SubscriberTopic,
+    WorkerLease,
     receiving_condition,
     topics_of,
     utcnow,
@@ -201,8 +206,17 @@ def _now() -> dt.datetime:
 
 
 def worker_id() -> str:
-    """This process's identity in ``claimed_by``: host and pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """A new worker's identity in ``claimed_by``: host, pid and a random part (two workers
+    of one process, or a pid the system reused, never share a claim)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def claimer_pid(claimer: str, host: str | None = None) -> int | None:
+    """The pid in a claimer id made on ``host`` (default: this host); None otherwise."""
+    parts = claimer.split(":")
+    if len(parts) < 2 or parts[0] != (host or socket.gethostname()) or not parts[1].isdigit():
+        return None
+    return int(parts[1])
 
 
 def variant_mask_expression(summary_topics: SummaryTopics) -> ColumnElement[int]:
@@ -623,6 +637,7 @@ def claim_batch(
             status="sending",
             claimed_at=now,
             claimed_by=claimer,
+            wire_state=None,
             first_attempt_at=func.coalesce(Delivery.first_attempt_at, now),
         )
         .returning(Delivery.id)
@@ -696,11 +711,61 @@ def claim_batch(
     ]
 
 
-def record_outcomes(store: Store, outcomes: Iterable[Outcome], now: dt.datetime | None = None):
-    """Write what happened to claimed deliveries, all in one transaction."""
+def begin_messages(
+    store: Store, claimer: str, start: Sequence[int], handed: Sequence[int] = ()
+) -> set[int]:
+    """The wire fence: mark ``handed`` rows handed over and ``start`` rows on the wire.
+
+    Returns the ids of ``start`` that may go on the wire now: those still claimed by
+    ``claimer`` and not skipped meanwhile. An unsubscribe skips, in its own transaction,
+    every row of the person that is not on the wire yet, so whichever commits first wins:
+    no message starts after an unsubscribe has returned (it waits for a row already on
+    the wire, see :func:`newsletter.store.subscribers.wait_for_wire`).
+    """
+    d = Delivery
+    held = and_(d.claimed_by == claimer, d.status == "sending")
+    with store.transaction() as session:
+        if store.dialect == "postgresql":
+            # Losing this mark in a power cut only makes a recovered row look unstarted,
+            # which a re-send after a crash allows anyway; other sessions see it at once.
+            session.execute(text("SET LOCAL synchronous_commit = off"))
+        if handed:
+            session.execute(
+                update(d)
+                .where(d.id.in_(list(handed)), held)
+                .values(wire_state=WIRE_HANDED)
+                .execution_options(synchronize_session=False)
+            )
+        if not start:
+            return set()
+        return set(
+            session.execute(
+                update(d)
+                .where(d.id.in_(list(start)), held, d.wire_state.is_(None))
+                .values(wire_state=WIRE_STARTED)
+                .returning(d.id)
+                .execution_options(synchronize_session=False)
+            ).scalars()
+        )
+
+
+def record_outcomes(
+    store: Store,
+    outcomes: Iterable[Outcome],
+    claimer: str,
+    now: dt.datetime | None = None,
+) -> list[int]:
+    """Write what happened to deliveries ``claimer`` holds, all in one transaction.
+
+    Only the holder of a claim records its outcome: a row another worker has taken over
+    (after this one stopped renewing its lease) or that an unsubscribe skipped is left
+    alone. Returns the ids refused for that reason (the caller logs them).
+    """
     now = now or _now()
     by_status: dict[str, list[dict]] = {}
+    ids: list[int] = []
     for o in outcomes:
+        ids.append(o.delivery_id)
         by_status.setdefault(o.status, []).append(
             {
                 "b_id": o.delivery_id,
@@ -709,28 +774,41 @@ def record_outcomes(store: Store, outcomes: Iterable[Outcome], now: dt.datetime 
                 "b_next": o.next_attempt_at,
             }
         )
-    if not by_status:
-        return
+    if not ids:
+        return []
     d = cast(Table, Delivery.__table__)
     tried = {  # an attempt was made: count it, keep the reply and the Message-ID
         "attempts": d.c.attempts + 1,
         "last_reply": bindparam("b_reply"),
         "message_id": bindparam("b_mid"),
         "claimed_by": None,
+        "wire_state": None,
     }
     values: dict[str, dict[str, Any]] = {
         "sent": {**tried, "status": "sent", "sent_at": now},
         "retry": {**tried, "status": "pending", "next_attempt_at": bindparam("b_next")},
         "failed": {**tried, "status": "failed"},
-        "release": {"status": "pending", "claimed_by": None},  # not sent: not an attempt
+        # not sent: not an attempt
+        "release": {"status": "pending", "claimed_by": None, "wire_state": None},
     }
     with store.transaction() as session:
         conn = session.connection()
+        # Lock the rows this worker still holds (on SQLite: take the write lock) before
+        # writing, so that nobody takes one over between the check and the write.
+        held = set(
+            conn.execute(
+                update(d)
+                .where(d.c.id.in_(ids), d.c.claimed_by == claimer, d.c.status == "sending")
+                .values(claimed_at=d.c.claimed_at)
+                .returning(d.c.id)
+            ).scalars()
+        )
         for status, rows in by_status.items():
-            stmt = d.update().where(d.c.id == bindparam("b_id"))
-            if status == "release":
-                stmt = stmt.where(d.c.status == "sending")
-            conn.execute(stmt.values(**values[status]), rows)
+            mine = [r for r in rows if r["b_id"] in held]
+            if mine:
+                stmt = d.update().where(d.c.id == bindparam("b_id"))
+                conn.execute(stmt.values(**values[status]), mine)
+    return [i for i in ids if i not in held]
 
 
 def finish_sends(store: Store, now: dt.datetime | None = None) -> list[str]:
@@ -773,45 +851,103 @@ def set_send_paused(store: Store, paused: bool, reason: str | None = None) -> No
             )
 
 
-def release_stale(
-    store: Store,
-    older_than: dt.timedelta,
-    now: dt.datetime | None = None,
-    dead_claimers: Sequence[str] = (),
-) -> int:
-    """Put ``sending`` rows of crashed workers back to pending; returns how many.
+def take_lease(
+    store: Store, worker: str, ttl: dt.timedelta, now: dt.datetime | None = None
+) -> None:
+    """Register a starting worker: its claims are its own while it renews the lease."""
+    now = now or _now()
+    with store.transaction() as session:
+        session.add(
+            WorkerLease(worker=worker, started_at=now, renewed_at=now, expires_at=now + ttl)
+        )
 
-    A row is stale when its claim is older than ``older_than`` or its claimer is known to
-    be dead. Such a message may have reached the server before the crash: at most the
-    messages in flight are sent twice (with the same Message-ID).
+
+def renew_lease(
+    store: Store, worker: str, ttl: dt.timedelta, now: dt.datetime | None = None
+) -> bool:
+    """The heartbeat: extend the lease; False if it had already expired (or is gone).
+
+    A worker whose lease expired may have had its rows taken over: it must stop sending.
     """
     now = now or _now()
-    cond = Delivery.claimed_at < now - older_than
+    with store.transaction() as session:
+        result = session.execute(
+            update(WorkerLease)
+            .where(WorkerLease.worker == worker, WorkerLease.expires_at > now)
+            .values(renewed_at=now, expires_at=now + ttl)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result) == 1
+
+
+def drop_lease(store: Store, worker: str) -> None:
+    """A worker that stops cleanly gives its lease back."""
+    with store.transaction() as session:
+        session.execute(delete(WorkerLease).where(WorkerLease.worker == worker))
+
+
+def live_lease(worker: ColumnElement[Any], now: dt.datetime) -> ColumnElement[bool]:
+    """SQL condition: ``worker`` holds a lease that has not expired at ``now``."""
+    return exists().where(WorkerLease.worker == worker, WorkerLease.expires_at > now)
+
+
+def release_stale(
+    store: Store,
+    now: dt.datetime | None = None,
+    dead_claimers: Sequence[str] = (),
+    grace: dt.timedelta = dt.timedelta(seconds=60),
+) -> int:
+    """Put ``sending`` rows of stopped workers back to pending; returns how many.
+
+    A claim is stale when its claimer's lease has expired (it stopped renewing it: the
+    process died, hung or lost the database) or the claimer is known to be dead. A claim
+    by a claimer that never had a lease (a worker of an older version) is stale ``grace``
+    after it was made. A stale row may have reached the server before its worker
+    stopped: at most the messages on the wire are sent twice (with the same Message-ID).
+    Expired leases are deleted.
+    """
+    now = now or _now()
+    lease_gone = ~exists().where(WorkerLease.worker == Delivery.claimed_by)
+    lease_expired = exists().where(
+        WorkerLease.worker == Delivery.claimed_by, WorkerLease.expires_at <= now
+    )
+    cond = or_(
+        Delivery.claimed_by.is_(None),
+        lease_expired,
+        and_(lease_gone, Delivery.claimed_at < now - grace),
+    )
     if dead_claimers:
         cond = or_(cond, Delivery.claimed_by.in_(list(dead_claimers)))
     with store.transaction() as session:
         result = session.execute(
             update(Delivery)
             .where(Delivery.status == "sending", cond)
-            .values(status="pending", claimed_by=None)
+            .values(status="pending", claimed_by=None, wire_state=None)
             .execution_options(synchronize_session=False)
         )
-        return rowcount(result)
+        n = rowcount(result)
+        gone = delete(WorkerLease).where(WorkerLease.expires_at <= now)
+        if dead_claimers:
+            gone = delete(WorkerLease).where(
+                or_(WorkerLease.expires_at <= now, WorkerLease.worker.in_(list(dead_claimers)))
+            )
+        session.execute(gone)
+        return n
 
 
 def local_claimers(store: Store) -> list[str]:
-    """The claimers of ``sending`` rows that ran on this host."""
-    host = socket.gethostname() + ":"
+    """The claimers (of ``sending`` rows or of leases) that ran on this host."""
+    host = socket.gethostname()
     with store.transaction() as session:
-        return [
-            c
-            for c in session.execute(
+        found = set(
+            session.execute(
                 select(Delivery.claimed_by)
                 .where(Delivery.status == "sending", Delivery.claimed_by.is_not(None))
                 .distinct()
             ).scalars()
-            if c and c.startswith(host)
-        ]
+        )
+        found.update(session.execute(select(WorkerLease.worker)).scalars())
+    return sorted(c for c in found if c and claimer_pid(c, host) is not None)
 
 
 def retry_failed(store: Store, month: str) -> int:

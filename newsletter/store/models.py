@@ -26,6 +26,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -246,6 +247,15 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     revision: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: Where a claimed row is: None not started, WIRE_STARTED on the wire, WIRE_HANDED
+    #: handed to the server (its outcome not written yet). See ledger.begin_messages.
+    wire_state: Mapped[int | None] = mapped_column(SmallInteger)
+
+
+#: ``deliveries.wire_state``: the message is being handed to the server.
+WIRE_STARTED = 1
+#: ``deliveries.wire_state``: the server has answered; the outcome is not written yet.
+WIRE_HANDED = 2
 
 
 #: Ids per ``IN (...)`` lookup (under SQLite's limit of 32766 parameters).
@@ -339,4 +349,19 @@ class SchedulerLease(Base):
     holder: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class WorkerLease(Base):
+    """One running delivery worker, kept alive by its heartbeat.
+
+    A claimed delivery belongs to its claimer for as long as the claimer's lease is
+    renewed; only then may another worker take it over.
+    """
+
+    __tablename__ = "worker_leases"
+
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    renewed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

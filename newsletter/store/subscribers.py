@@ -21,12 +21,14 @@ from typing import Any, cast
 from sqlalchemy import (
     Select,
     Table,
+    and_,
     case,
     delete,
     exists,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -34,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.rules.addresses import lookup_key
-from newsletter.rules.statuses import SKIP_LEFT, SOURCES, StatusChange
+from newsletter.rules.statuses import SKIP_LEFT, SKIP_PAUSED, SOURCES, StatusChange
 from newsletter.store.db import UPGRADE_HINT, Store
 from newsletter.store.errors import (
     StoreError,
@@ -44,12 +46,14 @@ from newsletter.store.errors import (
 from newsletter.store.models import (
     ID_CHUNK,
     STATUSES,
+    WIRE_STARTED,
     ConsentRecord,
     Delivery,
     StoreMeta,
     Subscriber,
     SubscriberTopic,
     Suppression,
+    WorkerLease,
     receiving_condition,
     topics_of,
     utcnow,
@@ -427,33 +431,61 @@ def _apply(session: Session, sub: Subscriber, change: StatusChange, now: dt.date
     elif change.left is False:
         sub.unsubscribed_at = None
     if change.stop_queued:
-        # Takes effect at once, also for a send in progress: queued rows are skipped now
-        # (and a worker re-checks the subscriber when it claims a row).
-        session.execute(
-            update(Delivery)
-            .where(Delivery.subscriber_id == sub.id, Delivery.status == "pending")
-            .values(status="skipped", skip_reason=SKIP_LEFT)
-            .execution_options(synchronize_session=False)
+        stop_queued(session, sub.id, SKIP_PAUSED if change.status == "paused" else SKIP_LEFT)
+
+
+def stop_queued(session: Session, subscriber_id: int, reason: str = SKIP_LEFT) -> None:
+    """Skip every delivery of the person that is not on the wire yet, at once.
+
+    Also rows a worker has claimed but not started: the worker's fence
+    (:func:`newsletter.store.ledger.begin_messages`) then refuses to start them. Which of
+    the two transactions commits first decides; a row already on the wire is waited for
+    with :func:`wait_for_wire`.
+    """
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber_id,
+            or_(
+                Delivery.status == "pending",
+                and_(Delivery.status == "sending", Delivery.wire_state.is_(None)),
+            ),
         )
+        .values(status="skipped", skip_reason=reason, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
-def wait_for_in_flight(store: Store, subscriber_id: int, timeout: float) -> bool:
-    """Wait until no delivery of the subscriber is being sent; False if ``timeout`` passed.
+def stop_mail(store: Store, email: str) -> SubscriberView:
+    """Skip the person's deliveries that are not on the wire (before an erase)."""
+    with store.transaction() as s:
+        sub = _get(s, email)
+        stop_queued(s, sub.id)
+        return _view(sub)
 
-    A row left ``sending`` by a crashed worker outlasts the wait; when it is recovered
-    the claim re-checks the subscriber and skips it.
+
+def wait_for_wire(store: Store, subscriber_id: int, timeout: float) -> bool:
+    """Wait until no message to the subscriber is on the wire; False if ``timeout`` passed.
+
+    Only a message a live worker has started is waited for: it is one SMTP transaction
+    long. A row left on the wire by a stopped worker (its lease expired) is not: that
+    message started before the change, and its row is skipped when it is recovered.
     """
     deadline = time.monotonic() + timeout
-    query = select(func.count()).where(
-        Delivery.subscriber_id == subscriber_id, Delivery.status == "sending"
-    )
     while True:
+        now = utcnow()
+        query = select(func.count()).where(
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.status == "sending",
+            Delivery.wire_state == WIRE_STARTED,
+            exists().where(WorkerLease.worker == Delivery.claimed_by, WorkerLease.expires_at > now),
+        )
         with store.transaction() as s:
             if not s.execute(query).scalar_one():
                 return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def erase(store: Store, email: str, *, source: str = "cli") -> None:

@@ -29,7 +29,7 @@ from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services import signup as signups
 from newsletter.services import subscribers as people
 from newsletter.services.signup import CONFIRM_MAX_AGE
-from newsletter.services.subscribers import SETTLE_SECONDS, BadLinkError, SubscriberView
+from newsletter.services.subscribers import BadLinkError, SubscriberView
 from newsletter.web.context import client_ip, csrf_ok, page, web
 from newsletter.web.topic_groups import topic_groups
 
@@ -148,9 +148,7 @@ def preferences_save(token: str):
             sub = people.resume(app, sub.email, source="web", ip=ip)
             return _preferences_page(sub, token, notice="Welcome back: emails start again.")
         if action == "unsubscribe":
-            people.unsubscribe(
-                app, sub.email, source="web", ip=ip, detail="preference page", settle=SETTLE_SECONDS
-            )
+            people.unsubscribe(app, sub.email, source="web", ip=ip, detail="preference page")
             return page("unsubscribed.html", sub=sub, token=None)
         if action == "resubscribe":
             if sub.status != "unsubscribed":
@@ -176,22 +174,14 @@ def unsubscribe_page(token: str):
 def unsubscribe_post(token: str):
     """RFC 8058 one-click unsubscribe: no cookie, no CSRF token, 200, idempotent.
 
-    Unsubscribing also skips the person's queued deliveries in the same transaction, so
-    nothing more is sent once this returns.
+    Final once this returns: the service skips every delivery to the person not yet on
+    the wire and waits for one that is (one SMTP transaction), so no message starts after
+    the response.
     """
     sub = _subscriber("unsubscribe", token)
     if request.form.get("List-Unsubscribe") != "One-Click":
         abort(400, "Use the button on the unsubscribe page.")
-    # settle: a message a worker already holds for this person finishes before we answer,
-    # so nothing at all goes to the address after this response.
-    people.unsubscribe(
-        web().app,
-        sub.email,
-        source="web",
-        ip=client_ip(),
-        detail="one-click",
-        settle=SETTLE_SECONDS,
-    )
+    people.unsubscribe(web().app, sub.email, source="web", ip=client_ip(), detail="one-click")
     return page("unsubscribed.html", sub=sub, token=None)
 
 

@@ -175,10 +175,13 @@ def test_a_second_scheduler_refuses_and_a_dead_ones_lease_is_taken_over(
     scheduler_process().stop()  # same host, dead pid: taken over at once
 
     # A lease held elsewhere (another host) is taken over only once it expires.
+    # (A long lease first, so that a slow start cannot outlast it; then a short one.)
     with open_store(settings_of(scheduler_project)) as store:
-        assert db.acquire_lease(store, "elsewhere.example:1:abc", ttl=2)
+        assert db.acquire_lease(store, "elsewhere.example:1:abc", ttl=3600)
     refused = scheduler_process(started=False)
     assert refused.proc.wait(60) == 1
+    with open_store(settings_of(scheduler_project)) as store:
+        assert db.renew_lease(store, "elsewhere.example:1:abc", ttl=1)
     waiting = scheduler_process("--wait", "120")  # waits for the lease to expire
     waiting.stop()
     assert smtp_server.messages == []

@@ -50,6 +50,10 @@ Do.
 """
 
 
+#: The claimer id of the tests' worker.
+W = "testhost:1:aa"
+
+
 @pytest.fixture
 def issue():
     result = parse_issue(ISSUE, "issues/2026-12.md")
@@ -201,7 +205,7 @@ def test_claim_marks_sending_and_skips_people_who_left(app, store, issue) -> Non
 def test_record_outcomes_and_finish(app, store, issue) -> None:
     people(app)
     plan(store, issue)
-    claimed = {c.email: c for c in ledger.claim_batch(store, 100)}
+    claimed = {c.email: c for c in ledger.claim_batch(store, 100, claimer=W)}
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
     ledger.record_outcomes(
         store,
@@ -218,6 +222,7 @@ def test_record_outcomes_and_finish(app, store, issue) -> None:
             Outcome(claimed["mix@example.org"].delivery_id, "release"),
             Outcome(claimed["all@example.org"].delivery_id, "sent", "250 ok", "<d@x>"),
         ],
+        W,
     )
     got = rows(store)
     assert (got["alliance@example.org"].status, got["alliance@example.org"].attempts) == ("sent", 1)
@@ -227,16 +232,16 @@ def test_record_outcomes_and_finish(app, store, issue) -> None:
     assert got["training@example.org"].attempts == 1
     assert got["mix@example.org"].attempts == 0  # released, not an attempt
     # The retry is not due yet; the released row is.
-    again = ledger.claim_batch(store, 100)
+    again = ledger.claim_batch(store, 100, claimer=W)
     assert [c.email for c in again] == ["mix@example.org"]
-    ledger.record_outcomes(store, [Outcome(c.delivery_id, "sent") for c in again])
+    ledger.record_outcomes(store, [Outcome(c.delivery_id, "sent") for c in again], W)
     assert ledger.finish_sends(store) == []  # the retry is still outstanding
     status = ledger.send_status(store, "2026-12")
     assert status.retrying == 1 and status.counts["sent"] == 3
     future = later + dt.timedelta(seconds=1)
-    [retry] = ledger.claim_batch(store, 100, now=future)
+    [retry] = ledger.claim_batch(store, 100, now=future, claimer=W)
     assert retry.attempts == 2
-    ledger.record_outcomes(store, [Outcome(retry.delivery_id, "sent")])
+    ledger.record_outcomes(store, [Outcome(retry.delivery_id, "sent")], W)
     assert ledger.finish_sends(store) == ["2026-12"]
     assert ledger.send_status(store, "2026-12").status == "done"
     # A finished send is not planned again.
@@ -244,17 +249,70 @@ def test_record_outcomes_and_finish(app, store, issue) -> None:
     assert plan(store, issue) == 0
 
 
-def test_stale_claims_of_a_dead_worker_are_released(app, store, issue) -> None:
+def test_claims_without_a_lease_are_released_after_the_grace_or_when_dead(
+    app, store, issue
+) -> None:
     people(app)
     plan(store, issue)
-    claimed = ledger.claim_batch(store, 2, claimer="otherhost:999999")
+    claimed = ledger.claim_batch(store, 2, claimer="otherhost:999999:ab")
     assert len(claimed) == 2
-    assert ledger.release_stale(store, dt.timedelta(hours=1)) == 0
-    assert (
-        ledger.release_stale(store, dt.timedelta(hours=1), dead_claimers=["otherhost:999999"]) == 2
+    now = dt.datetime.now(dt.UTC)
+    assert ledger.release_stale(store, now) == 0  # within the grace: maybe still starting
+    assert ledger.release_stale(store, now, dead_claimers=["otherhost:999999:ab"]) == 2
+    ledger.claim_batch(store, 1, claimer="otherhost:999998:cd")
+    assert ledger.release_stale(store, now + dt.timedelta(minutes=2)) == 1
+    assert len(ledger.claim_batch(store, 100, claimer=W)) == 5
+
+
+def test_a_live_lease_keeps_old_claims_and_an_expired_one_gives_them_up(app, store, issue) -> None:
+    """A slow worker keeps its rows however long ago it claimed them, as long as it
+    renews its lease; once the lease runs out they are taken over."""
+    people(app)
+    plan(store, issue)
+    t0 = dt.datetime.now(dt.UTC)
+    ttl = dt.timedelta(seconds=60)
+    ledger.take_lease(store, "slow:1:aa", ttl, now=t0)
+    long_ago = t0 - dt.timedelta(hours=2)
+    assert len(ledger.claim_batch(store, 3, now=long_ago, claimer="slow:1:aa")) == 3
+    for step in range(1, 60):  # half an hour of renewals: never taken over
+        t = t0 + dt.timedelta(seconds=30 * step)
+        assert ledger.renew_lease(store, "slow:1:aa", ttl, now=t)
+        assert ledger.release_stale(store, t + dt.timedelta(seconds=59)) == 0
+    last = t0 + dt.timedelta(seconds=30 * 59)
+    assert ledger.release_stale(store, last + ttl) == 3
+    # The expired lease is gone, and renewing it is refused: that worker must stop.
+    assert not ledger.renew_lease(store, "slow:1:aa", ttl, now=last + ttl)
+
+
+def test_only_the_holder_of_a_claim_records_its_outcome(app, store, issue) -> None:
+    """A stale holder's late outcomes are refused, never counted twice."""
+    people(app)
+    plan(store, issue)
+    t0 = dt.datetime.now(dt.UTC)
+    ttl = dt.timedelta(seconds=30)
+    ledger.take_lease(store, "old:1:aa", ttl, now=t0)
+    first = ledger.claim_batch(store, 100, now=t0, claimer="old:1:aa")
+    assert ledger.release_stale(store, t0 + ttl) == 5  # the old worker went silent
+    ledger.take_lease(store, "new:2:bb", ttl, now=t0 + ttl)
+    second = ledger.claim_batch(store, 100, now=t0 + ttl, claimer="new:2:bb")
+    assert sorted(c.delivery_id for c in second) == sorted(c.delivery_id for c in first)
+    refused = ledger.record_outcomes(
+        store, [Outcome(c.delivery_id, "sent", "250 late") for c in first], "old:1:aa"
     )
-    assert ledger.release_stale(store, dt.timedelta(0)) == 0
-    assert len(ledger.claim_batch(store, 100)) == 5
+    assert sorted(refused) == sorted(c.delivery_id for c in first)
+    mine = {c.email for c in first}
+    assert {r.status for e, r in rows(store).items() if e in mine} == {"sending"}
+    assert (
+        ledger.record_outcomes(
+            store, [Outcome(c.delivery_id, "sent", "250 ok") for c in second], "new:2:bb"
+        )
+        == []
+    )
+    got = [r for e, r in rows(store).items() if e in mine]
+    assert {(r.status, r.attempts, r.last_reply) for r in got} == {("sent", 1, "250 ok")}
+    # A release by the stale holder cannot put a sent row back in the queue either.
+    assert ledger.record_outcomes(store, [Outcome(first[0].delivery_id, "release")], "old:1:aa")
+    assert rows(store)[first[0].email].status == "sent"
 
 
 def test_concurrent_claims_never_overlap(app, store, issue) -> None:
@@ -292,8 +350,8 @@ def test_erased_subscriber_rows_disappear(app, store, issue) -> None:
 def test_retry_failed_puts_them_back(app, store, issue) -> None:
     people(app)
     plan(store, issue)
-    claimed = ledger.claim_batch(store, 100)
-    ledger.record_outcomes(store, [Outcome(c.delivery_id, "failed", "550") for c in claimed])
+    claimed = ledger.claim_batch(store, 100, claimer=W)
+    ledger.record_outcomes(store, [Outcome(c.delivery_id, "failed", "550") for c in claimed], W)
     assert ledger.finish_sends(store) == ["2026-12"]
     assert ledger.retry_failed(store, "2026-12") == 5
     assert ledger.send_status(store, "2026-12").status == "sending"
@@ -306,30 +364,66 @@ def test_unknown_send_is_a_clear_error(store) -> None:
     assert "newsletter send 2030-01" in info.value.hint
 
 
-def test_unsubscribe_can_wait_for_a_message_already_in_flight(app, store, issue) -> None:
-    """A one-click unsubscribe returns only once a message already claimed for the person
-    is recorded (ordering, not timing: the worker records after the unsubscribe began)."""
+def test_unsubscribe_skips_a_claimed_row_not_yet_on_the_wire(app, store, issue) -> None:
+    """The fence: a row a worker holds but has not started is skipped by the unsubscribe
+    at once, and the worker's fence then refuses to start it."""
+    add_subscriber(app, "leaving@example.org", topics="training")
+    add_subscriber(app, "staying@example.org", topics="training")
+    plan(store, issue)
+    ledger.take_lease(store, W, dt.timedelta(seconds=60))
+    claimed = {c.email: c for c in ledger.claim_batch(store, 10, claimer=W)}
+    start = time.monotonic()
+    subscribers.unsubscribe(app, "leaving@example.org", source="web")
+    assert time.monotonic() - start < 5.0  # nothing on the wire: no wait at all
+    got = rows(store)
+    assert (got["leaving@example.org"].status, got["leaving@example.org"].skip_reason) == (
+        "skipped",
+        "unsubscribed before sending",
+    )
+    ids = [c.delivery_id for c in claimed.values()]
+    assert ledger.begin_messages(store, W, ids) == {claimed["staying@example.org"].delivery_id}
+    refused = ledger.record_outcomes(
+        store, [Outcome(claimed["leaving@example.org"].delivery_id, "release")], W
+    )
+    assert refused and rows(store)["leaving@example.org"].status == "skipped"
+
+
+def test_unsubscribe_waits_for_a_message_on_the_wire(app, store, issue) -> None:
+    """A message already on the wire when the unsubscribe commits is waited for, so the
+    call returns only after it was handed over (ordering, not timing)."""
     add_subscriber(app, "leaving@example.org", topics="training")
     plan(store, issue)
-    [claimed] = ledger.claim_batch(store, 10, claimer="w:1")
+    ledger.take_lease(store, W, dt.timedelta(seconds=60))
+    [claimed] = ledger.claim_batch(store, 10, claimer=W)
+    assert ledger.begin_messages(store, W, [claimed.delivery_id]) == {claimed.delivery_id}
     order: list[str] = []
 
     def finish() -> None:
-        # Record the message only once the unsubscribe has been written (and waits).
+        # Hand the message over only once the unsubscribe has been written (and waits).
         while subscribers.get_subscriber(app, "leaving@example.org").status != "unsubscribed":
             threading.Event().wait(0.01)
-        order.append("recorded")
-        ledger.record_outcomes(store, [Outcome(claimed.delivery_id, "sent", "250")])
+        order.append("handed over")
+        ledger.begin_messages(store, W, [], handed=[claimed.delivery_id])
 
     t = threading.Thread(target=finish)
     t.start()
-    subscribers.unsubscribe(app, "leaving@example.org", source="web", settle=60.0)
+    subscribers.unsubscribe(app, "leaving@example.org", source="web")
     order.append("returned")
     t.join()
-    assert order == ["recorded", "returned"]
+    assert order == ["handed over", "returned"]
+    ledger.record_outcomes(store, [Outcome(claimed.delivery_id, "sent", "250")], W)
     assert rows(store)["leaving@example.org"].status == "sent"
-    # Without anything in flight it returns at once (far sooner than the settle time).
-    add_subscriber(app, "other@example.org", topics="training")
+
+
+def test_unsubscribe_does_not_wait_for_a_dead_workers_wire(app, store, issue) -> None:
+    add_subscriber(app, "leaving@example.org", topics="training")
+    plan(store, issue)
+    [claimed] = ledger.claim_batch(store, 10, claimer="gone:1:aa")  # no lease at all
+    assert ledger.begin_messages(store, "gone:1:aa", [claimed.delivery_id])
     start = time.monotonic()
-    subscribers.unsubscribe(app, "other@example.org", settle=60.0)
-    assert time.monotonic() - start < 30.0
+    subscribers.unsubscribe(app, "leaving@example.org")
+    assert time.monotonic() - start < 5.0
+    # Recovered later, the row is skipped at the claim: the person left.
+    assert ledger.release_stale(store, dead_claimers=["gone:1:aa"]) == 1
+    assert ledger.claim_batch(store, 10, claimer=W) == []
+    assert rows(store)["leaving@example.org"].status == "skipped"
