@@ -30,6 +30,7 @@ from newsletter.store.errors import (
 )
 from newsletter.store.ledger import DeliveryRow
 from newsletter.store.views import (
+    Erasure,
     Stats,
     SubscriberFilter,
     SubscriberPage,
@@ -41,6 +42,7 @@ from newsletter.tokens import BadTokenError, ExpiredTokenError, read_token
 __all__ = [
     "SETTLE_SECONDS",
     "BadLinkError",
+    "Erasure",
     "SubscriberRecord",
     "SubscriberView",
     "TopicState",
@@ -393,9 +395,13 @@ def resubscribe(
     )
 
 
-def erase(app: App, email: str, *, source: str = "cli") -> None:
-    """Delete a person's data and consent history; only a salted hash stays (suppression)."""
-    db.erase(app.store, email, source=source)
+def erase(app: App, email: str, *, source: str = "cli") -> Erasure:
+    """Delete a person's data and consent history; only a salted hash stays (suppression).
+
+    ``log_cleared`` of the result is False when, on SQLite, another process kept old
+    copies of the rows in the write-ahead log (see :func:`newsletter.store.db.checkpoint`).
+    """
+    return db.erase(app.store, email, source=source)
 
 
 # --- signed links ------------------------------------------------------------------------
