@@ -6,6 +6,7 @@ arguments. Playwright never downloads a browser here: it launches ``/usr/bin/chr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
@@ -53,7 +54,12 @@ def screenshot(
                 page = browser.new_page(viewport={"width": width, "height": 800})
                 page.goto(html_path.resolve().as_uri())
                 path = prefix.with_name(f"{prefix.name}-{width}px.png")
-                page.screenshot(path=str(path), full_page=True)
+                png = page.screenshot(full_page=True)
+                # Owner only (0600): the page may show a subscriber's name.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.fchmod(fd, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(png)
                 page.close()
                 out.append(path)
         finally:

@@ -342,8 +342,16 @@ def erase_cmd(app: AppContext, email: str, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Erase {email} and their whole history? This cannot be undone", abort=True)
-    service.erase(app.app(), email)
+    done = service.erase(app.app(), email)
     click.echo(f"{email}: erased (only a salted hash remains on the suppression list)")
+    if not done.log_cleared:
+        click.echo(
+            "warning: another process (newsletter serve, a send, the scheduler?) is reading "
+            "the database, so old copies of the erased data stay in its write-ahead log "
+            "file (-wal) until every process using the database has stopped; restart "
+            "them (e.g. `newsletter serve`) to clear it now",
+            err=True,
+        )
 
 
 @subscribers.command(name="import")

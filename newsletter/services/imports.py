@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -40,13 +41,16 @@ def export_subscribers(app: App, target: Path | None = None, out: TextIO | None 
     """Write every subscriber as CSV to ``target`` (atomically), or to ``out`` (stdout).
 
     A file is written beside the target and renamed, so a failure never leaves half of
-    it. Returns how many subscribers were written.
+    it; it is readable by its owner only (mode 0600), as it holds personal data. Returns
+    how many subscribers were written.
     """
     if target is None:
         return subscribers_csv.export_csv(app.store, out or sys.stdout)
     tmp = target.with_name(target.name + ".part")
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a .part left over from an older version may be 0644
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             n = subscribers_csv.export_csv(app.store, fh)
         tmp.replace(target)
     except OSError as exc:

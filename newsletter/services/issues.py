@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,14 +236,23 @@ def write_preview(
     recipient = preview_recipient(app, topics, subscriber)
     variant = variant_for(built, recipient)
     message = personalise(app, variant, recipient)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stem = f"{built.issue.month}-{variant.name}"
     html_path = out_dir / f"{stem}.html"
     text_path = out_dir / f"{stem}.txt"
-    html_path.write_text(message.html, "utf-8")
-    text_path.write_text(message.text, "utf-8")
+    # With --subscriber these hold a real person's name and working signed links.
+    _write_private(html_path, message.html)
+    _write_private(text_path, message.text)
     shots = screenshot(html_path, out_dir / stem) if png else []
     return PreviewFiles(variant, message, html_path, text_path, shots)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (replacing it), readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older preview file may have been made readable by others
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ def init_project(config_path: Path, values: dict[str, str], force: bool = False)
             ) from None
     done = [f"wrote {write_config_file(config_path, values, force=force)}"]
     root = config_path.parent
-    for folder in ("issues", "subscribers"):
+    # The issues are public; the subscribers folder (the store, exports) is private.
+    for folder, mode in (("issues", 0o777), ("subscribers", 0o700)):
         p = root / folder
         if not p.exists():
-            p.mkdir(parents=True)
+            p.mkdir(parents=True, mode=mode)
             done.append(f"created {p}/")
     done.append(_upgrade_store(config_path))
     return done

@@ -31,6 +31,7 @@ from newsletter.store.errors import (
 )
 from newsletter.store.ledger import DeliveryRow
 from newsletter.store.views import (
+    Erasure,
     Stats,
     SubscriberFilter,
     SubscriberPage,
@@ -42,6 +43,7 @@ from newsletter.tokens import BadTokenError, ExpiredTokenError, read_token
 __all__ = [
     "WIRE_WAIT_SECONDS",
     "BadLinkError",
+    "Erasure",
     "SubscriberRecord",
     "SubscriberView",
     "TopicState",
@@ -409,15 +411,17 @@ def resubscribe(
     )
 
 
-def erase(app: App, email: str, *, source: str = "cli") -> None:
+def erase(app: App, email: str, *, source: str = "cli") -> Erasure:
     """Delete a person's data and consent history; only a salted hash stays (suppression).
 
     Their queued mail is stopped first, and a message on the wire waited for, as for an
-    unsubscribe.
+    unsubscribe. ``log_cleared`` of the result is False when, on SQLite, another process
+    kept old copies of the rows in the write-ahead log (see
+    :func:`newsletter.store.db.checkpoint`).
     """
     view = db.stop_mail(app.store, email)
     _wait_for_wire(app, view)
-    db.erase(app.store, email, source=source)
+    return db.erase(app.store, email, source=source)
 
 
 # --- signed links ------------------------------------------------------------------------

@@ -7,6 +7,8 @@ Tables are only ever created by the migrations shipped in ``migrations/`` (never
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,11 +21,25 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Result, make_url
+from sqlalchemy.engine import (
+    URL,
+    Connection,
+    CursorResult,
+    Engine,
+    ExceptionContext,
+    Result,
+    make_url,
+)
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.store.errors import StoreError, StoreNotMigratedError, StoreUnavailableError
+from newsletter.store.errors import (
+    ConnectionLostError,
+    StoreError,
+    StoreLockedError,
+    StoreNotMigratedError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -73,7 +89,93 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # Deleted rows are overwritten with zeros, not merely marked free: an erased person's
+    # address must not stay readable in the file's free space (see checkpoint()).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+# --- database faults ---------------------------------------------------------------------
+
+# SQLSTATEs of a PostgreSQL connection that is gone: class 08 (connection exception) and
+# the server ending the session (57P01 pg_terminate_backend or a fast shutdown, 57P02 a
+# crash, 57P03 not accepting connections yet).
+_PG_GONE = ("57P01", "57P02", "57P03")
+
+
+def _sqlite_busy(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    return "database is locked" in str(exc) or "database table is locked" in str(exc)
+
+
+def _pg_gone(exc: BaseException) -> bool:
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith("08") or state in _PG_GONE
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def store_fault(
+    url: URL, exc: BaseException, *, connected: bool, disconnect: bool
+) -> StoreError | None:
+    """The :class:`StoreError` for a database fault the administrator can act on, or None.
+
+    ``exc`` is the driver's exception; ``connected`` is False when opening a connection
+    failed, ``disconnect`` True when the driver says the connection is gone. Only two
+    faults are translated: SQLite locked beyond the busy timeout, and a PostgreSQL
+    connection that was lost (or could not be made). Every store function is one
+    transaction, so after either nothing was half-written.
+    """
+    if url.get_backend_name() == "sqlite":
+        if not _sqlite_busy(exc):
+            return None
+        seconds = SQLITE_BUSY_TIMEOUT_MS / 1000
+        return StoreLockedError(
+            f"the database {shown_url(url)} is locked by another process (waited {seconds:g} s "
+            "for it); nothing was changed, try again",
+            hint="another newsletter command (an import, a send) or a database tool is "
+            "writing to it; wait until it finishes, then re-run the command",
+        )
+    if not connected:
+        return cannot_open(url, exc)
+    if disconnect or _pg_gone(exc):
+        return ConnectionLostError(
+            f"lost the connection to the database server ({_first_line(exc)}); nothing was "
+            "half-written, re-run the command",
+            hint="the server restarted or an administrator ended the session; every change "
+            "is one transaction and a send picks up where it stopped",
+        )
+    return None
+
+
+def cannot_open(url: URL, exc: BaseException) -> StoreUnavailableError:
+    """The error for a database that cannot be reached or opened (no password shown)."""
+    return StoreUnavailableError(
+        f"cannot open the database {shown_url(url)}: {_first_line(exc)}",
+        hint="check database_url / NEWSLETTER_DATABASE_URL and that the server is running",
+    )
+
+
+def _on_error(url: URL) -> Any:
+    def handle_error(context: ExceptionContext) -> None:
+        # A failed pre-ping is not a fault: the pool reconnects on its own.
+        if context.is_pre_ping:
+            return
+        fault = store_fault(
+            url,
+            context.original_exception,
+            connected=context.connection is not None,
+            disconnect=context.is_disconnect,
+        )
+        if fault is not None:
+            raise fault
+
+    return handle_error
 
 
 def make_engine(url: str | URL) -> Engine:
@@ -82,6 +184,7 @@ def make_engine(url: str | URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _on_error(parsed))
         return engine
     try:
         import psycopg  # noqa: F401
@@ -91,7 +194,9 @@ def make_engine(url: str | URL) -> Engine:
             hint="pip install 'newsletter[postgres]'",
         ) from None
     # A server that does not answer should fail the command soon, not hang it.
-    return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    event.listen(engine, "handle_error", _on_error(parsed))
+    return engine
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -99,6 +204,25 @@ def sqlite_path(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     return Path(url.database)
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty ``path`` readable by its owner only (mode 0600; a new folder 0700).
+
+    SQLite gives the write-ahead log and shared-memory files it makes beside a database
+    the database file's mode, so they are private too. An existing file is left as it is.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreUnavailableError(
+            f"cannot create the database file {path}: {exc.strerror or exc}",
+            hint="check database_url and that the folder can be written",
+        ) from None
+    os.close(fd)
 
 
 # --- migrations --------------------------------------------------------------------------
@@ -129,11 +253,7 @@ def _connect(engine: Engine, url: URL) -> Iterator[Connection]:
     try:
         conn = engine.connect()
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StoreUnavailableError(
-            f"cannot open the database {shown_url(url)}: {reason}",
-            hint="check database_url / NEWSLETTER_DATABASE_URL and that the server is running",
-        ) from None
+        raise cannot_open(url, exc.orig or exc) from None
     try:
         yield conn
     finally:
@@ -162,7 +282,7 @@ def upgrade_database(database_url: str) -> MigrationStatus:
     url = normalise_url(database_url)
     path = sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)
     engine = make_engine(url)
     try:
         with _connect(engine, url) as conn:
@@ -226,6 +346,41 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# How hard checkpoint() tries while another process is reading from the write-ahead log.
+CHECKPOINT_ATTEMPTS = 3
+CHECKPOINT_WAIT_MS = 1000
+
+
+def checkpoint(store: Store) -> bool:
+    """SQLite: move the write-ahead log into the database file and cut the log to 0 bytes.
+
+    The log keeps old copies of changed pages (an erased person's row among them) until a
+    checkpoint; with ``secure_delete`` on, the copies written to the database file hold
+    zeros where deleted rows were. True when the log is empty now (always on PostgreSQL);
+    False when another process kept reading from the log through every attempt (each
+    waits up to ``CHECKPOINT_WAIT_MS``): then the old copies stay in the ``-wal`` file until
+    the last process using the database closes it or a later checkpoint succeeds.
+    """
+    if store.dialect != "sqlite":
+        return True
+    for attempt in range(CHECKPOINT_ATTEMPTS):
+        if attempt:
+            time.sleep(CHECKPOINT_WAIT_MS / 1000 / 4)
+        try:
+            with store.engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+                try:
+                    busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").scalar()
+                finally:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                    conn.rollback()
+        except StoreLockedError:
+            continue
+        if busy == 0:
+            return True
+    return False
 
 
 def open_store(settings: Settings | str) -> Store:

@@ -38,3 +38,11 @@ class SuppressedError(StoreError):
 
 class SendNotFoundError(StoreError):
     """No send has been planned for that issue."""
+
+
+class StoreLockedError(StoreUnavailableError):
+    """SQLite: another process held the write lock longer than the busy timeout."""
+
+
+class ConnectionLostError(StoreUnavailableError):
+    """PostgreSQL: the connection to the server was lost in the middle of a command."""

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.rules.addresses import lookup_key
 from newsletter.rules.statuses import SKIP_LEFT, SKIP_PAUSED, SOURCES, StatusChange
-from newsletter.store.db import UPGRADE_HINT, Store
+from newsletter.store.db import UPGRADE_HINT, Store, checkpoint
 from newsletter.store.errors import (
     StoreError,
     SubscriberExistsError,
@@ -60,6 +60,7 @@ from newsletter.store.models import (
 )
 from newsletter.store.views import (
     ConsentEvent,
+    Erasure,
     IssueStats,
     Stats,
     SubscriberFilter,
@@ -488,16 +489,22 @@ def wait_for_wire(store: Store, subscriber_id: int, timeout: float) -> bool:
         time.sleep(0.01)
 
 
-def erase(store: Store, email: str, *, source: str = "cli") -> None:
+def erase(store: Store, email: str, *, source: str = "cli") -> Erasure:
     """Delete a person's data and consent history; remember only a salted hash.
 
     What remains: one ``erased`` consent record without any personal data (it shows that
     an erasure happened and when) and the hash on the suppression list, so that a later
     import does not silently add the person back.
+
+    On SQLite the deleted rows are overwritten with zeros (``secure_delete``) and the
+    write-ahead log, which still holds old copies of them, is checkpointed and truncated
+    (:func:`~newsletter.store.db.checkpoint`); the result says whether that succeeded. On
+    PostgreSQL the rows are deleted; their space is reclaimed by (auto)vacuum.
     """
     _check_source(source)
     with store.transaction() as s:
         sub = _get(s, email)
+        address = sub.email
         h = email_hash(store, s, sub.email)
         if s.get(Suppression, h) is None:
             s.add(Suppression(email_hash=h, created_at=utcnow()))
@@ -505,6 +512,7 @@ def erase(store: Store, email: str, *, source: str = "cli") -> None:
         s.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == sub.id))
         s.execute(delete(Subscriber).where(Subscriber.id == sub.id))
         _log(s, None, "erased", source, detail="personal data erased on request")
+    return Erasure(address, log_cleared=checkpoint(store))
 
 
 # --- counts ------------------------------------------------------------------------------

@@ -52,6 +52,19 @@ class SubscriberView:
 
 
 @dataclass(frozen=True)
+class Erasure:
+    """What :func:`newsletter.store.subscribers.erase` did.
+
+    ``log_cleared`` is False only on SQLite, when another process kept the write-ahead log
+    busy so that it could not be emptied: old copies of the erased rows may stay in the
+    ``-wal`` file until the last process using the database closes it.
+    """
+
+    email: str
+    log_cleared: bool = True
+
+
+@dataclass(frozen=True)
 class SubscriberFilter:
     """What ``list_subscribers`` shows. ``topic`` also matches all-topics subscribers."""
 

@@ -76,7 +76,9 @@ class OutboxTransport(Transport):
         self.directory = Path(directory)
         self.signer = signer
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            # Messages hold addresses, names and personal links: owner only (a new
+            # folder 0700; mkstemp below makes each file 0600).
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise ConfigError(
                 f"cannot create the outbox folder {self.directory}: {exc.strerror or exc}",
