@@ -18,6 +18,7 @@ from newsletter.errors import NewsletterError
 from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules import statuses
 from newsletter.rules.addresses import normalise_address
+from newsletter.rules.names import check_name
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services.app import App
 from newsletter.store import ledger
@@ -65,7 +66,6 @@ __all__ = [
     "unsubscribe",
 ]
 
-MAX_NAME = 200
 # A one-click unsubscribe waits this long for a message a worker already holds for the
 # person, so that nothing at all goes out after it answers (RFC 8058).
 SETTLE_SECONDS = 10.0
@@ -106,9 +106,7 @@ def add_subscriber(
         all_topics = not slugs
     if all_topics:
         slugs = []
-    name = name.strip()
-    if len(name) > MAX_NAME:
-        raise StoreError(f"the name is longer than {MAX_NAME} characters", hint="shorten it")
+    name = check_name(name)
     detail = db.describe_topics(all_topics, slugs)
     current = db.find_subscriber(app.store, address)
     if current is not None:
