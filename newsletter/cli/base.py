@@ -65,6 +65,18 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+def esc(text: object) -> str:
+    """``text`` made safe to print through rich: square brackets are not read as markup.
+
+    Everything that comes from outside the program's own strings goes through it before
+    rich prints it: names, addresses, titles, subjects, paths, settings, SMTP replies and
+    skip reasons (an SMTP reply holding ``[/bold]`` would otherwise stop the command).
+    """
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output for ``--json``: plain JSON on stdout, nothing else."""
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
