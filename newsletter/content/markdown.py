@@ -11,11 +11,17 @@ from functools import cache
 
 from markdown_it import MarkdownIt
 
+#: Block quotes and lists a block container may be nested in. markdown-it stops at its
+#: ``maxNesting`` (20 levels of tokens; a list item counts two: the list and the item)
+#: and silently leaves out everything inside the deepest level, so such text is refused.
+MAX_NESTING = 20
+_CONTAINERS = ("blockquote_open", "bullet_list_open", "ordered_list_open", "list_item_open")
+
 
 @cache
 def markdown_parser() -> MarkdownIt:
     """The one Markdown parser of issue content (CommonMark, raw HTML off, strikethrough)."""
-    md = MarkdownIt("commonmark", {"html": False, "typographer": False})
+    md = MarkdownIt("commonmark", {"html": False, "typographer": False, "maxNesting": MAX_NESTING})
     md.enable(["strikethrough"])
     return md
 
@@ -23,6 +29,15 @@ def markdown_parser() -> MarkdownIt:
 def render_markdown(text: str) -> str:
     """Markdown to an HTML fragment; raw HTML in ``text`` is shown as text."""
     return markdown_parser().render(text or "")
+
+
+def too_deep(text: str) -> int | None:
+    """The line offset (0 = first line) where ``text`` nests block quotes or lists so deep
+    that the parser would leave the rest out; None when it does not."""
+    for token in markdown_parser().parse(text or ""):
+        if token.nesting == 1 and token.type in _CONTAINERS and token.level >= MAX_NESTING - 1:
+            return token.map[0] if token.map else 0
+    return None
 
 
 def iter_links(text: str) -> Iterator[tuple[int, str]]:
