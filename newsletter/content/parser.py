@@ -39,6 +39,7 @@ COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
 
 MIN_SUMMARIES, MAX_SUMMARIES = 1, 4
+_REPORTED = object()  # a front matter value already reported as wrong
 #: The largest issue file read (1 MB): a real issue is a few kilobytes, and a huge file
 #: would take gigabytes to preview.
 MAX_FILE_BYTES = 1024 * 1024
@@ -304,11 +305,21 @@ def _split_front_matter(lines: list[str], out: _Collector) -> tuple[dict | None,
         if key in front:
             out.error(line, f"{key!r} is given twice in the front matter")
             continue
+        if not isinstance(value_node, yaml.ScalarNode):
+            # Every key takes one value. A list or mapping is never built: YAML aliases
+            # can make one exponentially large (the "billion laughs").
+            out.error(
+                line,
+                f"{key!r} must be a single value, not a list or mapping",
+                "write it as 'key: value' on one line; quote a value holding ': ', '[' or '{'",
+            )
+            front[key.lower()] = (_REPORTED, line)
+            continue
         try:
             value = yaml.SafeLoader(source).construct_object(value_node, deep=True)
         except Exception:
-            value = value_node.value if isinstance(value_node, yaml.ScalarNode) else None
-        if isinstance(value_node, yaml.ScalarNode) and key == "month":
+            value = value_node.value
+        if key == "month":
             value = value_node.value  # keep "2026-12" as text whatever YAML thinks of it
         front[key.lower()] = (value, line)
     return front, end + 1
@@ -333,7 +344,7 @@ def _check_front_matter(
         front = {}  # already reported as broken front matter
     elif "month" not in front:
         out.error(1, "front matter has no 'month'", "add a line 'month: YYYY-MM'")
-    else:
+    elif front["month"][0] is not _REPORTED:
         raw, line = front["month"]
         value = str(raw).strip() if raw is not None else ""
         if not is_month(value):
@@ -352,7 +363,7 @@ def _check_front_matter(
         out.warning(1, f"file name {name!r} is not YYYY-MM.md")
 
     status = "draft"
-    if "status" in front:
+    if "status" in front and front["status"][0] is not _REPORTED:
         raw, line = front["status"]
         value = str(raw).strip().lower() if raw is not None else ""
         if value not in ISSUE_STATUSES:
@@ -377,7 +388,7 @@ def _check_front_matter(
 
 
 def _front_text(front: dict, key: str, out: _Collector) -> str | None:
-    if key not in front:
+    if key not in front or front[key][0] is _REPORTED:
         return None
     raw, line = front[key]
     if raw is None or (isinstance(raw, str) and not raw.strip()):

@@ -275,3 +275,16 @@ def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path: Path) ->
         load_issue(path)
     path.write_text(VALID_TEXT + "\n" + "x" * (MAX_FILE_BYTES - len(VALID_TEXT) - 10) + "\n")
     assert "larger than" not in str(read_issue_file(path).problems)
+
+
+def test_front_matter_lists_are_errors_and_never_built() -> None:
+    """YAML aliases can make a list exponentially large: it is refused, not expanded."""
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 6):
+        previous, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    text = VALID_TEXT.replace("month: 2026-12", "\n".join(levels) + "\nmonth: *f")
+    found = _errors_of(text)
+    month_line = 2 + len(levels)
+    assert (month_line, "'month' must be a single value, not a list or mapping") in found
+    assert not any("front matter has no 'month'" in m for _, m in found)
