@@ -363,7 +363,8 @@ def _kind_name(value: Any) -> str:
 
 def _toml_line(text: str, key: str) -> int | None:
     """The line of ``key = ...`` in the TOML text (for messages), if it is found."""
-    pattern = re.compile(rf"^\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')\s*=")
+    name = rf"(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')"
+    pattern = re.compile(rf"^\s*(?:{name}\s*=|\[\s*{name}\s*\])")
     for n, line in enumerate(text.splitlines(), 1):
         if pattern.match(line):
             return n
@@ -511,8 +512,14 @@ def load_settings(
             raise ConfigError(
                 f"{path}: not valid TOML: {exc}", hint="check quotes and '=' signs"
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read: {exc}") from None
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{path}:{line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})",
+                hint="save the file as UTF-8",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     elif config is not None or CONFIG_ENV in environ:
         raise ConfigError(
             f"config file {path} does not exist", hint="create one with `newsletter init`"
@@ -520,8 +527,9 @@ def load_settings(
     for key, value in file_values.items():
         if key not in _BY_NAME:
             close = difflib.get_close_matches(key, list(_BY_NAME), n=1)
+            line = _toml_line(file_text, key)
             raise ConfigError(
-                f"{path}: unknown setting {key!r}",
+                f"{path}{f':{line}' if line else ''}: unknown setting {key!r}",
                 hint=f"did you mean {close[0]!r}?" if close else "see the README's table",
             )
         line = _toml_line(file_text, key)

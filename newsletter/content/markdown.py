@@ -40,9 +40,21 @@ def too_deep(text: str) -> int | None:
     return None
 
 
+@cache
+def _link_finder() -> MarkdownIt:
+    """The parser of :func:`markdown_parser` that also makes links of addresses it would
+    refuse (``javascript:``, ``data:``), so that the check can name them: rendering
+    silently shows such a link as plain text."""
+    md = MarkdownIt("commonmark", {"html": False, "typographer": False, "maxNesting": MAX_NESTING})
+    md.enable(["strikethrough"])
+    md.validateLink = lambda url: True  # type: ignore[method-assign]
+    return md
+
+
 def iter_links(text: str) -> Iterator[tuple[int, str]]:
-    """Yield ``(line offset, href)`` for every link in ``text`` (offset 0 = first line)."""
-    for block in markdown_parser().parse(text or ""):
+    """Yield ``(line offset, href)`` for every link in ``text`` (offset 0 = first line),
+    including those the renderer refuses to make links of."""
+    for block in _link_finder().parse(text or ""):
         offset = block.map[0] if block.map else 0
         for child in block.children or ():
             if child.type == "link_open":
