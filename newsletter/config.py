@@ -379,8 +379,12 @@ def _check_toml_type(info: SettingInfo, value: Any, where: str) -> None:
         return
     if isinstance(value, str | int | float):
         shown = repr(value)
+    elif isinstance(value, list):
+        shown = "[...]"
+    elif isinstance(value, dict):
+        shown = "{...}"
     else:
-        shown = {list: "[...]", dict: "{...}"}.get(type(value)) or str(value)
+        shown = str(value)
     raise ConfigError(
         f"{info.name} = {shown} (from {where}) is not {expected} (it is {_kind_name(value)})",
         hint=f"write it as {info.name} = {example}",
@@ -513,9 +517,9 @@ def load_settings(
                 f"{path}: not valid TOML: {exc}", hint="check quotes and '=' signs"
             ) from None
         except UnicodeDecodeError as exc:
-            line = exc.object[: exc.start].count(b"\n") + 1
+            bad_line = exc.object[: exc.start].count(b"\n") + 1
             raise ConfigError(
-                f"{path}:{line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})",
+                f"{path}:{bad_line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})",
                 hint="save the file as UTF-8",
             ) from None
         except OSError as exc:
@@ -527,13 +531,13 @@ def load_settings(
     for key, value in file_values.items():
         if key not in _BY_NAME:
             close = difflib.get_close_matches(key, list(_BY_NAME), n=1)
-            line = _toml_line(file_text, key)
+            unknown_at = _toml_line(file_text, key)
             raise ConfigError(
-                f"{path}{f':{line}' if line else ''}: unknown setting {key!r}",
+                f"{path}{f':{unknown_at}' if unknown_at else ''}: unknown setting {key!r}",
                 hint=f"did you mean {close[0]!r}?" if close else "see the README's table",
             )
-        line = _toml_line(file_text, key)
-        at = f"{path}:{line}" if line else str(path)
+        key_line = _toml_line(file_text, key)
+        at = f"{path}:{key_line}" if key_line else str(path)
         _check_toml_type(_BY_NAME[key], value, at)
         values[key] = _coerce(_BY_NAME[key], value, at)
         sources[key] = str(path)
