@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
+from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError, MissingSettingError
 
@@ -324,6 +326,108 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}{':***' if colon else ''}@{hostpart}"
 
 
+# What each kind of setting must be in newsletter.toml (TOML has a type for each).
+_TOML_KINDS: dict[type, tuple[tuple[type, ...], str, str]] = {
+    str: ((str,), "text", '"..."'),
+    bool: ((bool,), "true or false", "true"),
+    int: ((int,), "a whole number", "2"),
+    float: ((int, float), "a number", "0.5"),
+}
+# Settings holding one email address (written into headers and SMTP envelopes).
+ADDRESS_SETTINGS = ("sender_address", "reply_to", "author_address", "dev_redirect")
+MAILTO_SETTINGS = ("unsubscribe_mailto",)
+# The shape of an address the message builder accepts: an unquoted ASCII local part and
+# ASCII domain labels (newsletter.rules.addresses holds the full rule, used when sending;
+# config sits below rules, so the shape is checked here once more, at load time).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
+_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f-\x9f\"'<>\\^`{|}]")
+
+
+def _kind_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date or time" if hasattr(value, "isoformat") else type(value).__name__
+
+
+def _toml_line(text: str, key: str) -> int | None:
+    """The line of ``key = ...`` in the TOML text (for messages), if it is found."""
+    name = rf"(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')"
+    pattern = re.compile(rf"^\s*(?:{name}\s*=|\[\s*{name}\s*\])")
+    for n, line in enumerate(text.splitlines(), 1):
+        if pattern.match(line):
+            return n
+    return None
+
+
+def _check_toml_type(info: SettingInfo, value: Any, where: str) -> None:
+    """A value from newsletter.toml must have its setting's TOML type (a quoted "5" is not
+    a number, and an unquoted 5 is not text)."""
+    allowed, expected, example = _TOML_KINDS[info.kind]
+    if isinstance(value, allowed) and not (info.kind is not bool and isinstance(value, bool)):
+        return
+    if isinstance(value, str | int | float):
+        shown = repr(value)
+    elif isinstance(value, list):
+        shown = "[...]"
+    elif isinstance(value, dict):
+        shown = "{...}"
+    else:
+        shown = str(value)
+    raise ConfigError(
+        f"{info.name} = {shown} (from {where}) is not {expected} (it is {_kind_name(value)})",
+        hint=f"write it as {info.name} = {example}",
+    )
+
+
+def check_base_url(value: str, where: str) -> str:
+    """``value`` without a trailing ``/`` if it is an absolute http(s) address with a host
+    and nothing else (no user or password, query or fragment); ConfigError if not."""
+    hint = "write the public address of the web pages, e.g. https://news.example.org"
+    problem = None
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or not port_ok:
+        problem = "is not a valid address"
+    elif parts.scheme.lower() not in ("http", "https"):
+        problem = "must start with https:// (or http://)"
+    elif not parts.hostname:
+        problem = "has no host name"
+    elif parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        problem = "must not hold a user name or password"
+    elif parts.query or parts.fragment or "?" in value or "#" in value:
+        problem = "must not have a ?query or #fragment (links are added after it)"
+    elif _UNSAFE_URL_CHARS.search(value):
+        problem = "holds a space, a quote or a control character"
+    if problem:
+        raise ConfigError(f"base_url = {value!r} (from {where}) {problem}", hint=hint)
+    return value.rstrip("/")
+
+
+def check_address_setting(name: str, value: str, where: str) -> str:
+    """``value`` if it is empty or one plain ``local@domain`` address; ConfigError if not."""
+    if not value or _ADDRESS.fullmatch(value):
+        return value
+    hint = "write one plain address, e.g. news@example.org (no name, no <>, no spaces)"
+    if value.lower().startswith("mailto:"):
+        hint = "write the address without 'mailto:', e.g. leave@example.org"
+    raise ConfigError(f"{name} = {value!r} (from {where}) is not an email address", hint=hint)
+
+
 def _coerce(info: SettingInfo, value: Any, source: str) -> Any:
     if info.kind is bool:
         if isinstance(value, bool):
@@ -400,17 +504,26 @@ def load_settings(
     path = config_file_path(config, environ)
     values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
     sources = {s.name: "default" for s in SETTINGS}
+    places = dict(sources)  # where each value came from, for messages (file:line)
 
     file_values: dict[str, Any] = {}
+    file_text = ""
     if path.is_file():
         try:
-            file_values = tomllib.loads(path.read_text("utf-8"))
+            file_text = path.read_text("utf-8")
+            file_values = tomllib.loads(file_text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(
                 f"{path}: not valid TOML: {exc}", hint="check quotes and '=' signs"
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read: {exc}") from None
+        except UnicodeDecodeError as exc:
+            bad_line = exc.object[: exc.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{path}:{bad_line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})",
+                hint="save the file as UTF-8",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     elif config is not None or CONFIG_ENV in environ:
         raise ConfigError(
             f"config file {path} does not exist", hint="create one with `newsletter init`"
@@ -418,32 +531,39 @@ def load_settings(
     for key, value in file_values.items():
         if key not in _BY_NAME:
             close = difflib.get_close_matches(key, list(_BY_NAME), n=1)
+            unknown_at = _toml_line(file_text, key)
             raise ConfigError(
-                f"{path}: unknown setting {key!r}",
+                f"{path}{f':{unknown_at}' if unknown_at else ''}: unknown setting {key!r}",
                 hint=f"did you mean {close[0]!r}?" if close else "see the README's table",
             )
-        values[key] = _coerce(_BY_NAME[key], value, str(path))
+        key_line = _toml_line(file_text, key)
+        at = f"{path}:{key_line}" if key_line else str(path)
+        _check_toml_type(_BY_NAME[key], value, at)
+        values[key] = _coerce(_BY_NAME[key], value, at)
         sources[key] = str(path)
+        places[key] = at
 
     for name, env in ENV_NAMES.items():
         if env in environ:
             values[name] = _coerce(_BY_NAME[name], environ[env], env)
-            sources[name] = env
+            sources[name] = places[name] = env
 
     for name, value in (overrides or {}).items():
         if name not in _BY_NAME:
             raise ConfigError(f"unknown setting {name!r}", hint="see the README's table")
         if value is not None:
             values[name] = _coerce(_BY_NAME[name], value, "command line")
-            sources[name] = "command line"
+            sources[name] = places[name] = "command line"
 
     root = path.parent if path.is_file() else Path.cwd()
     if values["no_match_policy"] not in NO_MATCH_POLICIES:
         raise ConfigError(
-            f"no_match_policy = {values['no_match_policy']!r} (from {sources['no_match_policy']})",
+            f"no_match_policy = {values['no_match_policy']!r} (from {places['no_match_policy']})",
             hint="one of: " + ", ".join(NO_MATCH_POLICIES),
         )
-    values["base_url"] = values["base_url"].rstrip("/")
+    values["base_url"] = check_base_url(values["base_url"], places["base_url"])
+    for name in ADDRESS_SETTINGS + MAILTO_SETTINGS:
+        check_address_setting(name, values[name], places[name])
     values["database_url"] = _absolute_sqlite(values["database_url"], root)
     values["smtp_url"] = _absolute_outbox(values["smtp_url"], root)
     if values["dkim_key_file"]:

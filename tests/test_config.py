@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import stat
 import tomllib
 from pathlib import Path
@@ -195,3 +196,109 @@ def test_a_setting_cannot_be_half_declared() -> None:
     (folder, rate) = setting_infos(Fine)
     assert (folder.name, folder.default, folder.kind) == ("folder", "issues", str)
     assert (rate.name, rate.default, rate.kind, rate.minimum) == ("rate", 0.5, float, 0)
+
+
+# --- types and addresses of every setting ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("base_url = 5", "base_url = 5 (from {path}:2) is not text (it is a whole number)"),
+        ('smtp_pool_size = "4"', "smtp_pool_size = '4' (from {path}:2) is not a whole number"),
+        ("smtp_timeout = true", "smtp_timeout = True (from {path}:2) is not a number"),
+        ("also_in_issue = 1", "also_in_issue = 1 (from {path}:2) is not true or false"),
+        ('timezone = ["UTC"]', "timezone = [...] (from {path}:2) is not text (it is a list)"),
+        ("sender_name = {a = 1}", "sender_name = {{...}} (from {path}:2) is not text"),
+        ("consent_version = 2026-01-01", "consent_version = 2026-01-01 (from {path}:2) is not"),
+        ("rate_per_hour = 1.5", "rate_per_hour = 1.5 (from {path}:2) is not a whole number"),
+    ],
+)
+def test_every_setting_from_the_file_must_have_its_type(
+    isolated_env: Path, line: str, message: str
+) -> None:
+    path = isolated_env / "newsletter.toml"
+    path.write_text(f"# settings\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={})
+    assert message.format(path=path) in info.value.message
+    assert info.value.hint and "write it as" in info.value.hint
+
+
+def test_numbers_may_be_written_as_whole_numbers(isolated_env: Path) -> None:
+    (isolated_env / "newsletter.toml").write_text("rate_per_second = 2\nsmtp_pool_size = 3\n")
+    s = load_settings(environ={})
+    assert (s.rate_per_second, s.smtp_pool_size) == (2.0, 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("javascript:alert(1)//", "must start with https://"),
+        ("data:text/html,<b>x</b>", "must start with https://"),
+        ("news.example.org", "must start with https://"),
+        ("/news", "must start with https://"),
+        ("https://", "has no host name"),
+        ("https:///path", "has no host name"),
+        ("https://user:pw@news.example.org", "must not hold a user name or password"),
+        ("https://evil.example@news.example.org", "must not hold a user name or password"),
+        ("https://news.example.org/?a=1", "must not have a ?query or #fragment"),
+        ("https://news.example.org/#x", "must not have a ?query or #fragment"),
+        ("https://news.example.org:99999", "is not a valid address"),
+        ("https://news.example.org/a b", "holds a space, a quote or a control character"),
+        ('https://news.example.org/"><script>', "holds a space, a quote"),
+    ],
+)
+def test_base_url_must_be_an_absolute_http_address(
+    isolated_env: Path, value: str, problem: str
+) -> None:
+    path = isolated_env / "newsletter.toml"
+    path.write_text(f"base_url = {json.dumps(value)}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={})
+    assert f"base_url = {value!r} (from {path}:1) {problem}" in info.value.message
+    assert info.value.hint
+    with pytest.raises(ConfigError, match="from NEWSLETTER_BASE_URL"):
+        load_settings(environ={"NEWSLETTER_BASE_URL": value})
+
+
+@pytest.mark.parametrize(
+    "value", ["http://127.0.0.1:8000", "https://news.example.org/", "https://x.org/digest"]
+)
+def test_good_base_urls(isolated_env: Path, value: str) -> None:
+    assert load_settings(environ={"NEWSLETTER_BASE_URL": value}).base_url == value.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "hint"),
+    [
+        ("sender_address", "Digest <digest@example.org>", "one plain address"),
+        ("sender_address", "digest@example.org\nBcc: x@example.org", "one plain address"),
+        ("reply_to", "editor", "one plain address"),
+        ("author_address", "a@example.org, b@example.org", "one plain address"),
+        ("dev_redirect", "stage @example.org", "one plain address"),
+        ("unsubscribe_mailto", "mailto:leave@example.org", "without 'mailto:'"),
+    ],
+)
+def test_address_settings_must_be_one_plain_address(
+    isolated_env: Path, name: str, value: str, hint: str
+) -> None:
+    path = isolated_env / "newsletter.toml"
+    path.write_text(f"# x\n\n{name} = {json.dumps(value)}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={})
+    assert f"{name} = {value!r} (from {path}:3) is not an email address" in info.value.message
+    assert hint in (info.value.hint or "")
+
+
+def test_good_address_settings_load(isolated_env: Path) -> None:
+    env = {
+        "NEWSLETTER_SENDER_ADDRESS": "digest@news.example.org",
+        "NEWSLETTER_REPLY_TO": "Editor.Desk+news@example.org",
+        "NEWSLETTER_UNSUBSCRIBE_MAILTO": "leave@example.org",
+    }
+    s = load_settings(environ=env)
+    assert (s.sender_address, s.reply_to) == (
+        env["NEWSLETTER_SENDER_ADDRESS"],
+        env["NEWSLETTER_REPLY_TO"],
+    )

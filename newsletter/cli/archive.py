@@ -99,7 +99,7 @@ def _print_report(report) -> None:
     }
     for f in report.files:
         titles = "\n".join(escape(s.entry.title) for s in f.summaries)
-        files.add_row(f.month, str(f.path), verbs.get(f.action, f.action), titles)
+        files.add_row(f.month, escape(str(f.path)), verbs.get(f.action, f.action), titles)
     out.print(files)
 
     topics = Table(

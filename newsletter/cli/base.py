@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,28 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def esc(text: object) -> str:
+    """``text`` made safe to print through rich: square brackets are not read as markup.
+
+    Everything that comes from outside the program's own strings goes through it before
+    rich prints it: names, addresses, titles, subjects, paths, settings, SMTP replies and
+    skip reasons (an SMTP reply holding ``[/bold]`` would otherwise stop the command).
+    Control characters but line feed and tab are shown as ``\\xNN``.
+    """
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub(_visible, str(text)))
+
+
+# Control characters other than line feed and tab, shown as \xNN rather than sent to the
+# terminal (an ESC from a stored name could otherwise drive it).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
 
 
 def print_json(data: Any) -> None:

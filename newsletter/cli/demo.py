@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.base import console
+from newsletter.cli.base import console, esc
 
 
 @click.command()
@@ -32,7 +32,7 @@ def demo(folder: Path, no_send: bool) -> None:
     out = console()
     result = run_demo(folder, send=not no_send)
     for step in result.steps:
-        out.print(f"[green]✓[/green] {step}")
+        out.print(f"[green]✓[/green] {esc(step)}")
     errors = 0
     for item in result.checked:
         for problem in item.result.problems:
@@ -57,15 +57,15 @@ def demo(folder: Path, no_send: bool) -> None:
             out.print(_result_table(_drain(app, options, preview.outstanding)))
     outbox = settings.smtp_url.removeprefix("outbox://")
     files = sorted(Path(outbox).glob("*.eml"))
-    out.print(f"\nThe messages are in {outbox}/ ({len(files)} .eml files).")
+    out.print(f"\nThe messages are in {esc(outbox)}/ ({len(files)} .eml files).")
     if files:
         out.print(
-            f"Open one in a mail program (e.g. `xdg-open {files[0]}`), or read it with\n"
+            f"Open one in a mail program (e.g. `xdg-open {esc(files[0])}`), or read it with\n"
             f'  python3 -c "import email,sys; m=email.message_from_binary_file('
             f"open(sys.argv[1],'rb')); print(m['Subject']); "
-            f"print(m.get_body(('plain',)).get_content())\" {files[0]}"
+            f"print(m.get_body(('plain',)).get_content())\" {esc(files[0])}"
         )
     out.print(
-        f"Next: cd {folder} && newsletter deliveries status {result.month}; "
+        f"Next: cd {esc(folder)} && newsletter deliveries status {result.month}; "
         f"newsletter issue preview {result.month} --serve"
     )

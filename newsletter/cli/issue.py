@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from newsletter.cli.base import AppContext, console, print_json
+from newsletter.cli.base import AppContext, console, esc, print_json
 
 
 @click.group()
@@ -143,7 +143,7 @@ def list_(app: AppContext, as_json: bool) -> None:
         table.add_row(
             row["month"],
             row["status"],
-            row["subject"],
+            esc(row["subject"]),
             str(row["summaries"]),
             str(len(row["topics"])),
             *extra,
@@ -174,30 +174,26 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
     from rich.panel import Panel
 
     out = console()
-    out.print(f"[bold]{i.month_name}[/bold]  ({i.status})  {i.path or ''}")
-    out.print(f"Subject: {i.effective_subject}" + ("" if i.subject else "  [dim](default)[/dim]"))
+    out.print(f"[bold]{i.month_name}[/bold]  ({i.status})  {esc(i.path or '')}")
+    out.print(
+        f"Subject: {esc(i.effective_subject)}" + ("" if i.subject else "  [dim](default)[/dim]")
+    )
     if i.intro:
         out.print(Markdown(i.intro))
     for n, s in enumerate(i.summaries, 1):
-        lines = [f"[bold]{n}. {_esc(s.title)}[/bold]"]
+        lines = [f"[bold]{n}. {esc(s.title)}[/bold]"]
         if s.citation:
-            lines.append(f"[italic]{_esc(s.citation)}[/italic]")
-        lines.append("Topics: " + "; ".join(t.name for t in s.topics))
+            lines.append(f"[italic]{esc(s.citation)}[/italic]")
+        lines.append("Topics: " + esc("; ".join(t.name for t in s.topics)))
         if s.research:
-            lines.append(f"Research: {s.research.name}")
+            lines.append(f"Research: {esc(s.research.name)}")
         if s.link:
-            lines.append(f"Link: {s.link}")
+            lines.append(f"Link: {esc(s.link)}")
         out.print(Panel("\n".join(lines), expand=True))
         out.print(Markdown(s.body))
         out.print("[bold]Practice Implications[/bold]")
         out.print(Markdown(s.implications))
         out.print()
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def issue_to_dict(i) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.base import AppContext, console, print_json
+from newsletter.cli.base import AppContext, console, esc, print_json
 
 
 @click.command()
@@ -70,13 +70,13 @@ def preview(
     v = result.variant
     out = console()
     n = len(v.summaries)
-    out.print(f"[bold]{v.name}[/bold] variant: {n} summar{'y' if n == 1 else 'ies'}")
-    out.print(f"Subject: {result.message.subject}")
+    out.print(f"[bold]{esc(v.name)}[/bold] variant: {n} summar{'y' if n == 1 else 'ies'}")
+    out.print(f"Subject: {esc(result.message.subject)}")
     size = len(result.message.html.encode("utf-8")) / 1024
-    out.print(f"wrote {result.html_path} ({size:.1f} KB)")
-    out.print(f"wrote {result.text_path}")
+    out.print(f"wrote {esc(result.html_path)} ({size:.1f} KB)")
+    out.print(f"wrote {esc(result.text_path)}")
     for shot in result.screenshots:
-        out.print(f"wrote {shot}")
+        out.print(f"wrote {esc(shot)}")
     if show_text:
         click.echo()
         click.echo(result.message.text)
@@ -129,7 +129,7 @@ def variants(app: AppContext, month: str, as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for i in infos:
         size = f"{i.html_kb:.1f}" + (" [red](over 102 KB)[/red]" if i.too_big else "")
-        titles = "\n".join(i.titles) or "[dim](teaser: titles only)[/dim]"
+        titles = esc("\n".join(i.titles)) or "[dim](teaser: titles only)[/dim]"
         who = "" if i.subscribers is None else str(i.subscribers)
-        table.add_row(i.name, titles, size, f"{i.text_bytes / 1024:.1f}", who)
+        table.add_row(esc(i.name), titles, size, f"{i.text_bytes / 1024:.1f}", who)
     console().print(table)

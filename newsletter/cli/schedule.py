@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console, print_json
+from newsletter.cli.base import AppContext, console, esc, print_json
 from newsletter.rules.months import looks_like_month
 
 
@@ -159,23 +159,25 @@ def list_(app: AppContext, as_json: bool) -> None:
 
     out = console()
     if view.running:
-        out.print(f"scheduler: running ({view.holder}, heartbeat {view.heartbeat_at:%H:%M:%S} UTC)")
+        out.print(
+            f"scheduler: running ({esc(view.holder)}, heartbeat {view.heartbeat_at:%H:%M:%S} UTC)"
+        )
     else:
         out.print("[yellow]scheduler: not running[/yellow] (start `newsletter scheduler run`)")
     table = Table(title=f"{len(view.jobs)} scheduled sends ({view.timezone})", title_justify="left")
     for col in ("Job", "When", "State", "Next run (UTC)", "Last outcome", "Misfires"):
         table.add_column(col, overflow="fold")
     for j in view.jobs:
-        state = f"[red]{j.state}[/red]" if j.state == "missed" else j.state
+        state = f"[red]{j.state}[/red]" if j.state == "missed" else esc(j.state)
         last = f"{j.last_outcome} {j.last_at:%Y-%m-%d %H:%M}" if j.last_outcome else ""
         if j.last_detail:
             last += f": {j.last_detail}"
         table.add_row(
-            j.job_id,
-            j.when,
+            esc(j.job_id),
+            esc(j.when),
             state,
             f"{j.next_run:%Y-%m-%d %H:%M:%S}" if j.next_run else "",
-            last,
+            esc(last),
             str(j.misfires),
         )
     out.print(table)

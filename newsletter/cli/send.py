@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console, print_json
+from newsletter.cli.base import AppContext, console, esc, print_json
 from newsletter.rules.statuses import DELIVERY_STATUSES
 
 #: Exit status when the SMTP server stayed unreachable: the send is paused, the rest
@@ -49,10 +49,10 @@ def _preview_table(preview, title: str):
         elif key.is_teaser:
             which = "teaser (titles only)"
         else:
-            which = "; ".join(key.pick(preview.titles))
-        table.add_row(key.name, which, str(n))
+            which = esc("; ".join(key.pick(preview.titles)))
+        table.add_row(esc(key.name), which, str(n))
     for reason, n in sorted(preview.skipped.items()):
-        table.add_row("[dim]skipped[/dim]", f"[dim]{reason}[/dim]", f"[dim]{n}[/dim]")
+        table.add_row("[dim]skipped[/dim]", f"[dim]{esc(reason)}[/dim]", f"[dim]{n}[/dim]")
     return table
 
 
@@ -154,13 +154,13 @@ def send(
     ctx = app.app()
     prepared = sends.prepare(ctx, month, replan=replan)
     preview, issue = prepared.preview, prepared.issue
-    out.print(f"[bold]{issue.month_name}[/bold]: {preview.subject}")
+    out.print(f"[bold]{issue.month_name}[/bold]: {esc(preview.subject)}")
     if preview.finished:
         out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
         return
     out.print(_preview_table(preview, f"Send of {issue.month} ({preview.status})"))
     for warning in prepared.warnings:
-        out.print(f"[yellow]warning:[/yellow] {warning}")
+        out.print(f"[yellow]warning:[/yellow] {esc(warning)}")
     if prepared.changed and not replan:
         out.print(
             f"[yellow]the issue file changed since the send of {issue.month} was planned:[/yellow]"
@@ -332,16 +332,16 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"Send of {st.month}: {st.status}", title_justify="left")
+    table = Table(title=f"Send of {st.month}: {esc(st.status)}", title_justify="left")
     table.add_column("Status")
     table.add_column("Messages", justify="right")
     for key in ("sent", "pending", "sending", "failed", "skipped"):
         table.add_row(key, str(st.counts.get(key, 0)))
     console().print(table)
     for reason, n in st.skipped.items():
-        console().print(f"  skipped, {reason}: {n}")
+        console().print(f"  skipped, {esc(reason)}: {n}")
     if st.paused_reason:
-        console().print(f"[yellow]paused: {st.paused_reason}[/yellow]")
+        console().print(f"[yellow]paused: {esc(st.paused_reason)}[/yellow]")
 
 
 @deliveries.command(name="list")
@@ -377,10 +377,10 @@ def list_(app: AppContext, month: str, status_: str | None, limit: int, as_json:
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
-            r.email,
+            esc(r.email),
             r.status,
             str(r.attempts),
-            r.skip_reason or r.last_reply or "",
+            esc(r.skip_reason or r.last_reply or ""),
             str(r.sent_at or ""),
         )
     console().print(table)

@@ -8,17 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsletter.cli.base import AppContext, console, print_json
+from newsletter.cli.base import AppContext, console, esc, print_json
 from newsletter.rules.statuses import SUBSCRIBER_STATUSES
 
 if TYPE_CHECKING:
     from newsletter.store.views import SubscriberView
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _topic_names(view: SubscriberView) -> str:
@@ -30,7 +24,7 @@ def _topic_names(view: SubscriberView) -> str:
 
 
 def _say(view: SubscriberView, what: str) -> None:
-    console().print(f"{_esc(view.email)}: {what}")
+    console().print(f"{esc(view.email)}: {what}")
 
 
 @click.group()
@@ -142,7 +136,7 @@ def list_(
     for v in result.items:
         topics = "all" if v.all_topics else str(len(v.topics))
         status = v.status + (f" until {v.paused_until}" if v.paused_until else "")
-        table.add_row(_esc(v.email), _esc(v.name), status, topics, v.created_at.date().isoformat())
+        table.add_row(esc(v.email), esc(v.name), status, topics, v.created_at.date().isoformat())
     console().print(table)
 
 
@@ -172,7 +166,7 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     from rich.table import Table
 
     out = console()
-    out.print(f"[bold]{_esc(view.email)}[/bold]  {_esc(view.name)}")
+    out.print(f"[bold]{esc(view.email)}[/bold]  {esc(view.name)}")
     status = view.status + (f" until {view.paused_until}" if view.paused_until else "")
     out.print(f"Status:     {status}")
     out.print(f"Source:     {view.source}")
@@ -181,7 +175,7 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
         out.print(f"Confirmed:  {view.confirmed_at:%Y-%m-%d %H:%M} UTC")
     if view.unsubscribed_at:
         out.print(f"Left:       {view.unsubscribed_at:%Y-%m-%d %H:%M} UTC")
-    out.print(f"Topics:     {_esc(_topic_names(view))}")
+    out.print(f"Topics:     {esc(_topic_names(view))}")
     table = Table(title="Consent history", title_justify="left")
     for col in ("When (UTC)", "Event", "Source", "IP", "Consent text", "Detail"):
         table.add_column(col, overflow="fold")
@@ -190,9 +184,9 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
             f"{e.at:%Y-%m-%d %H:%M}",
             e.event,
             e.source,
-            e.ip or "",
-            e.consent_version or "",
-            _esc(e.detail or ""),
+            esc(e.ip or ""),
+            esc(e.consent_version or ""),
+            esc(e.detail or ""),
         )
     out.print(table)
     table = Table(title="Deliveries", title_justify="left")
@@ -204,7 +198,7 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
             d.status,
             str(d.attempts),
             f"{d.sent_at:%Y-%m-%d %H:%M}" if d.sent_at else "",
-            _esc(d.skip_reason or d.last_reply or ""),
+            esc(d.skip_reason or d.last_reply or ""),
         )
     out.print(table if deliveries else "Deliveries: none yet")
 
@@ -424,14 +418,14 @@ def _print_report(file: Path, report: Any) -> None:
         table.add_column("Email", overflow="fold")
         table.add_column("Reason", overflow="fold")
         for p in problems[:200]:
-            table.add_row(str(p.line), _esc(p.email), _esc(p.reason))
+            table.add_row(str(p.line), esc(p.email), esc(p.reason))
         out.print(table)
         if len(problems) > 200:
             out.print(f"... and {len(problems) - 200} more (use --json to see all)")
     prefix = "dry run, nothing changed: " if report.dry_run else ""
     if report.atomic_aborted:
         out.print(
-            f"[red]nothing imported[/red]: {len(report.errors)} bad row(s) in {_esc(file.name)} "
+            f"[red]nothing imported[/red]: {len(report.errors)} bad row(s) in {esc(file.name)} "
             "and --atomic was given; fix them and run again"
         )
         return
@@ -551,7 +545,7 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
         per.add_column("Summary", overflow="fold")
         per.add_column("Subscribers", justify="right")
         for title, n in zip(result.summaries, result.per_summary, strict=True):
-            per.add_row(_esc(title), str(n))
+            per.add_row(esc(title), str(n))
         out.print(per)
         return
 
@@ -585,5 +579,5 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
     topics.add_column("Subscribers", justify="right")
     topics.add_row("[italic]all topics[/italic]", str(counts.all_topics))
     for t in taxonomy:
-        topics.add_row(_esc(t.name), str(counts.by_topic.get(t.slug, 0)))
+        topics.add_row(esc(t.name), str(counts.by_topic.get(t.slug, 0)))
     out.print(topics)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console, print_json
+from newsletter.cli.base import AppContext, console, esc, print_json
 
 
 @click.group()
@@ -57,7 +57,7 @@ def list_(app: AppContext, as_json: bool) -> None:
         table.add_column("Subscribers", justify="right")
     for row in rows:
         extra = [str(row["subscribers"])] if counts is not None else []
-        table.add_row(row["slug"], row["name"], *extra)
+        table.add_row(esc(row["slug"]), esc(row["name"]), *extra)
     console().print(table)
 
 

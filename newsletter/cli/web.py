@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console
+from newsletter.cli.base import AppContext, console, esc
 
 
 @click.command()
@@ -35,6 +35,7 @@ def serve(app: AppContext, host: str, port: int, threads: int) -> None:
 
     settings = app.settings()
     console(stderr=True).print(
-        f"Serving on http://{host}:{port}/ (links in emails use {settings.base_url}); Ctrl+C stops."
+        f"Serving on http://{esc(host)}:{port}/ (links in emails use "
+        f"{esc(settings.base_url)}); Ctrl+C stops."
     )
     run(settings, host=host, port=port, threads=threads)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from newsletter.content.markdown import iter_links
+from newsletter.content.markdown import MAX_NESTING, iter_links, too_deep
 from newsletter.content.model import ISSUE_STATUSES, MAX_SUBJECT, Issue, Problem, Summary
 from newsletter.content.taxonomy import load_taxonomy, resolve_research_type, slugify
 from newsletter.errors import (
@@ -39,6 +39,14 @@ COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
 
 MIN_SUMMARIES, MAX_SUMMARIES = 1, 4
+_REPORTED = object()  # a front matter value already reported as wrong
+#: The largest issue file read (1 MB): a real issue is a few kilobytes, and a huge file
+#: would take gigabytes to preview.
+MAX_FILE_BYTES = 1024 * 1024
+# C0 control characters other than tab, line feed and carriage return: invisible in an
+# editor, and not allowed in the email's HTML (XML), where they break the build.
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+MAX_CONTROL_REPORTS = 10  # lines with control characters reported one by one
 
 
 @dataclass
@@ -95,13 +103,28 @@ def read_issue_file(path: Path) -> ParseResult:
     """Read and parse one issue file. An unreadable file is a problem, not an exception."""
     shown = str(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return ParseResult(None, [Problem(shown, 0, "error", "no such file")])
     except IsADirectoryError:
         return ParseResult(None, [Problem(shown, 0, "error", "is a directory, not a file")])
     except OSError as exc:
         return ParseResult(None, [Problem(shown, 0, "error", f"cannot read: {exc.strerror}")])
+    if len(data) > MAX_FILE_BYTES:
+        return ParseResult(
+            None,
+            [
+                Problem(
+                    shown,
+                    1,
+                    "error",
+                    f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB "
+                    f"({MAX_FILE_BYTES} bytes); not read",
+                    "an issue file is a few kilobytes of text: is this the right file?",
+                )
+            ],
+        )
     text, problems = decode_issue_bytes(data, shown)
     if text is None:
         return ParseResult(None, problems)
@@ -149,6 +172,7 @@ def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
     # Author comments are not content; blank them out but keep the line count.
     text = COMMENT_RE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
     lines = text.split("\n")
+    _check_control_characters(lines, out)
 
     front, body_start = _split_front_matter(lines, out)
     month, status, subject, intro = _check_front_matter(front, path, out)
@@ -212,6 +236,24 @@ def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
     return ParseResult(issue, problems)
 
 
+def _check_control_characters(lines: list[str], out: _Collector) -> None:
+    """One error per line holding a control character (up to a few, then a count)."""
+    found = [(n, m) for n, line in enumerate(lines, 1) if (m := CONTROL_RE.search(line))]
+    for n, match in found[:MAX_CONTROL_REPORTS]:
+        out.error(
+            n,
+            f"control character U+{ord(match.group()):04X} at column {match.start() + 1}",
+            "delete it (most editors do not show it); it would break the email's HTML",
+        )
+    if len(found) > MAX_CONTROL_REPORTS:
+        n = found[MAX_CONTROL_REPORTS][0]
+        out.error(
+            n,
+            f"{len(found) - MAX_CONTROL_REPORTS} more lines hold control characters",
+            "is this a text file? save the issue as plain UTF-8 text",
+        )
+
+
 def _replace_key(s: Summary, key: str) -> Summary:
     return s if s.key == key else replace(s, key=key)
 
@@ -263,11 +305,21 @@ def _split_front_matter(lines: list[str], out: _Collector) -> tuple[dict | None,
         if key in front:
             out.error(line, f"{key!r} is given twice in the front matter")
             continue
+        if not isinstance(value_node, yaml.ScalarNode):
+            # Every key takes one value. A list or mapping is never built: YAML aliases
+            # can make one exponentially large (the "billion laughs").
+            out.error(
+                line,
+                f"{key!r} must be a single value, not a list or mapping",
+                "write it as 'key: value' on one line; quote a value holding ': ', '[' or '{'",
+            )
+            front[key.lower()] = (_REPORTED, line)
+            continue
         try:
             value = yaml.SafeLoader(source).construct_object(value_node, deep=True)
         except Exception:
-            value = value_node.value if isinstance(value_node, yaml.ScalarNode) else None
-        if isinstance(value_node, yaml.ScalarNode) and key == "month":
+            value = value_node.value
+        if key == "month":
             value = value_node.value  # keep "2026-12" as text whatever YAML thinks of it
         front[key.lower()] = (value, line)
     return front, end + 1
@@ -292,7 +344,7 @@ def _check_front_matter(
         front = {}  # already reported as broken front matter
     elif "month" not in front:
         out.error(1, "front matter has no 'month'", "add a line 'month: YYYY-MM'")
-    else:
+    elif front["month"][0] is not _REPORTED:
         raw, line = front["month"]
         value = str(raw).strip() if raw is not None else ""
         if not is_month(value):
@@ -311,7 +363,7 @@ def _check_front_matter(
         out.warning(1, f"file name {name!r} is not YYYY-MM.md")
 
     status = "draft"
-    if "status" in front:
+    if "status" in front and front["status"][0] is not _REPORTED:
         raw, line = front["status"]
         value = str(raw).strip().lower() if raw is not None else ""
         if value not in ISSUE_STATUSES:
@@ -331,12 +383,12 @@ def _check_front_matter(
             )
     intro = _front_text(front, "intro", out)
     if intro is not None:
-        _check_markdown_links(intro, front["intro"][1], out)
+        _check_markdown(intro, front["intro"][1], out)
     return month, status, subject, intro
 
 
 def _front_text(front: dict, key: str, out: _Collector) -> str | None:
-    if key not in front:
+    if key not in front or front[key][0] is _REPORTED:
         return None
     raw, line = front[key]
     if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -503,9 +555,9 @@ def _parse_summary(
     if split is not None and not impl_md:
         out.error(rest[split][0], "'Practice Implications' section is empty")
         ok = False
-    _check_markdown_links(body_md, _first_line(text_lines, lineno), out)
+    _check_markdown(body_md, _first_line(text_lines, lineno), out)
     if split is not None:
-        _check_markdown_links(impl_md, _first_line(impl_lines, rest[split][0]), out)
+        _check_markdown(impl_md, _first_line(impl_lines, rest[split][0]), out)
 
     if not ok:
         return Summary(
@@ -546,10 +598,19 @@ def _is_web_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
 
 
-def _check_markdown_links(md: str, first_line: int, out: _Collector) -> None:
-    """Every link in Markdown text must be http(s) or mailto."""
+def _check_markdown(md: str, first_line: int, out: _Collector) -> None:
+    """Markdown text: nested no deeper than the renderer goes; every link http(s) or
+    mailto."""
     if not md:
         return
+    deep = too_deep(md)
+    if deep is not None:
+        out.error(
+            first_line + deep,
+            f"block quotes or lists nested too deep (at most {MAX_NESTING} levels, a list "
+            "counting two); the text from here on would be left out of the email",
+            "use fewer '>' or fewer levels of list indentation",
+        )
     for offset, href in iter_links(md):
         if href.startswith("mailto:") and "@" in href:
             continue

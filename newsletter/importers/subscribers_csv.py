@@ -16,7 +16,7 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -25,6 +25,7 @@ from newsletter.content.taxonomy import means_all_topics, resolve_topics
 from newsletter.errors import NewsletterError, UnknownTopicError
 from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules.addresses import InvalidAddressError, normalise_address
+from newsletter.rules.names import InvalidNameError, check_name
 from newsletter.rules.statuses import (
     SOURCES,
     SUBSCRIBER_STATUSES,
@@ -54,6 +55,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Escaped cells are the dangerous ones plus those that already look escaped, so that
 # neutralise() and unneutralise() are exact inverses.
 _ESCAPED = re.compile(r"^'*[=+\-@\t\r]")
+MAX_CELL = csv.field_size_limit()  # characters in one cell (the csv module's limit, 128 KB)
 _TRUE = ("1", "true", "yes", "y", "t")
 _FALSE = ("0", "false", "no", "n", "f", "")
 
@@ -147,16 +149,81 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line, cells) of every non-blank record."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+def _records(text: str, delimiter: str, name: str) -> Iterator[tuple[int, int, list[str]]]:
+    """(first physical line, last physical line, cells) of every non-blank record.
+
+    A file the CSV grammar cannot read (a quote never closed, text after a closing quote,
+    a cell over the size limit) is a :class:`CsvError` naming the line: nothing of such a
+    file is imported, as a quote out of place would shift every row after it.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     previous_end = 0
-    for cells in reader:
+    while True:
         start = previous_end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _malformed(text, delimiter, name, start, reader.line_num, str(exc)) from None
         previous_end = reader.line_num
         if not cells or all(not c.strip() for c in cells):
             continue
-        yield start, cells
+        yield start, previous_end, cells
+
+
+def _malformed(text: str, delimiter: str, name: str, start: int, at: int, reason: str) -> CsvError:
+    """The error for a record the csv module could not read (``reason`` is its message)."""
+    if "field larger than field limit" in reason:
+        return CsvError(
+            f"{name}: line {start}: a cell is longer than {MAX_CELL // 1024} KB "
+            f"({MAX_CELL} characters); nothing was imported",
+            hint="no subscriber field is that long: is a closing quote missing, so that "
+            "the cell runs on over the rows after it?",
+        )
+    if "unexpected end of data" in reason:
+        line = _open_quote_line(text, delimiter, start)
+        return CsvError(
+            f"{name}: line {line}: a quoted cell starts here and its closing quote never "
+            "comes; nothing was imported",
+            hint='close the quote; a quote inside a quoted cell is written twice ("")',
+        )
+    if "expected after" in reason:
+        return CsvError(
+            f"{name}: line {at}: text after the closing quote of a cell; nothing was imported",
+            hint='quote the whole cell and write each quote inside it twice, e.g. "Ann ""Bo"" Lee"',
+        )
+    return CsvError(
+        f"{name}: line {at}: not readable as CSV ({reason}); nothing was imported",
+        hint="save the file as CSV (comma, semicolon or tab separated) and check its quotes",
+    )
+
+
+def _open_quote_line(text: str, delimiter: str, start: int) -> int:
+    """The line where the quoted cell left open at the end of the file starts.
+
+    Scans from physical line ``start`` (the first line of the record the csv module
+    could not finish) with the grammar it uses: a quote opens a cell only as the cell's
+    first character, and ``""`` inside a quoted cell is one quote.
+    """
+    lines = io.StringIO(text, newline="").readlines()
+    line, opened_at = start, start
+    at_cell_start, quoted, after_quote = True, False, False
+    for physical in lines[start - 1 :]:
+        for char in physical:
+            if quoted:
+                if char == '"':
+                    quoted, after_quote = False, True
+                continue
+            if after_quote and char == '"':  # "" inside a quoted cell
+                quoted, after_quote = True, False
+                continue
+            after_quote = False
+            if char == '"' and at_cell_start:
+                quoted, opened_at = True, line
+            at_cell_start = char in (delimiter, "\r", "\n")
+        line += 1
+    return opened_at
 
 
 def _header(cells: list[str], name: str) -> list[str]:
@@ -205,9 +272,7 @@ def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool)
     row.given = {c for c, v in values.items() if v != ""}
     row.columns = frozenset(columns)
     if "name" in values:
-        row.name = values["name"]
-        if len(row.name) > 200:
-            raise ValueError("name longer than 200 characters")
+        row.name = check_name(values["name"])
     status = values.get("status", "").lower()
     if status:
         if status not in SUBSCRIBER_STATUSES:
@@ -254,22 +319,25 @@ def read_rows(
 ) -> tuple[list[ImportRow], list[RowProblem], int]:
     """Check every row: (good rows, bad rows with reasons, number of data rows)."""
     first_line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    records = list(_records(text, sniff_delimiter(first_line)))
+    records = list(_records(text, sniff_delimiter(first_line), name))
     if not records:
         raise CsvError(f"{name} is empty", hint="the first line must name the columns: email,...")
-    columns = _header(records[0][1], name)
+    columns = _header(records[0][2], name)
     good: list[ImportRow] = []
     bad: list[RowProblem] = []
     seen: dict[str, int] = {}
     total = len(records) - 1
-    for n, (line, cells) in enumerate(records[1:], 1):
+    for n, (line, end, cells) in enumerate(records[1:], 1):
         raw_email = (
             cells[columns.index("email")].strip() if columns.index("email") < len(cells) else ""
         )
         try:
             row = _parse_row(line, columns, cells, check_dns)
         except ValueError as exc:
-            bad.append(RowProblem(line, raw_email, str(exc)))
+            reason = str(exc)
+            if end > line and isinstance(exc, InvalidNameError):
+                reason += f" (the row runs from line {line} to {end}: is a quote not closed?)"
+            bad.append(RowProblem(line, raw_email, reason))
         else:
             if row.email in seen:
                 bad.append(RowProblem(line, raw_email, f"duplicate of line {seen[row.email]}"))
@@ -426,30 +494,51 @@ def _cell(value: object) -> str:
     return neutralise(str(value))
 
 
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def csv_line(cells: Iterable[str]) -> str:
+    """One CSV record with ``\n`` at its end.
+
+    A cell holding a comma, a quote, a line feed or a carriage return is quoted (quotes
+    inside doubled), so that every reader, this module's import included, reads it back
+    as it was. (Python's ``csv.writer`` leaves a bare carriage return unquoted when its
+    line ends are ``\n``, and the cell then splits in two on reading.)
+    """
+    return (
+        ",".join(
+            '"' + cell.replace('"', '""') + '"' if _NEEDS_QUOTES.search(cell) else cell
+            for cell in cells
+        )
+        + "\n"
+    )
+
+
 def export_csv(store: Store, out: TextIO, progress: ProgressFn | None = None) -> int:
     """Write every subscriber (all fields; topics as ``;``-separated slugs) to ``out``.
 
     Returns the number of subscribers written. Reads in batches by key, so memory stays
     flat on large stores.
     """
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    out.write(csv_line(COLUMNS))
     written = 0
     for total, batch in subscribers.export_batches(store):
         for sub in batch:
-            writer.writerow(
-                [
-                    _cell(sub.email),
-                    _cell(sub.name),
-                    sub.status,
-                    ";".join(sub.topics),
-                    _cell(sub.all_topics),
-                    _cell(sub.paused_until),
-                    sub.source,
-                    _cell(sub.created_at),
-                    _cell(sub.confirmed_at),
-                    _cell(sub.unsubscribed_at),
-                ]
+            out.write(
+                csv_line(
+                    [
+                        _cell(sub.email),
+                        _cell(sub.name),
+                        sub.status,
+                        ";".join(sub.topics),
+                        _cell(sub.all_topics),
+                        _cell(sub.paused_until),
+                        sub.source,
+                        _cell(sub.created_at),
+                        _cell(sub.confirmed_at),
+                        _cell(sub.unsubscribed_at),
+                    ]
+                )
             )
         written += len(batch)
         if progress:

@@ -2,6 +2,8 @@
 
 - :mod:`~newsletter.rules.addresses`: what an email address must look like to be stored
   and sent (one rule for the store, the message builder and the sign-up form);
+- :mod:`~newsletter.rules.names`: what a person's name may hold (one line of text, no
+  control characters, at most 200 characters), for the CLI, the import and the sign-up;
 - :mod:`~newsletter.rules.months`: issue months (``YYYY-MM``) and calendar arithmetic;
 - :mod:`~newsletter.rules.statuses`: subscriber statuses and how they change, who is still
   receiving, and the states of a send and of a delivery;

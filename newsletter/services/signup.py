@@ -15,6 +15,7 @@ from newsletter.content.taxonomy import topic_names
 from newsletter.render import render_mail
 from newsletter.rules import statuses
 from newsletter.rules.links import archive_url
+from newsletter.rules.names import check_name
 from newsletter.services import issues, mail
 from newsletter.services import subscribers as people
 from newsletter.services.app import App
@@ -113,8 +114,10 @@ def request_signup(
     Someone already on the list gets a confirmation again if still pending, or a link to
     their preferences if active or paused; an erased or bounced address gets nothing (an
     erased one comes back only through an administrator). The page said the same in every
-    case.
+    case. A name the rule of :mod:`newsletter.rules.names` refuses raises
+    :class:`~newsletter.rules.names.InvalidNameError` before anything is stored or sent.
     """
+    name = check_name(name)
 
     def add(resubscribe: bool = False) -> SubscriberView:
         return people.add_subscriber(

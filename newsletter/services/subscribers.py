@@ -19,6 +19,7 @@ from newsletter.errors import NewsletterError
 from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules import statuses
 from newsletter.rules.addresses import normalise_address
+from newsletter.rules.names import check_name
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services.app import App
 from newsletter.store import ledger
@@ -70,7 +71,6 @@ __all__ = [
 
 log = logging.getLogger("newsletter.services.subscribers")
 
-MAX_NAME = 200
 # A change that stops someone's mail waits at most this long for a message to them that a
 # worker has already put on the wire (one SMTP transaction; usually milliseconds), so that
 # no message starts after the change has returned.
@@ -112,9 +112,7 @@ def add_subscriber(
         all_topics = not slugs
     if all_topics:
         slugs = []
-    name = name.strip()
-    if len(name) > MAX_NAME:
-        raise StoreError(f"the name is longer than {MAX_NAME} characters", hint="shorten it")
+    name = check_name(name)
     detail = db.describe_topics(all_topics, slugs)
     current = db.find_subscriber(app.store, address)
     if current is not None:

@@ -203,3 +203,88 @@ def test_a_published_back_issue_may_hold_more_than_four_summaries() -> None:
     result = parse_issue(text.replace("month: 2026-12\n", "month: 2026-12\nstatus: published\n"))
     assert result.issue is not None and len(result.issue.summaries) == 5
     assert [p.severity for p in result.problems] == ["warning"]
+
+
+# --- hostile content: control characters, deep nesting, huge files ---------------------
+
+VALID_TEXT = (CASES / "valid_two_summaries.md").read_text()
+
+
+def _errors_of(text: str) -> list[tuple[int, str]]:
+    result = parse_issue(text, "issues/2026-12.md")
+    assert all(p.hint for p in result.errors)
+    return [(p.line, p.message) for p in result.errors]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        ("First body", "First\x00 body", 14, "control character U+0000 at column 6"),
+        ("Implications text.", "Implications\x1b[31m text.", 28, "U+001B at column 13"),
+        ("## Second study", "## Second\x07 study", 20, "U+0007"),
+        ("First implications.", "First\x0cimplications.", 18, "U+000C"),
+    ],
+)
+def test_control_characters_are_errors_on_their_line(
+    old: str, new: str, line: int, message: str
+) -> None:
+    found = _errors_of(VALID_TEXT.replace(old, new))
+    assert len(found) == 1 and found[0][0] == line and message in found[0][1], found
+
+
+def test_tabs_and_crlf_are_not_control_character_errors() -> None:
+    text = VALID_TEXT.replace("Body text.", "Body\ttext.").replace("\n", "\r\n")
+    assert _errors_of(text) == []
+
+
+def test_many_control_characters_are_summed_up() -> None:
+    text = VALID_TEXT.replace("Body text.", "\n".join(["a\x01"] * 30))
+    found = [(n, m) for n, m in _errors_of(text) if "control character" in m]
+    assert len(found) == 11
+    assert "20 more lines hold control characters" in found[-1][1]
+
+
+@pytest.mark.parametrize(
+    ("deep", "line"),
+    [
+        ("> " * 25 + "deep", 26),  # "Body text." is line 24
+        ("\n".join("  " * i + "- item" for i in range(12)), 26 + 9),  # the 10th list
+    ],
+)
+def test_markdown_nested_too_deep_is_an_error_not_silently_dropped(deep: str, line: int) -> None:
+    text = VALID_TEXT.replace("Body text.", "Body text.\n\n" + deep + "\n\nThe rest.")
+    found = [(n, m) for n, m in _errors_of(text) if "nested too deep" in m]
+    assert found and found[0][0] == line, _errors_of(text)
+
+
+def test_markdown_nested_within_the_limit_is_fine() -> None:
+    text = VALID_TEXT.replace("Body text.", "Body text.\n\n" + "> " * 15 + "deep enough")
+    assert _errors_of(text) == []
+    text = VALID_TEXT.replace("intro: A short *intro*.", 'intro: "' + "> " * 30 + 'x"')
+    assert any(n == 4 and "nested too deep" in m for n, m in _errors_of(text))
+
+
+def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path: Path) -> None:
+    from newsletter.content.parser import MAX_FILE_BYTES
+
+    path = tmp_path / "2026-12.md"
+    path.write_text(VALID_TEXT + "x" * MAX_FILE_BYTES)
+    [problem] = read_issue_file(path).problems
+    assert problem.line == 1 and "larger than 1 MB" in problem.message and problem.hint
+    with pytest.raises(IssueFormatError, match="larger than 1 MB"):
+        load_issue(path)
+    path.write_text(VALID_TEXT + "\n" + "x" * (MAX_FILE_BYTES - len(VALID_TEXT) - 10) + "\n")
+    assert "larger than" not in str(read_issue_file(path).problems)
+
+
+def test_front_matter_lists_are_errors_and_never_built() -> None:
+    """YAML aliases can make a list exponentially large: it is refused, not expanded."""
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 6):
+        previous, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    text = VALID_TEXT.replace("month: 2026-12", "\n".join(levels) + "\nmonth: *f")
+    found = _errors_of(text)
+    month_line = 2 + len(levels)
+    assert (month_line, "'month' must be a single value, not a list or mapping") in found
+    assert not any("front matter has no 'month'" in m for _, m in found)

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.importers import subscribers_csv
@@ -110,19 +110,19 @@ def test_import_reports_every_bad_row_by_line_and_imports_the_rest(app, tmp_path
 def test_line_numbers_count_blank_and_multiline_records(app, tmp_path) -> None:
     path = tmp_path / "l.csv"
     path.write_text(
-        "email,name\n"
+        "email,topics\n"
         "\n"
-        'a@example.org,"two\nlines"\n'
+        'a@example.org,"CBT;\nAlliance"\n'
         "bad address,x\n"
         "\n"
-        "b@example.org,B\n"
-        "B@example.org,again\n",
+        "b@example.org,CBT\n"
+        "B@example.org,Empathy\n",
         "utf-8",
     )
     report = import_csv(app, path)
     assert [(p.line, p.reason) for p in report.errors][1] == (8, "duplicate of line 7")
-    assert report.errors[0].line == 5  # the quoted name spans lines 3 and 4
-    assert get_subscriber(app, "a@example.org").name == "two\nlines"
+    assert report.errors[0].line == 5  # the quoted topics span lines 3 and 4
+    assert len(get_subscriber(app, "a@example.org").topics) == 2
 
 
 def test_export_import_round_trip(app, tmp_path) -> None:
@@ -264,3 +264,177 @@ def test_neutralise_round_trips(cell: str) -> None:
     escaped = neutralise(cell)
     assert unneutralise(escaped) == cell
     assert not escaped.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+# --- malformed files, hostile names, the export's quoting ------------------------------
+
+
+def _people(n: int) -> list[str]:
+    return [f"person{i}@example.org,Person {i}\n" for i in range(n)]
+
+
+def test_an_unterminated_quote_is_an_error_naming_its_line_and_nothing_is_imported(
+    app, tmp_path
+) -> None:
+    rows = _people(1000)
+    rows[500] = 'person500@example.org,"Person 500\n'  # line 502: the quote never closes
+    path = tmp_path / "open-quote.csv"
+    path.write_text("email,name\n" + "".join(rows), "utf-8")
+    with pytest.raises(CsvError) as exc:
+        import_csv(app, path)
+    assert exc.value.message.startswith("open-quote.csv: line 502: a quoted cell starts here")
+    assert "nothing was imported" in exc.value.message
+    assert '""' in (exc.value.hint or "")
+    assert list_subscribers(app).total == 0
+
+    rows[500] = 'person500@example.org,"Person ""500""\n'  # the doubled quotes are not it
+    path.write_text("email,name\n" + "".join(rows), "utf-8")
+    with pytest.raises(CsvError, match="line 502: a quoted cell"):
+        import_csv(app, path)
+
+
+def test_the_open_quote_is_found_inside_a_record_of_several_lines(app, tmp_path) -> None:
+    path = tmp_path / "later.csv"
+    path.write_text(
+        'email,topics,name\na@example.org,"CBT;\nEmpathy","Ann\nb@example.org,CBT,B\n', "utf-8"
+    )
+    with pytest.raises(CsvError, match="line 3: a quoted cell starts here"):
+        import_csv(app, path)
+
+
+def test_text_after_a_closing_quote_is_an_error(app, tmp_path) -> None:
+    path = tmp_path / "after.csv"
+    path.write_text('email,name\na@example.org,A\nb@example.org,"Bo" Lee\n', "utf-8")
+    with pytest.raises(CsvError, match="line 3: text after the closing quote") as exc:
+        import_csv(app, path)
+    assert exc.value.hint
+    assert list_subscribers(app).total == 0
+
+
+def test_a_cell_over_the_size_limit_is_an_error_with_its_line(app, tmp_path) -> None:
+    path = tmp_path / "huge.csv"
+    big = "x" * (subscribers_csv.MAX_CELL + 10)
+    path.write_text(f"email,name\na@example.org,A\nb@example.org,{big}\n", "utf-8")
+    with pytest.raises(CsvError, match="line 3: a cell is longer than 128 KB") as exc:
+        import_csv(app, path)
+    assert exc.value.hint
+    assert list_subscribers(app).total == 0
+
+
+def test_row_counts_are_right(app, tmp_path) -> None:
+    path = tmp_path / "count.csv"
+    rows = _people(1000)
+    rows[10] = 'person10@example.org,"Ann ""Bo"" Lee"\n'
+    rows[20] = "not an address,X\n"
+    path.write_text("email,name\n\n" + "".join(rows), "utf-8")
+    report = import_csv(app, path)
+    assert (report.rows, report.added, len(report.errors)) == (1000, 999, 1)
+    assert report.errors[0].line == 23
+    assert get_subscriber(app, "person10@example.org").name == 'Ann "Bo" Lee'
+
+
+@pytest.mark.parametrize(
+    ("cell", "reason"),
+    [
+        ("Ann\x00Lee", "NUL character (U+0000) at character 4"),
+        ('"Ann\rLee"', "carriage return (U+000D)"),
+        ('"Ann\nLee"', "line break (U+000A)"),
+        ("\x1b[31mAnn", "escape character (ESC) (U+001B) at character 1"),
+        ("Ann\x85Lee", "control character (U+0085)"),
+        ("Ann\u2028Lee", "line separator (U+2028)"),
+        ("A" * 201, "201 characters long; at most 200"),
+    ],
+)
+def test_names_with_control_characters_or_too_long_are_rejected_by_row(
+    app, tmp_path, cell, reason
+) -> None:
+    path = tmp_path / "names.csv"
+    path.write_text(f"email,name\na@example.org,Ann\nb@example.org,{cell}\n", "utf-8")
+    report = import_csv(app, path, atomic=True)
+    assert report.atomic_aborted and [p.line for p in report.errors] == [3]
+    assert reason in report.errors[0].reason
+    assert list_subscribers(app).total == 0
+    report = import_csv(app, path)
+    assert report.added == 1 and [p.line for p in report.errors] == [3]
+
+
+def test_a_name_running_over_lines_asks_about_a_missing_quote(app, tmp_path) -> None:
+    path = tmp_path / "runs.csv"
+    path.write_text('email,name\na@example.org,"Ann\nb@example.org,B"\nc@example.org,C\n', "utf-8")
+    report = import_csv(app, path)
+    assert (report.rows, report.added, [p.line for p in report.errors]) == (2, 1, [2])
+    assert "runs from line 2 to 3: is a quote not closed?" in report.errors[0].reason
+
+
+def test_names_are_cleaned(app, tmp_path) -> None:
+    path = tmp_path / "clean.csv"
+    path.write_text("email,name\na@example.org,  Ann \t  Lee  \n", "utf-8")
+    assert import_csv(app, path).added == 1
+    assert get_subscriber(app, "a@example.org").name == "Ann Lee"
+
+
+def test_export_quotes_carriage_returns_and_line_feeds(app) -> None:
+    from newsletter.store import subscribers as db
+
+    # Stored before the name rule existed: export must still write it back readably.
+    for email, name in (("cr@example.org", "Ann\rLee"), ("lf@example.org", "Bo\nLee")):
+        db.insert_subscriber(
+            app.store,
+            db.NewSubscriber(email, name, "active", True, (), "cli"),
+            event="subscribed",
+            detail="all topics",
+        )
+    out = io.StringIO()
+    assert export_csv(app, out) == 2
+    records = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert [r[:2] for r in records[1:]] == [
+        ["cr@example.org", "Ann\rLee"],
+        ["lf@example.org", "Bo\nLee"],
+    ]
+    assert subscribers_csv.csv_line(["a\rb", 'q"', "plain", ""]) == '"a\rb","q""",plain,\n'
+
+
+_PRINTABLE = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40
+).filter(lambda s: s.strip())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_PRINTABLE, min_size=1, max_size=5))
+def test_export_then_import_gives_printable_names_back(names: list[str]) -> None:
+    """The CSV layer of the round trip: export's lines, read by import's reader."""
+    from newsletter.rules.names import check_name
+
+    text = subscribers_csv.csv_line(["email", "name"]) + "".join(
+        subscribers_csv.csv_line([f"p{i}@example.org", neutralise(check_name(n))])
+        for i, n in enumerate(names)
+    )
+    good, bad, total = subscribers_csv.read_rows(text, "names.csv")
+    expected = [check_name(n) for n in names]
+    assert bad == [] and total == len(names)
+    assert [row.name for row in good] == expected
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(names=st.lists(_PRINTABLE, min_size=1, max_size=4))
+def test_export_import_round_trip_of_printable_names(app, tmp_path, names: list[str]) -> None:
+    from sqlalchemy import text
+
+    with app.store.engine.begin() as conn:
+        for table in ("consent_events", "subscriber_topics", "subscribers"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    for i, name in enumerate(names):
+        add_subscriber(app, f"p{i}@example.org", name=name)
+    before = _all_views(app)
+    out = io.StringIO()
+    export_csv(app, out)
+    with app.store.engine.begin() as conn:
+        for table in ("consent_events", "subscriber_topics", "subscribers"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    path = tmp_path / "round.csv"
+    path.write_text(out.getvalue(), "utf-8")
+    report = import_csv(app, path)
+    assert (report.added, report.errors) == (len(names), [])
+    assert _all_views(app) == before

@@ -285,3 +285,25 @@ def test_issue_stats_histogram(app) -> None:
     assert result.receiving == 4
     assert result.per_summary == (2, 3, 1)
     assert result.summaries == ("One", "Two", "Three")
+
+
+@pytest.mark.parametrize(
+    "name", ["Ann\x00Lee", "Ann\r\nBcc: x@example.org", "\x1b[31mAnn", "A" * 201]
+)
+def test_add_subscriber_refuses_a_bad_name_and_stores_nothing(app, name) -> None:
+    from newsletter.rules.names import InvalidNameError
+
+    with pytest.raises(InvalidNameError) as info:
+        add_subscriber(app, "ann@example.org", name=name)
+    assert info.value.hint
+    assert list_subscribers(app).total == 0
+    assert add_subscriber(app, "bo@example.org", name="  Bo \t Lee ").name == "Bo Lee"
+
+
+def test_signup_refuses_a_bad_name_before_storing_or_mailing(app) -> None:
+    from newsletter.rules.names import InvalidNameError
+    from newsletter.services import signup
+
+    with pytest.raises(InvalidNameError, match="NUL"):
+        signup.request_signup(app, "ann@example.org", "Ann\x00", ["cbt"], False, None)
+    assert list_subscribers(app).total == 0
