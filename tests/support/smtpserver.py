@@ -57,6 +57,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class ReceivedMessage:
     data: bytes
     tls: bool = False
     login: str | None = None
+    started: float = 0.0  # time.monotonic() when its MAIL FROM arrived (it went on the wire)
+    received: float = 0.0  # time.monotonic() when its data had arrived
 
     def parsed(self) -> email.message.EmailMessage:
         """The message parsed with the standard library's modern policy."""
@@ -148,6 +151,14 @@ class _Handler:
             responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
+    async def handle_MAIL(
+        self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        envelope.started = time.monotonic()  # type: ignore[attr-defined]
+        return "250 OK"
+
     async def handle_RCPT(
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
@@ -164,6 +175,8 @@ class _Handler:
             data=bytes(envelope.original_content or b""),
             tls=smtp._tls_protocol is not None or self.server.tls == "implicit",
             login=session.auth_data.login.decode() if session.auth_data else None,
+            started=getattr(envelope, "started", 0.0),
+            received=time.monotonic(),
         )
         action, value = self.server._data_action()
         if action == "delay":
