@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from flask import (
@@ -113,6 +114,8 @@ def _template_globals(app: App) -> dict[str, Any]:
 def _finish_response(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if "Location" in response.headers:
+        response.headers["Location"] = local_location(response.headers["Location"])
     if request.endpoint in ("static_file",) or (request.endpoint or "").startswith(
         "archive_pages."
     ):
@@ -130,6 +133,18 @@ def _finish_response(response: Response) -> Response:
             path="/",
         )
     return response
+
+
+def local_location(location: str) -> str:
+    """A redirect target reduced to a path on this site: never another host.
+
+    Werkzeug builds the targets of its own redirects (a missing trailing slash, doubled
+    slashes) from the request's Host header, which the visitor controls; the browser
+    resolves a relative target against the address it asked for instead.
+    """
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/\\")
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def _static_file(name: str) -> Response:

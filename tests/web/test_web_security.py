@@ -6,7 +6,7 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.tokens import make_token
-from tests.web.conftest import subscriber
+from tests.web.conftest import assert_security_headers, subscriber
 
 PAGES = ["/", "/subscribe", "/preferences", "/archive", "/archive/2026-10"]
 
@@ -65,6 +65,34 @@ def test_token_of_a_person_no_longer_in_the_store_is_404(client, web_settings):
     r = client.get(f"/preferences/{make_token(web_settings, 'preferences', 999999)}")
     assert r.status_code == 404
     assert "This link does not work" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("payload", [0, -1, 2**63, 2**70, -(2**80)])
+def test_token_with_an_id_out_of_range_is_a_bad_link(client, web_settings, payload):
+    """A genuine signature over an id no database column can hold: a bad link, not a 500."""
+    for purpose, path in (
+        ("preferences", "/preferences/{}"),
+        ("unsubscribe", "/unsubscribe/{}"),
+        ("topic", "/topic/{}/empathy"),
+    ):
+        t = make_token(web_settings, purpose, payload)
+        for method in ("get", "post"):
+            r = getattr(client, method)(path.format(t), data={"List-Unsubscribe": "One-Click"})
+            assert r.status_code == 400, (purpose, method)
+            assert "This link does not work" in r.get_data(as_text=True)
+            assert_security_headers(r)
+
+
+@pytest.mark.parametrize(
+    "path", ["//archive", "/archive/2026-10/", "//archive//2026-10", "/archive//", "///archive"]
+)
+def test_redirects_never_follow_the_host_header(client, path):
+    r = client.get(path, headers={"Host": "evil.example"})
+    assert r.status_code < 500
+    location = r.headers.get("Location", "")
+    assert "evil.example" not in location
+    assert not location or (location.startswith("/") and not location.startswith("//"))
+    assert_security_headers(r)
 
 
 @pytest.mark.parametrize("path", PAGES)
