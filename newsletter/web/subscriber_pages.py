@@ -23,7 +23,7 @@ from flask import Blueprint, abort, request, url_for
 from newsletter.content.model import Topic
 from newsletter.content.taxonomy import load_taxonomy
 from newsletter.errors import NewsletterError
-from newsletter.rules.addresses import InvalidAddressError, normalise_address
+from newsletter.rules.addresses import InvalidAddressError, mailbox_key, normalise_address
 from newsletter.rules.months import add_months
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services import signup as signups
@@ -31,6 +31,7 @@ from newsletter.services import subscribers as people
 from newsletter.services.signup import CONFIRM_MAX_AGE
 from newsletter.services.subscribers import SETTLE_SECONDS, BadLinkError, SubscriberView
 from newsletter.web.context import client_ip, csrf_ok, page, web
+from newsletter.web.security import ip_key
 from newsletter.web.topic_groups import topic_groups
 
 subscriber_pages = Blueprint("subscriber_pages", __name__)
@@ -255,8 +256,8 @@ def signup():
 def _rate_limited(address: str) -> bool:
     settings = web().settings
     limiter = web().limiter
-    ok_ip = limiter.hit(f"ip:{client_ip()}", settings.signup_limit_per_ip)
-    ok_addr = limiter.hit(f"addr:{address}", settings.signup_limit_per_address)
+    ok_ip = limiter.hit(ip_key(client_ip()), settings.signup_limit_per_ip)
+    ok_addr = limiter.hit(f"addr:{mailbox_key(address)}", settings.signup_limit_per_address)
     return not (ok_ip and ok_addr)
 
 
