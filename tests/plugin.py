@@ -51,6 +51,7 @@ DATA_TABLES = (
     "subscriber_topics",
     "subscribers",
     "suppressions",
+    "signup_requests",
 )
 
 

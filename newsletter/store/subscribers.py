@@ -46,6 +46,7 @@ from newsletter.store.models import (
     STATUSES,
     ConsentRecord,
     Delivery,
+    SignupRequest,
     StoreMeta,
     Subscriber,
     SubscriberTopic,
@@ -472,6 +473,7 @@ def erase(store: Store, email: str, *, source: str = "cli") -> None:
         s.execute(delete(ConsentRecord).where(ConsentRecord.subscriber_id == sub.id))
         s.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == sub.id))
         s.execute(delete(Subscriber).where(Subscriber.id == sub.id))
+        s.execute(delete(SignupRequest).where(SignupRequest.email == sub.email))
         _log(s, None, "erased", source, detail="personal data erased on request")
 
 

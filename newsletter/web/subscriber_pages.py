@@ -28,7 +28,6 @@ from newsletter.rules.months import add_months
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services import signup as signups
 from newsletter.services import subscribers as people
-from newsletter.services.signup import CONFIRM_MAX_AGE
 from newsletter.services.subscribers import SETTLE_SECONDS, BadLinkError, SubscriberView
 from newsletter.web.context import client_ip, csrf_ok, page, web
 from newsletter.web.security import ip_key
@@ -325,17 +324,17 @@ def _too_many() -> dict[str, str]:
 @subscriber_pages.get("/confirm/<token>")
 def confirm_page(token: str):
     """A button to confirm the subscription (GET changes nothing)."""
-    sub = _subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
-    return page("confirm.html", sub=sub, token=token)
+    found = signups.confirmation_from_link(web().app, token)
+    return page("confirm.html", sub=found, token=token)
 
 
 @subscriber_pages.post("/confirm/<token>")
 def confirm_post(token: str):
-    """Make the pending subscriber active and send the welcome email."""
-    sub = _subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
+    """Apply the sign-up (the person becomes active) and send the welcome email."""
+    signups.confirmation_from_link(web().app, token)
     _require_csrf(token)
     app = web().app
-    sub, confirmed = signups.confirm(app, sub, client_ip())
+    sub, confirmed = signups.confirm_link(app, token, client_ip())
     if confirmed:
         subscriber_id = sub.id
         web().submit(lambda: signups.send_welcome(app, subscriber_id))

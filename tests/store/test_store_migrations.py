@@ -75,3 +75,32 @@ def test_url_normalisation() -> None:
         normalise_url("mysql://u@h/db")
     with pytest.raises(StoreError, match="not a database URL"):
         normalise_url("nonsense")
+
+
+def test_head_is_signup_requests_and_it_downgrades(tmp_path: Path) -> None:
+    """0005 adds the sign-up requests table (ids never reused); down to 0004 and back."""
+    import sqlite3
+
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from newsletter.store.db import alembic_config, head_revision, table_names
+
+    assert head_revision() == "0005_signup_requests"
+    url = f"sqlite:///{tmp_path}/n.db"
+    assert upgrade_database(url).current == "0005_signup_requests"
+    engine = create_engine(url)
+    try:
+        assert "signup_requests" in table_names(engine)
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0004")
+        assert "signup_requests" not in table_names(engine)
+        assert database_status(url).current == "0004"
+    finally:
+        engine.dispose()
+    assert upgrade_database(url).up_to_date
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        (sql,) = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'signup_requests'"
+        ).fetchone()
+    assert "AUTOINCREMENT" in sql
