@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from newsletter.content.taxonomy import resolve_topics, topic_names
-from newsletter.render import render_mail
+from newsletter.render import RenderedMail, render_mail
 from newsletter.rules import statuses
 from newsletter.rules.addresses import normalise_address
 from newsletter.rules.links import archive_url
@@ -73,8 +73,7 @@ def send_confirmation(app: App, target: SignupRequestView | SubscriberView) -> N
     mail.send_mail(app, target.email, rendered)
 
 
-def send_preferences_link(app: App, sub: SubscriberView) -> None:
-    """Email a fresh link to the person's preference page."""
+def _render_preferences_link(app: App, sub: SubscriberView) -> tuple[RenderedMail, str]:
     settings = app.settings
     urls = links(app, sub)
     rendered = render_mail(
@@ -83,7 +82,13 @@ def send_preferences_link(app: App, sub: SubscriberView) -> None:
         f"Your link to manage {settings.newsletter_name}",
         {"name": sub.name, "email": sub.email, **urls},
     )
-    mail.send_mail(app, sub.email, rendered, unsubscribe_url=urls["unsubscribe_url"])
+    return rendered, urls["unsubscribe_url"]
+
+
+def send_preferences_link(app: App, sub: SubscriberView) -> None:
+    """Email a fresh link to the person's preference page."""
+    rendered, unsubscribe_url = _render_preferences_link(app, sub)
+    mail.send_mail(app, sub.email, rendered, unsubscribe_url=unsubscribe_url)
 
 
 def send_welcome(app: App, subscriber_id: int) -> None:
@@ -233,14 +238,48 @@ def confirm_link(app: App, token: str, ip: str | None) -> tuple[SubscriberView, 
     return applied.subscriber, applied.outcome in ("added", "changed")
 
 
-def request_link(app: App, address: str, ip: str | None) -> None:
+@dataclass(frozen=True)
+class LinkOutcome:
+    """What a "send me my link" request did: the mail it rendered and whether it was sent."""
+
+    mail: str  # "preferences_link" or "confirm"
+    sent: bool
+
+
+def request_link(app: App, address: str, ip: str | None) -> LinkOutcome:
     """Email a fresh preferences link if the address is on the list (else nothing);
-    someone still pending gets their confirmation link again."""
+    someone still pending gets their confirmation link again.
+
+    An unknown address costs the same work as a known one, short of the SMTP conversation:
+    the lookup, and a preferences mail rendered for a stand-in and dropped. So the
+    background work of a request, which runs while the server answers others, does not
+    tell an observer which addresses are on the list.
+    """
     sub = db.find_subscriber(app.store, address)
     action = statuses.lost_link_action(sub.status if sub else None)
     if sub is None or action is None:
-        return
+        _render_preferences_link(app, _stand_in(app))
+        return LinkOutcome("preferences_link", sent=False)
     if action == statuses.SIGNUP_NEW:
         send_confirmation(app, sub)
-    else:
-        send_preferences_link(app, sub)
+        return LinkOutcome("confirm", sent=True)
+    send_preferences_link(app, sub)
+    return LinkOutcome("preferences_link", sent=True)
+
+
+def _stand_in(app: App) -> SubscriberView:
+    """A person who is nobody: the shape of a subscriber, for rendering work only."""
+    now = app.now()
+    return SubscriberView(
+        id=people.MAX_ID,
+        email="nobody@invalid.example",
+        name="",
+        status="active",
+        all_topics=True,
+        topics=(),
+        paused_until=None,
+        source="web",
+        created_at=now,
+        confirmed_at=now,
+        unsubscribed_at=None,
+    )

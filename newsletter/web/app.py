@@ -123,6 +123,7 @@ def _finish_response(response: Response) -> Response:
     else:
         # Personal pages (they carry tokens and addresses) are never cached.
         response.headers["Cache-Control"] = "no-store"
+    web().submit_deferred()  # the answer is complete: its background work may start
     if g.get("set_csrf_cookie"):
         response.set_cookie(
             CSRF_COOKIE,

@@ -132,3 +132,16 @@ def test_a_request_for_someone_who_joined_meanwhile_changes_nothing(settings) ->
         assert not confirmed and sub == before
         assert subscribers.get_subscriber(app, "late@example.org") == before
         assert requests.requests_for(app.store, "late@example.org") == []
+
+
+def test_lost_link_does_the_same_work_for_unknown_addresses(settings, smtp_server) -> None:
+    with App(settings) as app:
+        subscribers.add_subscriber(app, "ann@example.org")
+        subscribers.add_subscriber(app, "wait@example.org", pending=True)
+        known = signup.request_link(app, "ann@example.org", None)
+        unknown = signup.request_link(app, "nobody@example.org", None)
+        pending = signup.request_link(app, "wait@example.org", None)
+    assert known == signup.LinkOutcome("preferences_link", sent=True)
+    assert unknown == signup.LinkOutcome("preferences_link", sent=False)  # rendered, dropped
+    assert pending == signup.LinkOutcome("confirm", sent=True)
+    assert set(received(smtp_server)) == {"ann@example.org", "wait@example.org"}

@@ -273,3 +273,44 @@ def test_lost_link_bad_address_redisplays(client):
     r = client.post("/preferences", data={"csrf_token": csrf_of(page), "email": "nope"})
     assert r.status_code == 400
     assert 'value="nope"' in r.get_data(as_text=True)
+
+
+def test_lost_link_answers_before_any_work_and_the_same_for_known_and_unknown(
+    app, client, smtp_server
+):
+    """The request only queues one job, whatever the address; the lookup and the mail
+    come after the answer (here: only once the background thread is let go)."""
+    import threading
+
+    jobs = app.extensions["newsletter"].jobs
+    gate = threading.Event()
+    jobs.submit(gate.wait)  # hold the background thread
+    try:
+        page = client.get("/preferences").get_data(as_text=True)
+        answers = []
+        for n, address in enumerate(["ann@example.org", "nobody@example.org"], start=2):
+            r = client.post("/preferences", data={"csrf_token": csrf_of(page), "email": address})
+            assert r.status_code == 200
+            assert_security_headers(r)
+            answers.append(r.get_data(as_text=True).replace(address, "X"))
+            assert jobs.pending == n  # one job queued for each, known or not
+        assert answers[0] == answers[1]
+        assert not smtp_server.messages  # nothing was sent while answering
+    finally:
+        gate.set()
+    wait_jobs(app)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.org"]]
+
+
+def test_jobs_of_a_request_are_queued_only_with_its_finished_response(app):
+    from flask import Response
+
+    ctx = app.extensions["newsletter"]
+    ran = []
+    with app.test_request_context("/preferences", method="POST"):
+        ctx.submit(lambda: ran.append("job"))
+        assert ctx.jobs.pending == 0  # still answering: not queued yet
+        app.process_response(Response("ok"))
+        assert ctx.jobs.pending in (0, 1)
+    wait_jobs(app)
+    assert ran == ["job"]
