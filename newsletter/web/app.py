@@ -78,10 +78,21 @@ def create_app(app: App | Settings) -> Flask:
         "/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"})
     )
     flask_app.jinja_env.globals.update(_template_globals(app))
+    flask_app.before_request(_check_query)
     flask_app.before_request(_check_origin)
     flask_app.after_request(_finish_response)
     _register_errors(flask_app)
     return flask_app
+
+
+def _check_query() -> Any:
+    """A query string that is not UTF-8 (raw bytes from the client) is a bad request: the
+    pages would otherwise fail reading their arguments."""
+    try:
+        request.query_string.decode("utf-8")
+    except UnicodeDecodeError:
+        abort(400, "The address of this page could not be read.")
+    return None
 
 
 def _check_origin() -> Any:
