@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -171,7 +171,7 @@ class SignupRequest(Base):
     __tablename__ = "signup_requests"
     # Ids are never reused (SQLite would reuse the highest after a delete): a confirmation
     # link names its request by id and must never name a later request for someone else.
-    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), index=True)
