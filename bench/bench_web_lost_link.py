@@ -32,6 +32,7 @@ def main() -> None:
                 "secret_key": "bench",
                 "smtp_url": f"outbox:///{tmp}/outbox",  # four slashes: an absolute path
                 "sender_address": "digest@example.org",
+                "postal_address": "1 Example Street, Exampletown",
                 "signup_limit_per_ip": 0,
                 "signup_limit_per_address": 0,
             },
@@ -52,6 +53,9 @@ def main() -> None:
                 )
                 times[kind].append(time.perf_counter() - start)
                 assert r.status_code == 200
+                # Each request starts with the background thread idle: what is measured is
+                # the request itself, with its own job (lookup, rendering) running beside it.
+                app.extensions["newsletter"].jobs.wait_idle(120)
         app.extensions["newsletter"].jobs.wait_idle(120)
         for kind, values in times.items():
             print(f"{kind:8s} median {statistics.median(values) * 1000:.2f} ms over {N} requests")

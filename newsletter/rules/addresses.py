@@ -99,3 +99,14 @@ def lookup_key(text: str) -> str:
         return normalise_address(text)
     except InvalidAddressError:
         return text.strip().lower()
+
+
+def mailbox_key(address: str) -> str:
+    """One key per mailbox, for counting requests: ``ann+news@Example.org`` and
+    ``ann@example.org`` reach the same person, so they count as one (``+tag`` removed,
+    domain case-folded; a local part that is only a tag is kept whole)."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at:
+        return address.strip().casefold()
+    base = local.split("+", 1)[0] or local
+    return f"{base}@{domain.casefold()}"

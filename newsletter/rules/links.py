@@ -13,7 +13,10 @@ LINK_PATHS = {
     "preferences": "/preferences/{token}",
     "unsubscribe": "/unsubscribe/{token}",
     "topic": "/topic/{token}/{slug}",
+    # a pending person's own confirmation (kept for links mailed before sign-up requests)
     "confirm": "/confirm/{token}",
+    # a sign-up request's confirmation: the token names the request, not a person
+    "signup": "/confirm/{token}",
 }
 
 

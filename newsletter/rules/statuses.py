@@ -163,7 +163,7 @@ def imported(status: str, new: str, paused_until: dt.date | None) -> StatusChang
 
 
 # What a web sign-up does for an address already in the store (see services.signup).
-SIGNUP_NEW = "confirm"  # add as pending (or bring back an unsubscribed person) and confirm
+SIGNUP_NEW = "confirm"  # keep a sign-up request and mail its confirmation link
 SIGNUP_KNOWN = "preferences_link"  # someone on the list: mail a link to their preferences
 SIGNUP_IGNORE = "ignore"  # never mail a bounced address from a web form
 
@@ -175,6 +175,22 @@ def signup_action(status: str | None) -> str:
     if status in ("active", "paused"):
         return SIGNUP_KNOWN
     return SIGNUP_IGNORE
+
+
+def confirm_signup(status: str | None, detail: str | None = None) -> StatusChange | None:
+    """The owner of an address confirmed a sign-up request: what it does to the person in
+    this status (None: not in the store yet, so they are added as active).
+
+    Returns None when the person is on the list already (active or paused: nothing
+    changes); raises :class:`SubscriberStateError` for a bounced address.
+    """
+    if status is None or status == "pending":
+        return StatusChange("active", "confirmed", detail, confirmed=True)
+    if status == "unsubscribed":
+        return StatusChange("active", "resubscribed", detail, confirmed=True, left=False)
+    if status in ("active", "paused"):
+        return None
+    raise SubscriberStateError(f"a {status} address cannot be subscribed from a web form")
 
 
 def lost_link_action(status: str | None) -> str | None:

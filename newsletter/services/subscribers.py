@@ -42,6 +42,7 @@ from newsletter.store.views import (
 from newsletter.tokens import BadTokenError, ExpiredTokenError, read_token
 
 __all__ = [
+    "MAX_ID",
     "WIRE_WAIT_SECONDS",
     "BadLinkError",
     "Erasure",
@@ -67,6 +68,7 @@ __all__ = [
     "topic_counts",
     "topic_state",
     "unsubscribe",
+    "valid_id",
 ]
 
 log = logging.getLogger("newsletter.services.subscribers")
@@ -435,6 +437,14 @@ class BadLinkError(NewsletterError):
 
 
 MAX_TOKEN = 512
+#: Store keys are 64-bit signed integers: a signed id outside 1..MAX_ID names nobody (and
+#: would overflow the database driver).
+MAX_ID = 2**63 - 1
+
+
+def valid_id(payload: object) -> bool:
+    """True if a token's payload can be a store id (a positive 64-bit integer)."""
+    return isinstance(payload, int) and not isinstance(payload, bool) and 0 < payload <= MAX_ID
 
 
 def from_link(app: App, purpose: str, token: str, max_age: int | None = None) -> SubscriberView:
@@ -451,6 +461,8 @@ def from_link(app: App, purpose: str, token: str, max_age: int | None = None) ->
         raise BadLinkError(expired=True) from None
     except BadTokenError:
         raise BadLinkError() from None
+    if isinstance(payload, int) and not valid_id(payload):
+        raise BadLinkError()
     try:
         if isinstance(payload, int):
             return db.get_subscriber_by_id(app.store, payload)

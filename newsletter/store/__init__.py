@@ -2,6 +2,7 @@
 
 - :mod:`~newsletter.store.db`: URLs, engines, the open :class:`Store`, Alembic migrations;
 - :mod:`~newsletter.store.subscribers`: subscribers, topics, consent log, suppression list;
+- :mod:`~newsletter.store.signups`: sign-up requests waiting for the owner's confirmation;
 - :mod:`~newsletter.store.ledger`: sends, their snapshots and their deliveries;
 - :mod:`~newsletter.store.schedules`: requested schedules, firings, the scheduler lease;
 - :mod:`~newsletter.store.views`: the plain dataclasses handed out (never ORM rows).

@@ -286,8 +286,23 @@ def upgrade_database(database_url: str) -> MigrationStatus:
     engine = make_engine(url)
     try:
         with _connect(engine, url) as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # Rebuilding a table (SQLite's way to alter it) drops the old one; with
+                # foreign keys on, that would cascade into the rows that refer to it.
+                # The pragma only works outside a transaction.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
             with conn.begin():
                 command.upgrade(alembic_config(conn), "head")
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise StoreError(
+                        "the migrated database has rows that refer to missing rows",
+                        hint="restore the backup and report this as a bug",
+                    )
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
             current = _current_revision(conn)
     finally:
         engine.dispose()

@@ -3,7 +3,8 @@
 Tables are kept deliberately plain, because delivery planning runs set-based SQL over
 ``subscribers`` joined to ``subscriber_topics``: an integer key, an indexed ``status``, a
 unique normalised ``email``, and one row per (subscriber, topic slug). Table groups:
-subscribers (``subscribers``, ``subscriber_topics``, ``consent_events``, ``suppressions``),
+subscribers (``subscribers``, ``subscriber_topics``, ``consent_events``, ``suppressions``,
+``signup_requests``),
 the ledger (``sends``, ``send_variants``, ``deliveries``), the scheduler (``schedules``,
 ``schedule_runs``, ``scheduler_lease``) and ``store_meta``. The values allowed in status
 columns come from :mod:`newsletter.rules.statuses`.
@@ -100,6 +101,8 @@ class Subscriber(Base):
     __table_args__ = (
         CheckConstraint("status IN ('" + "', '".join(STATUSES) + "')", name="status"),
         CheckConstraint("source IN ('" + "', '".join(SOURCES) + "')", name="source"),
+        # Ids are never reused (signed links name them): see migration 0006.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -157,6 +160,31 @@ class ConsentRecord(Base):
     ip: Mapped[str | None] = mapped_column(String(45))
     consent_version: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class SignupRequest(Base):
+    """What someone typed into the sign-up form, waiting for the address's owner to confirm.
+
+    Nobody's record changes before that: confirming applies the request to the person
+    (creating them, or bringing back a pending or unsubscribed one) and deletes it.
+    ``topics`` are slugs separated by spaces (none for all topics). Expired requests are
+    purged.
+    """
+
+    __tablename__ = "signup_requests"
+    # Ids are never reused (SQLite would reuse the highest after a delete): a confirmation
+    # link names its request by id and must never name a later request for someone else.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    all_topics: Mapped[bool] = mapped_column(default=False)
+    topics: Mapped[str] = mapped_column(Text, default="")
+    ip: Mapped[str | None] = mapped_column(String(45))
+    consent_version: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class Suppression(Base):

@@ -49,6 +49,7 @@ from newsletter.store.models import (
     WIRE_STARTED,
     ConsentRecord,
     Delivery,
+    SignupRequest,
     StoreMeta,
     Subscriber,
     SubscriberTopic,
@@ -511,6 +512,7 @@ def erase(store: Store, email: str, *, source: str = "cli") -> Erasure:
         s.execute(delete(ConsentRecord).where(ConsentRecord.subscriber_id == sub.id))
         s.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == sub.id))
         s.execute(delete(Subscriber).where(Subscriber.id == sub.id))
+        s.execute(delete(SignupRequest).where(SignupRequest.email == sub.email))
         _log(s, None, "erased", source, detail="personal data erased on request")
     return Erasure(address, log_cleared=checkpoint(store))
 

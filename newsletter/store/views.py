@@ -185,3 +185,18 @@ class SendSnapshot:
     def summary_topics(self) -> tuple[frozenset[str], ...]:
         """Each summary's topic slugs, in order."""
         return tuple(s.topics for s in self.summaries)
+
+
+@dataclass(frozen=True)
+class SignupRequestView:
+    """A sign-up waiting for the address's owner to confirm. ``topics``: slugs, sorted."""
+
+    id: int
+    email: str
+    name: str
+    all_topics: bool
+    topics: tuple[str, ...]
+    ip: str | None
+    consent_version: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime

@@ -8,11 +8,12 @@ Views parse the request, call one service (:mod:`newsletter.services`) and rende
 
 from __future__ import annotations
 
-import waitress
+import logging
 
 from newsletter.config import Settings
 from newsletter.services import App
 from newsletter.web.app import create_app
+from newsletter.web.serving import make_server
 
 __all__ = ["create_app", "serve"]
 
@@ -21,10 +22,12 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, threads
     """Serve the web pages with waitress until interrupted.
 
     Opens the store first, so a missing or unmigrated database is a clear error before
-    anything listens.
+    anything listens. Request bodies over the app's limit are refused by waitress from
+    their ``Content-Length``, never read (see :mod:`newsletter.web.serving`).
     """
     app = create_app(App(settings))
+    logging.basicConfig()  # waitress reports its own errors through logging
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="newsletter")
+        make_server(app, host=host, port=port, threads=threads).run()
     finally:
         app.extensions["newsletter"].close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from flask import (
@@ -77,10 +78,21 @@ def create_app(app: App | Settings) -> Flask:
         "/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"})
     )
     flask_app.jinja_env.globals.update(_template_globals(app))
+    flask_app.before_request(_check_query)
     flask_app.before_request(_check_origin)
     flask_app.after_request(_finish_response)
     _register_errors(flask_app)
     return flask_app
+
+
+def _check_query() -> Any:
+    """A query string that is not UTF-8 (raw bytes from the client) is a bad request: the
+    pages would otherwise fail reading their arguments."""
+    try:
+        request.query_string.decode("utf-8")
+    except UnicodeDecodeError:
+        abort(400, "The address of this page could not be read.")
+    return None
 
 
 def _check_origin() -> Any:
@@ -113,6 +125,8 @@ def _template_globals(app: App) -> dict[str, Any]:
 def _finish_response(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if "Location" in response.headers:
+        response.headers["Location"] = local_location(response.headers["Location"])
     if request.endpoint in ("static_file",) or (request.endpoint or "").startswith(
         "archive_pages."
     ):
@@ -120,6 +134,7 @@ def _finish_response(response: Response) -> Response:
     else:
         # Personal pages (they carry tokens and addresses) are never cached.
         response.headers["Cache-Control"] = "no-store"
+    web().submit_deferred()  # the answer is complete: its background work may start
     if g.get("set_csrf_cookie"):
         response.set_cookie(
             CSRF_COOKIE,
@@ -130,6 +145,18 @@ def _finish_response(response: Response) -> Response:
             path="/",
         )
     return response
+
+
+def local_location(location: str) -> str:
+    """A redirect target reduced to a path on this site: never another host.
+
+    Werkzeug builds the targets of its own redirects (a missing trailing slash, doubled
+    slashes) from the request's Host header, which the visitor controls; the browser
+    resolves a relative target against the address it asked for instead.
+    """
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/\\")
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def _static_file(name: str) -> Response:

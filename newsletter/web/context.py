@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app, g, render_template, request
+from flask import current_app, g, has_request_context, render_template, request
 
 from newsletter.config import Settings
 from newsletter.services import App
@@ -44,8 +44,22 @@ class WebContext:
         return self.settings.secret_keys
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` after the response, on the background thread."""
-        self.jobs.submit(job)
+        """Run ``job`` after the response, on the background thread.
+
+        During a request the job is only queued once the response is complete (see
+        :func:`submit_deferred`), so none of its work (lookup, rendering, SMTP) runs
+        beside the request that asked for it: the answer takes the same time whatever the
+        job has to do.
+        """
+        if has_request_context():
+            g.setdefault("deferred_jobs", []).append(job)
+        else:
+            self.jobs.submit(job)
+
+    def submit_deferred(self) -> None:
+        """Queue the jobs the current request deferred (called with its finished response)."""
+        for job in g.pop("deferred_jobs", []):
+            self.jobs.submit(job)
 
     def close(self) -> None:
         """Finish the background jobs, then close the app (store, transport)."""

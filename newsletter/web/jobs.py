@@ -2,7 +2,9 @@
 
 The sign-up and "send me my link" pages answer the same way, at the same speed, whether
 the address is known or not; so the lookup, the store change and the SMTP conversation
-happen here, on one background thread, never while the browser waits.
+happen here, on one background thread, never while the browser waits. A request's jobs
+are queued only once its response is complete (``WebContext.submit``), so they never
+run beside the request that asked for them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ class BackgroundJobs:
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` later; its exceptions are logged, never raised to the request."""
         self._queue.put(job)
+
+    @property
+    def pending(self) -> int:
+        """Jobs submitted and not finished yet (the one running included)."""
+        return self._queue.unfinished_tasks
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until every submitted job has finished (tests, shutdown)."""

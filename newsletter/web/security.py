@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -67,8 +68,11 @@ class RateLimiter:
     """At most ``limit`` events per key in a sliding window, in this process's memory.
 
     Kept in memory on purpose: limits protect against floods of sign-ups to one address
-    or from one IP, and a restart forgetting them is harmless. Memory is bounded: expired
-    keys are purged when the table grows.
+    or from one IP, and a restart forgetting them is harmless. Memory is bounded by
+    ``max_keys``; a key is forgotten only once its window has passed, never to make room.
+    While the table is full of live keys, a new key is refused (answered as over its
+    limit) until the oldest of them expires: a flood from many addresses can delay
+    strangers' sign-ups for at most one window, but can never reset a limit.
     """
 
     def __init__(self, window: float = 3600.0, max_keys: int = 50_000) -> None:
@@ -76,17 +80,19 @@ class RateLimiter:
         self.max_keys = max_keys
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._full_until = float("-inf")  # no key expires before this: skip purging
 
     def hit(self, key: str, limit: int, now: float | None = None) -> bool:
-        """Record one event for ``key``; False (and not recorded) if over ``limit``."""
+        """Record one event for ``key``; False (and not recorded) if over ``limit``, or
+        if ``key`` is new while the table is full."""
         if limit <= 0:
             return True
         now = time.monotonic() if now is None else now
         with self._lock:
             events = self._events.get(key)
             if events is None:
-                if len(self._events) >= self.max_keys:
-                    self._purge(now)
+                if len(self._events) >= self.max_keys and not self._purge(now):
+                    return False
                 events = self._events[key] = deque()
             while events and events[0] <= now - self.window:
                 events.popleft()
@@ -95,11 +101,32 @@ class RateLimiter:
             events.append(now)
             return True
 
-    def _purge(self, now: float) -> None:
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def _purge(self, now: float) -> bool:
+        """Forget the keys whose window has passed; True if there is room now."""
+        if now < self._full_until:
+            return False  # nothing can have expired since the last full scan
         cutoff = now - self.window
         for key in [k for k, ev in self._events.items() if not ev or ev[-1] <= cutoff]:
             del self._events[key]
-        if len(self._events) >= self.max_keys:  # still full: forget the oldest half
-            oldest = sorted(self._events, key=lambda k: self._events[k][-1])
-            for key in oldest[: len(oldest) // 2]:
-                del self._events[key]
+        if len(self._events) < self.max_keys:
+            return True
+        self._full_until = min(ev[-1] for ev in self._events.values()) + self.window
+        return False
+
+
+def ip_key(address: str | None) -> str:
+    """The rate-limit key of a client address: an IPv6 client by its /64 network (one
+    machine commonly holds a whole /64), an IPv4 client by its address."""
+    text = address or "unknown"
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return f"ip:{text[:64]}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"ip:{ip}"

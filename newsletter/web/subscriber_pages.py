@@ -23,14 +23,14 @@ from flask import Blueprint, abort, request, url_for
 from newsletter.content.model import Topic
 from newsletter.content.taxonomy import load_taxonomy
 from newsletter.errors import NewsletterError
-from newsletter.rules.addresses import InvalidAddressError, normalise_address
+from newsletter.rules.addresses import InvalidAddressError, mailbox_key, normalise_address
 from newsletter.rules.months import add_months
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services import signup as signups
 from newsletter.services import subscribers as people
-from newsletter.services.signup import CONFIRM_MAX_AGE
 from newsletter.services.subscribers import BadLinkError, SubscriberView
 from newsletter.web.context import client_ip, csrf_ok, page, web
+from newsletter.web.security import ip_key
 from newsletter.web.topic_groups import topic_groups
 
 subscriber_pages = Blueprint("subscriber_pages", __name__)
@@ -245,8 +245,8 @@ def signup():
 def _rate_limited(address: str) -> bool:
     settings = web().settings
     limiter = web().limiter
-    ok_ip = limiter.hit(f"ip:{client_ip()}", settings.signup_limit_per_ip)
-    ok_addr = limiter.hit(f"addr:{address}", settings.signup_limit_per_address)
+    ok_ip = limiter.hit(ip_key(client_ip()), settings.signup_limit_per_ip)
+    ok_addr = limiter.hit(f"addr:{mailbox_key(address)}", settings.signup_limit_per_address)
     return not (ok_ip and ok_addr)
 
 
@@ -314,17 +314,17 @@ def _too_many() -> dict[str, str]:
 @subscriber_pages.get("/confirm/<token>")
 def confirm_page(token: str):
     """A button to confirm the subscription (GET changes nothing)."""
-    sub = _subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
-    return page("confirm.html", sub=sub, token=token)
+    found = signups.confirmation_from_link(web().app, token)
+    return page("confirm.html", sub=found, token=token)
 
 
 @subscriber_pages.post("/confirm/<token>")
 def confirm_post(token: str):
-    """Make the pending subscriber active and send the welcome email."""
-    sub = _subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
+    """Apply the sign-up (the person becomes active) and send the welcome email."""
+    signups.confirmation_from_link(web().app, token)
     _require_csrf(token)
     app = web().app
-    sub, confirmed = signups.confirm(app, sub, client_ip())
+    sub, confirmed = signups.confirm_link(app, token, client_ip())
     if confirmed:
         subscriber_id = sub.id
         web().submit(lambda: signups.send_welcome(app, subscriber_id))

@@ -69,3 +69,13 @@ def test_whatever_is_stored_can_be_sent(local: str, domain: str, spaces: str) ->
     assert is_sendable(stored)
     assert check_address("recipient address", stored) == stored
     assert stored == stored.lower() and stored.isascii()
+
+
+def test_mailbox_key_folds_tags_and_domain_case() -> None:
+    from newsletter.rules.addresses import mailbox_key
+
+    assert mailbox_key("ann+news@Example.ORG") == "ann@example.org"
+    assert mailbox_key("ann+a+b@example.org") == "ann@example.org"
+    assert mailbox_key("ann@example.org") == "ann@example.org"
+    assert mailbox_key("+tag@example.org") == "+tag@example.org"
+    assert mailbox_key("no-at-sign") == "no-at-sign"

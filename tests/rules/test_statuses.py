@@ -299,3 +299,16 @@ def test_finished_sends() -> None:
     assert st.is_finished("done") and st.is_finished("cancelled")
     for status in ("planned", "sending", "paused", None):
         assert not st.is_finished(status)
+
+
+def test_confirm_signup() -> None:
+    from newsletter.rules.statuses import SubscriberStateError, confirm_signup
+
+    new = confirm_signup(None, "d")
+    assert (new.status, new.event, new.detail, new.confirmed) == ("active", "confirmed", "d", True)
+    assert confirm_signup("pending").event == "confirmed"
+    back = confirm_signup("unsubscribed")
+    assert (back.status, back.event, back.left) == ("active", "resubscribed", False)
+    assert confirm_signup("active") is None and confirm_signup("paused") is None
+    with pytest.raises(SubscriberStateError):
+        confirm_signup("bounced")

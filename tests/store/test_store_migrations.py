@@ -75,3 +75,82 @@ def test_url_normalisation() -> None:
         normalise_url("mysql://u@h/db")
     with pytest.raises(StoreError, match="not a database URL"):
         normalise_url("nonsense")
+
+
+def test_head_is_signup_requests_and_it_downgrades(tmp_path: Path) -> None:
+    """0005 adds the sign-up requests table (ids never reused); down to 0004 and back."""
+    import sqlite3
+
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from newsletter.store.db import alembic_config, head_revision, table_names
+
+    url = f"sqlite:///{tmp_path}/n.db"
+    assert upgrade_database(url).current == head_revision()
+    engine = create_engine(url)
+    try:
+        assert "signup_requests" in table_names(engine)
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0004")
+        assert "worker_leases" not in table_names(engine)
+        assert "signup_requests" not in table_names(engine)
+        assert database_status(url).current == "0004"
+    finally:
+        engine.dispose()
+    assert upgrade_database(url).up_to_date
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        (sql,) = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'signup_requests'"
+        ).fetchone()
+    assert "AUTOINCREMENT" in sql
+
+
+def test_0006_keeps_every_row_and_ids_of_erased_people_are_never_reused(tmp_path: Path) -> None:
+    """Rebuilding ``subscribers`` on SQLite (for AUTOINCREMENT) cascades into nothing,
+    and after it an erased person's id is not given to the next person."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from newsletter.config import load_settings
+    from newsletter.services import App, subscribers
+    from newsletter.store.db import alembic_config
+
+    url = f"sqlite:///{tmp_path}/n.db"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0005_signup_requests")
+        for n, who in enumerate("ab", start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO subscribers (id, email, name, status, all_topics, source, "
+                    "created_at) VALUES (:n, :e, '', 'active', 0, 'cli', '2026-11-01 00:00:00')"
+                ),
+                {"n": n, "e": f"{who}@example.org"},
+            )
+            conn.execute(text("INSERT INTO subscriber_topics VALUES (:n, 'training')"), {"n": n})
+            conn.execute(
+                text(
+                    "INSERT INTO consent_events (subscriber_id, at, event, source) "
+                    "VALUES (:n, '2026-11-01 00:00:00', 'subscribed', 'cli')"
+                ),
+                {"n": n},
+            )
+    engine.dispose()
+    settings = load_settings(None, environ={"NEWSLETTER_DATABASE_URL": url})
+    assert upgrade_database(url).up_to_date  # 0006 rebuilds subscribers
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subscriber_topics")).scalar() == 2
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM consent_events WHERE subscriber_id IS NOT NULL")
+            ).scalar()
+            == 2
+        )
+    engine.dispose()
+    with App(settings) as app:
+        erased = subscribers.get_subscriber(app, "b@example.org").id
+        subscribers.erase(app, "b@example.org")
+        newcomer = subscribers.add_subscriber(app, "c@example.org", topics="Training")
+        assert newcomer.id > erased

@@ -82,3 +82,12 @@ def subscriber(settings: Settings, email: str, history: bool = False):
 def wait_jobs(app) -> None:
     """Wait for the background jobs (sign-up and lost-link emails)."""
     assert app.extensions["newsletter"].jobs.wait_idle(30)
+
+
+def assert_security_headers(response) -> None:
+    """The headers every answer of the site carries (pages, errors, redirects)."""
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"

@@ -63,11 +63,15 @@ def test_sign_up_confirm_and_welcome(browser, server, app, smtp_server, web_sett
     wait_jobs(app)
     (msg,) = [m.parsed() for m in smtp_server.messages]
     path = LINK.search(msg.get_body(("plain",)).get_content()).group(1)
-    assert subscriber(web_settings, "browser.reader@example.org").status == "pending"
+    from newsletter.store import SubscriberNotFoundError
+
+    with pytest.raises(SubscriberNotFoundError):  # nobody is stored before confirming
+        subscriber(web_settings, "browser.reader@example.org")
     page.goto(server + path)
     page.get_by_role("button", name="Confirm my subscription").click()
     page.get_by_role("heading", name="You are subscribed").wait_for()
-    assert subscriber(web_settings, "browser.reader@example.org").status == "active"
+    sub = subscriber(web_settings, "browser.reader@example.org")
+    assert (sub.status, sub.name, sub.topics) == ("active", "Bea", ("empathy",))
     wait_jobs(app)
     welcome = smtp_server.messages[-1].parsed()
     assert welcome["To"] == "browser.reader@example.org"

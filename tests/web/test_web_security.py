@@ -6,7 +6,7 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.tokens import make_token
-from tests.web.conftest import subscriber
+from tests.web.conftest import assert_security_headers, subscriber
 
 PAGES = ["/", "/subscribe", "/preferences", "/archive", "/archive/2026-10"]
 
@@ -65,6 +65,34 @@ def test_token_of_a_person_no_longer_in_the_store_is_404(client, web_settings):
     r = client.get(f"/preferences/{make_token(web_settings, 'preferences', 999999)}")
     assert r.status_code == 404
     assert "This link does not work" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("payload", [0, -1, 2**63, 2**70, -(2**80)])
+def test_token_with_an_id_out_of_range_is_a_bad_link(client, web_settings, payload):
+    """A genuine signature over an id no database column can hold: a bad link, not a 500."""
+    for purpose, path in (
+        ("preferences", "/preferences/{}"),
+        ("unsubscribe", "/unsubscribe/{}"),
+        ("topic", "/topic/{}/empathy"),
+    ):
+        t = make_token(web_settings, purpose, payload)
+        for method in ("get", "post"):
+            r = getattr(client, method)(path.format(t), data={"List-Unsubscribe": "One-Click"})
+            assert r.status_code == 400, (purpose, method)
+            assert "This link does not work" in r.get_data(as_text=True)
+            assert_security_headers(r)
+
+
+@pytest.mark.parametrize(
+    "path", ["//archive", "/archive/2026-10/", "//archive//2026-10", "/archive//", "///archive"]
+)
+def test_redirects_never_follow_the_host_header(client, path):
+    r = client.get(path, headers={"Host": "evil.example"})
+    assert r.status_code < 500
+    location = r.headers.get("Location", "")
+    assert "evil.example" not in location
+    assert not location or (location.startswith("/") and not location.startswith("//"))
+    assert_security_headers(r)
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -135,3 +163,77 @@ def test_stylesheet_is_same_origin(client):
     r = client.get("/static/site.css")
     assert r.status_code == 200 and r.mimetype == "text/css"
     assert client.get("/static/nope.css").status_code == 404
+
+
+# --- rate limits -------------------------------------------------------------------------
+
+
+def test_a_full_limit_table_never_forgets_a_live_key():
+    """Flooding the table from other keys must not reset anyone's limit."""
+    from newsletter.web.security import RateLimiter
+
+    rl = RateLimiter(window=100.0, max_keys=4)
+    assert rl.hit("addr:victim@example.org", 2, now=0.0)
+    assert rl.hit("addr:victim@example.org", 2, now=1.0)
+    assert not rl.hit("addr:victim@example.org", 2, now=2.0)
+    for i in range(3):
+        assert rl.hit(f"ip:{i}", 2, now=3.0 + i)
+    # Full of live keys: a new key is refused, and nothing live is dropped for it.
+    for i in range(100):
+        assert not rl.hit(f"flood{i}", 2, now=10.0 + i * 0.1)
+    assert len(rl) == 4
+    assert not rl.hit("addr:victim@example.org", 2, now=50.0)
+    # Once a window has passed, expired keys make room (the victim's own limit is over).
+    assert rl.hit("newcomer", 2, now=101.5)
+    assert not rl.hit("addr:victim@example.org", 2, now=102.0)  # full again: ip:0..2
+    assert rl.hit("addr:victim@example.org", 2, now=103.5)  # ip:0 expired at 103
+
+
+def test_the_limit_table_stays_bounded():
+    from newsletter.web.security import RateLimiter
+
+    rl = RateLimiter(window=10.0, max_keys=50)
+    for i in range(1000):
+        rl.hit(f"k{i}", 1, now=float(i) / 10)
+        assert len(rl) <= 50
+
+
+@pytest.mark.parametrize(
+    "address,key",
+    [
+        ("203.0.113.7", "ip:203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "ip:2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "ip:2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "ip:203.0.113.7"),
+        (None, "ip:unknown"),
+    ],
+)
+def test_ip_keys(address, key):
+    from newsletter.web.security import ip_key
+
+    assert ip_key(address) == key
+
+
+def test_tagged_addresses_share_one_limit(client, web_settings):
+    page = client.get("/subscribe").get_data(as_text=True)
+    from tests.web.conftest import csrf_of
+
+    def signup(address):
+        return client.post(
+            "/subscribe",
+            data={
+                "csrf_token": csrf_of(page),
+                "email": address,
+                "all_topics": "1",
+                "consent": "1",
+            },
+        )
+
+    variants = ["flood@example.org", "flood+a@example.org", "Flood+b@EXAMPLE.org"]
+    assert web_settings.signup_limit_per_address == len(variants)
+    for address in variants:
+        assert signup(address).status_code == 200
+    r = signup("flood+c@Example.Org")
+    assert r.status_code == 429
+    assert_security_headers(r)
+    assert signup("other@example.org").status_code == 200

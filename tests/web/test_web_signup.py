@@ -7,7 +7,7 @@ import re
 import pytest
 
 from newsletter.tokens import fixed_clock, make_token
-from tests.web.conftest import csrf_of, subscriber, wait_jobs
+from tests.web.conftest import assert_security_headers, csrf_of, subscriber, wait_jobs
 
 LINK = re.compile(r"https://news\.example\.org(/[^\s\"<>]+)")
 
@@ -26,36 +26,63 @@ def signup(client, **fields):
     return client.post("/subscribe", data=data, environ_base={"REMOTE_ADDR": "198.51.100.9"})
 
 
+def not_in_store(settings, address: str) -> bool:
+    from newsletter.store import SubscriberNotFoundError
+
+    try:
+        subscriber(settings, address)
+    except SubscriberNotFoundError:
+        return True
+    return False
+
+
 def test_signup_confirm_welcome(app, client, smtp_server, web_settings):
     r = signup(client, email="New.Reader@Example.org", name="Nina", topics=["empathy"])
     assert r.status_code == 200
     assert "Check your email" in r.get_data(as_text=True)
+    assert_security_headers(r)
     wait_jobs(app)
-    sub = subscriber(web_settings, "new.reader@example.org", history=True)
-    assert sub.status == "pending" and sub.topics == ("empathy",) and sub.name == "Nina"
-    first = sub.events[0]
-    assert (first.source, first.ip, first.consent_version) == (
-        "web",
-        "198.51.100.9",
-        "test-consent-1",
-    )
+    # Nobody is added before the address's owner confirms.
+    assert not_in_store(web_settings, "new.reader@example.org")
 
     (mail,) = mails_to(smtp_server, "new.reader@example.org")
     assert "confirm" in mail["Subject"].lower()
+    assert "Nina" not in text_of(mail)  # what a stranger typed never reaches the address
+    assert "Nina" not in mail.get_body(("html",)).get_content()
     path = LINK.search(text_of(mail)).group(1)
     assert path.startswith("/confirm/")
 
     # Following the link shows a button; nothing changes until it is pressed.
     page = client.get(path)
     assert page.status_code == 200
-    assert subscriber(web_settings, "new.reader@example.org").status == "pending"
-    r = client.post(path, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    assert "new.reader@example.org" in page.get_data(as_text=True)
+    assert_security_headers(page)
+    assert not_in_store(web_settings, "new.reader@example.org")
+    r = client.post(
+        path,
+        data={"csrf_token": csrf_of(page.get_data(as_text=True))},
+        environ_base={"REMOTE_ADDR": "203.0.113.5"},
+    )
     assert r.status_code == 200
     assert "You are subscribed" in r.get_data(as_text=True)
+    assert_security_headers(r)
     sub = subscriber(web_settings, "new.reader@example.org", history=True)
-    assert sub.status == "active"
-    assert sub.events[-1].event == "confirmed"
-    assert sub.events[-1].consent_version == "test-consent-1"
+    assert sub.status == "active" and sub.topics == ("empathy",) and sub.name == "Nina"
+    assert sub.source == "web" and sub.confirmed_at is not None
+    # The consent log: the sign-up (its time, IP and consent text), then the confirmation.
+    first, last = sub.events[0], sub.events[-1]
+    assert (first.event, first.source, first.ip, first.consent_version) == (
+        "subscribed",
+        "web",
+        "198.51.100.9",
+        "test-consent-1",
+    )
+    assert (last.event, last.ip, last.consent_version) == (
+        "confirmed",
+        "203.0.113.5",
+        "test-consent-1",
+    )
+    assert "198.51.100.9" in last.detail and "empathy" in last.detail
 
     wait_jobs(app)
     mails = mails_to(smtp_server, "new.reader@example.org")
@@ -70,35 +97,96 @@ def test_signup_confirm_welcome(app, client, smtp_server, web_settings):
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert welcome.get_body(("html",)) is not None
 
-    # Confirming twice changes nothing and sends nothing more.
+    # The request is used up: confirming twice changes nothing and sends nothing more.
     r = client.post(path, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
-    assert "Already confirmed" in r.get_data(as_text=True)
+    assert r.status_code == 404
+    assert "This link does not work" in r.get_data(as_text=True)
+    assert_security_headers(r)
+    assert len(subscriber(web_settings, "new.reader@example.org", history=True).events) == 2
     wait_jobs(app)
     assert len(mails_to(smtp_server, "new.reader@example.org")) == 2
 
 
 def test_signup_for_existing_address_answers_the_same(app, client, smtp_server, web_settings):
     new = signup(client, email="fresh@example.org", all_topics="1")
-    known = signup(client, email="ann@example.org", all_topics="1")
+    known = signup(client, email="ann@example.org", all_topics="1", name="Mallory")
     assert new.status_code == known.status_code == 200
     norm = lambda r, a: r.get_data(as_text=True).replace(a, "X")  # noqa: E731
     assert norm(new, "fresh@example.org") == norm(known, "ann@example.org")
     wait_jobs(app)
     # The known active subscriber is not changed; they get a link to their preferences.
-    assert subscriber(web_settings, "ann@example.org").topics == ("empathy", "training")
+    sub = subscriber(web_settings, "ann@example.org", history=True)
+    assert sub.topics == ("empathy", "training") and sub.name == "Ann Example"
+    assert [e.event for e in sub.events] == ["subscribed"]
     (mail,) = mails_to(smtp_server, "ann@example.org")
     assert "/preferences/" in text_of(mail)
+    assert "Mallory" not in text_of(mail)
 
 
-def test_unsubscribed_person_signs_up_again_with_confirmation(
+def test_a_strangers_signup_changes_nobody_until_the_owner_confirms(
     app, client, smtp_server, web_settings
 ):
-    signup(client, email="left@example.org", topics=["attachment"])
+    before = subscriber(web_settings, "left@example.org", history=True)
+    signup(client, email="left@example.org", name="Mallory", topics=["attachment"])
     wait_jobs(app)
-    sub = subscriber(web_settings, "left@example.org")
-    assert sub.status == "pending" and sub.topics == ("attachment",)
+    # The unsubscribed person's record is exactly as it was: status, name, topics, log.
+    assert subscriber(web_settings, "left@example.org", history=True) == before
     (mail,) = mails_to(smtp_server, "left@example.org")
-    assert "/confirm/" in text_of(mail)
+    assert "Mallory" not in text_of(mail)
+    path = LINK.search(text_of(mail)).group(1)
+    assert path.startswith("/confirm/")
+
+    # The owner confirms: back on the list with what the request asked for.
+    page = client.get(path)
+    assert page.status_code == 200
+    assert subscriber(web_settings, "left@example.org", history=True) == before
+    r = client.post(path, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    assert "You are subscribed" in r.get_data(as_text=True)
+    sub = subscriber(web_settings, "left@example.org", history=True)
+    assert sub.status == "active" and sub.topics == ("attachment",) and sub.name == "Mallory"
+    assert sub.unsubscribed_at is None
+    back = sub.events[-1]
+    assert (back.event, back.source, back.consent_version) == (
+        "resubscribed",
+        "web",
+        "test-consent-1",
+    )
+    assert "web sign-up" in back.detail and "198.51.100.9" in back.detail
+    assert len(sub.events) == len(before.events) + 1
+
+
+def test_a_pending_person_is_unchanged_until_they_confirm(app, client, smtp_server, web_settings):
+    from tests.support.services import add_subscriber
+
+    add_subscriber(web_settings, "waiting@example.org", pending=True, topics="Training")
+    before = subscriber(web_settings, "waiting@example.org", history=True)
+    signup(client, email="waiting@example.org", name="Eve", topics=["empathy"])
+    wait_jobs(app)
+    assert subscriber(web_settings, "waiting@example.org", history=True) == before
+    (mail,) = mails_to(smtp_server, "waiting@example.org")
+    path = LINK.search(text_of(mail)).group(1)
+    page = client.get(path)
+    client.post(path, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    sub = subscriber(web_settings, "waiting@example.org", history=True)
+    assert sub.status == "active" and sub.topics == ("empathy",) and sub.name == "Eve"
+    assert sub.events[-1].event == "confirmed"
+
+
+def test_confirming_an_older_request_after_joining_changes_nothing(
+    app, client, smtp_server, web_settings
+):
+    """Two requests for one address: confirming one uses up both."""
+    signup(client, email="twice@example.org", topics=["empathy"])
+    signup(client, email="twice@example.org", topics=["training"])
+    wait_jobs(app)
+    first, second = (
+        LINK.search(text_of(m)).group(1) for m in mails_to(smtp_server, "twice@example.org")
+    )
+    page = client.get(second)
+    client.post(second, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    assert subscriber(web_settings, "twice@example.org").topics == ("training",)
+    assert client.get(first).status_code == 404
+    assert subscriber(web_settings, "twice@example.org").topics == ("training",)
 
 
 def test_signup_errors_keep_what_was_typed(client, web_settings):
@@ -185,3 +273,44 @@ def test_lost_link_bad_address_redisplays(client):
     r = client.post("/preferences", data={"csrf_token": csrf_of(page), "email": "nope"})
     assert r.status_code == 400
     assert 'value="nope"' in r.get_data(as_text=True)
+
+
+def test_lost_link_answers_before_any_work_and_the_same_for_known_and_unknown(
+    app, client, smtp_server
+):
+    """The request only queues one job, whatever the address; the lookup and the mail
+    come after the answer (here: only once the background thread is let go)."""
+    import threading
+
+    jobs = app.extensions["newsletter"].jobs
+    gate = threading.Event()
+    jobs.submit(gate.wait)  # hold the background thread
+    try:
+        page = client.get("/preferences").get_data(as_text=True)
+        answers = []
+        for n, address in enumerate(["ann@example.org", "nobody@example.org"], start=2):
+            r = client.post("/preferences", data={"csrf_token": csrf_of(page), "email": address})
+            assert r.status_code == 200
+            assert_security_headers(r)
+            answers.append(r.get_data(as_text=True).replace(address, "X"))
+            assert jobs.pending == n  # one job queued for each, known or not
+        assert answers[0] == answers[1]
+        assert not smtp_server.messages  # nothing was sent while answering
+    finally:
+        gate.set()
+    wait_jobs(app)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.org"]]
+
+
+def test_jobs_of_a_request_are_queued_only_with_its_finished_response(app):
+    from flask import Response
+
+    ctx = app.extensions["newsletter"]
+    ran = []
+    with app.test_request_context("/preferences", method="POST"):
+        ctx.submit(lambda: ran.append("job"))
+        assert ctx.jobs.pending == 0  # still answering: not queued yet
+        app.process_response(Response("ok"))
+        assert ctx.jobs.pending in (0, 1)
+    wait_jobs(app)
+    assert ran == ["job"]

@@ -8,8 +8,12 @@ delivery is taken over only when its claimer's lease has stopped being renewed.
 An unsubscribe skips every row of the person that is not on the wire, in its own
 transaction, and waits only for a row that is.
 
-Revision ID: 0005
-Revises: 0004
+On SQLite, ``subscribers`` is rebuilt with AUTOINCREMENT: without it, erasing the newest
+person freed their id for the next one, and the erased person's signed links (which name
+the id) opened the newcomer's pages. (PostgreSQL sequences never reuse ids.)
+
+Revision ID: 0006
+Revises: 0005_signup_requests
 Create Date: 2026-12-01
 """
 
@@ -18,8 +22,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005_signup_requests"
 branch_labels = None
 depends_on = None
 
@@ -34,6 +38,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(sa.Column("wire_state", sa.SmallInteger(), nullable=True))
+    if op.get_bind().dialect.name == "sqlite":
+        # (upgrade_database turns foreign keys off around migrations on SQLite, so that
+        # rebuilding a parent table does not cascade into its children.)
+        with op.batch_alter_table(
+            "subscribers", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        ):
+            pass
 
 
 def downgrade() -> None:
