@@ -70,14 +70,26 @@ def bulk_people(n: int) -> dict[str, tuple[str | None, set[str] | None]]:
     return {f"p{i:04d}@example.org": kinds[i % len(kinds)] for i in range(n)}
 
 
-def add_many(settings: Settings, people: dict[str, tuple[str | None, set[str] | None]]) -> None:
-    """Add everyone in one App (one subscriber per transaction, as the CLI does)."""
-    with App(settings) as app:
+def add_many(
+    settings: Settings, people: dict[str, tuple[str | None, set[str] | None]], folder: Path
+) -> None:
+    """Add everyone active, through the CSV import (one subscriber per transaction is
+    too slow on PostgreSQL for hundreds of people); the file is written in ``folder``."""
+    import csv
+
+    from newsletter.services import imports
+
+    path = folder / "people.csv"
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["email", "name", "status", "topics", "all_topics"])
         for addr, (topics, _) in people.items():
-            if topics is None:
-                subscribers.add_subscriber(app, addr, name="Ann Example", all_topics=True)
-            else:
-                subscribers.add_subscriber(app, addr, name="Ann Example", topics=topics)
+            writer.writerow(
+                [addr, "Ann Example", "active", topics or "", "true" if topics is None else "false"]
+            )
+    with App(settings) as app:
+        report = imports.import_subscribers(app, path)
+    assert report.added == len(people) and not report.errors, report.to_dict()
 
 
 def expected_digests(
