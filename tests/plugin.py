@@ -11,7 +11,8 @@ Conventions for the suite:
 - Browser tests use Debian's chromium at /usr/bin/chromium and are skipped when it is
   missing, unless ``NEWSLETTER_REQUIRE_BROWSER=1`` (set by .ci/run).
 - A real SMTP server (aiosmtpd, ``tests/support/smtpserver.py``): ``smtp_server``,
-  ``smtp_server_factory``; ``tls_certificate`` and ``dkim_key`` are made once a session.
+  ``smtp_server_factory``; a scripted fault server (``tests/support/fault_smtp.py``):
+  ``fault_smtp``; ``tls_certificate`` and ``dkim_key`` are made once a session.
 - Tests that start real processes of the program are marked ``slow``
   (``python3 dev.py test -m "not slow"`` runs the rest in under a minute).
 - No test depends on wall-clock margins: time is driven by a clock the test controls
@@ -33,6 +34,7 @@ import pytest
 
 from newsletter.browser import CHROMIUM, CHROMIUM_ARGS
 from newsletter.config import Settings, load_settings
+from tests.support.fault_smtp import FaultSmtpServer
 from tests.support.scheduling import AUTHOR, PEOPLE, SCHEDULER_TABLES, SchedulerProcess
 from tests.support.smtpserver import AUTH_WARNING_FILTER, SmtpTestServer, make_certificate
 
@@ -241,6 +243,15 @@ def smtp_server_factory() -> Iterator[Callable[..., SmtpTestServer]]:
 def smtp_server(smtp_server_factory: Callable[..., SmtpTestServer]) -> SmtpTestServer:
     """A started plain SMTP test server on a free 127.0.0.1 port."""
     return smtp_server_factory()
+
+
+@pytest.fixture
+def fault_smtp() -> Iterator[FaultSmtpServer]:
+    """A started scripted fault SMTP server (``tests/support/fault_smtp.py``) on a free
+    127.0.0.1 port; stopped after the test."""
+    server = FaultSmtpServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -223,11 +223,15 @@ class _Controller(Controller):
         super().__init__(*args, **kwargs)
 
     def factory(self) -> SMTP:
-        return _CountingSMTP(self._owner, self.handler, **self.SMTP_kwargs)
+        return self._owner.protocol_class(self._owner, self.handler, **self.SMTP_kwargs)
 
 
 class SmtpTestServer:
     """See the module docstring."""
+
+    #: The aiosmtpd handler and protocol classes; a subclass (``fault_smtp``) swaps them.
+    handler_class: type[_Handler] = _Handler
+    protocol_class: type[_CountingSMTP] = _CountingSMTP
 
     def __init__(
         self,
@@ -295,7 +299,7 @@ class SmtpTestServer:
                 auth_required=True,
                 auth_require_tls=False,  # loopback only; lets tests log in without TLS
             )
-        controller = _Controller(self, _Handler(self), **kwargs)
+        controller = _Controller(self, self.handler_class(self), **kwargs)
         controller.start()
         self._controller = controller
         with self._lock:  # forget the start-up probe connection
