@@ -134,6 +134,12 @@ class Settings:
         "Seconds to wait for the SMTP server before giving up on a command.",
         minimum=0.1,
     )
+    smtp_outage_wait: float = setting(
+        120.0,
+        "Seconds `send` and `worker --once` wait for an unreachable SMTP server before they "
+        "exit with status 75, leaving the send paused and the rest queued.",
+        minimum=0,
+    )
     rate_per_second: float = setting(
         0.0,
         "Most messages sent per second (fractions allowed, 0.5 = one every 2 s); 0 = no limit.",

@@ -178,10 +178,13 @@ def send(
     if not yes and not click.confirm(f"Send {preview.outstanding} messages now?", default=False):
         raise click.ClickException("cancelled; nothing was sent")
     preview = sends.plan(ctx, month, issue=issue, replan=replan)
-    # An unreachable server pauses the send; two minutes after it went away `send` hands
-    # it over to `newsletter worker` (exit status 75) instead of hanging.
+    # An unreachable server pauses the send; smtp_outage_wait (two minutes) after it went
+    # away `send` hands it over to `newsletter worker` (exit status 75) instead of hanging.
     options = sends.WorkerOptions(
-        threads=workers or 0, limit=limit, months=[issue.month], max_unavailable_wait=120.0
+        threads=workers or 0,
+        limit=limit,
+        months=[issue.month],
+        max_unavailable_wait=ctx.settings.smtp_outage_wait,
     )
     result = _drain(ctx, options, limit or preview.outstanding)
     out.print(_result_table(result))
@@ -227,7 +230,7 @@ def _print_tail(out, result) -> None:
     type=click.FloatRange(0),
     default=None,
     help="Seconds to wait for an unreachable SMTP server before exiting (status 75, the "
-    "rest stays queued). Default: 120 with --once, forever without.",
+    "rest stays queued). Default: smtp_outage_wait with --once, forever without.",
 )
 @click.pass_obj
 def worker(
@@ -238,7 +241,8 @@ def worker(
     Runs until stopped (SIGTERM or Ctrl-C finish the messages in flight and leave the
     rest queued), or with --once until nothing is due. Several workers may run at once
     on PostgreSQL, on any number of machines. If the SMTP server cannot be reached the
-    send pauses; --once gives up after two minutes and exits with status 75.
+    send pauses; --once gives up after smtp_outage_wait (two minutes) and exits with
+    status 75.
 
     \b
     Example:
@@ -251,7 +255,7 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if give_up_after is None and once:
-        give_up_after = 120.0
+        give_up_after = app.app().settings.smtp_outage_wait
     options = sends.WorkerOptions(
         threads=workers or 0, once=once, poll_interval=poll, max_unavailable_wait=give_up_after
     )

@@ -2,10 +2,12 @@
 
 One worker process runs ``threads`` sender threads over one transport (whose connection
 pool they share). Each thread loops: claim a batch, assemble each message from its
-variant's ready bytes, hand it to the transport, and record outcomes every
-``record_every`` messages in one transaction. That bounds what a crash can repeat: after a
-SIGKILL at most the messages sent since the last record go out again, with the same
-Message-ID; claimed rows not yet sent are put back and sent once.
+variant's ready bytes, hand it to the transport. It works through the batch in small
+steps (see the fence below): each step writes the outcomes of the messages sent since the
+last one and marks the next few started, in one transaction. That bounds what a crash can
+repeat: after a SIGKILL at most the messages of the step on the wire go out again (about
+``fence_window`` seconds' worth, at most ``record_every``), with the same Message-ID;
+claimed rows not yet sent are put back and sent once.
 
 - **Leases.** A worker registers a lease and renews it from a heartbeat thread every
   ``heartbeat_every`` seconds. Its claims are its own while the lease lives: another
@@ -15,9 +17,10 @@ Message-ID; claimed rows not yet sent are put back and sent once.
   outcomes are refused and logged, and a worker that finds its lease expired stops.
 - **The wire fence.** Before messages go on the wire the thread marks them started
   (:func:`~newsletter.store.ledger.begin_messages`), a few at a time: as many as it sends
-  in ``fence_window`` seconds. An unsubscribe skips every row of the person not yet
-  started, in its own transaction; the fence refuses those, and the unsubscribe waits for
-  a started one. So no message starts after an unsubscribe has returned.
+  in ``fence_window`` seconds (one at a time when sending is slow). An unsubscribe skips
+  every row of the person not yet started, in its own transaction; the fence refuses
+  those, and the unsubscribe waits for a started one. So no message starts after an
+  unsubscribe has returned.
 
 - 2xx: sent. 4xx or a dropped connection: retried later with a growing delay
   (``retry_initial_delay`` doubling per attempt, capped at ``retry_max_delay``), failed
@@ -65,7 +68,7 @@ class WorkerOptions:
 
     threads: int = 0  # 0: as many as smtp_pool_size
     batch_size: int = 200  # rows claimed at once (claims cost more than sends)
-    record_every: int = 50  # outcomes written this often: what a SIGKILL can send twice
+    record_every: int = 50  # most messages between two writes of outcomes (fence steps)
     once: bool = True  # drain what is due now and return; False: keep polling
     limit: int | None = None  # stop after this many messages handed to the transport
     months: list[str] | None = None  # only these sends (None: every running send)
@@ -331,19 +334,13 @@ class DeliveryWorker:
         return max(1, min(self.options.record_every, int(self.options.fence_window / pace)))
 
     def _send_batch(self, batch: list[Claimed]) -> None:
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome] = []  # not written yet
         counts = {"sent": 0, "retry": 0, "failed": 0, "release": 0}
-        done: set[int] = set()  # rows with an outcome (recorded or to be), or dropped
+        done: set[int] = set()  # rows with an outcome (written or to be), or dropped
         cleared: set[int] = set()  # rows the fence let on the wire
-        handed: list[int] = []  # rows handed to the server since the last fence call
         i = 0
         try:
             while i < len(batch):
-                if len(outcomes) >= self.options.record_every:
-                    # Record as we go: after a SIGKILL only messages sent since the last
-                    # record are sent again; claimed rows not yet sent were never sent.
-                    self._record(outcomes, counts)
-                    outcomes, counts, handed = [], dict.fromkeys(counts, 0), []
                 item = batch[i]
                 if self.stop.is_set() or not self._available.is_set() or self._error:
                     outcomes.append(Outcome(item.delivery_id, "release"))
@@ -352,11 +349,11 @@ class DeliveryWorker:
                     i += 1
                     continue
                 if item.delivery_id not in cleared:
+                    # The fence step: write what was sent so far (after a SIGKILL only
+                    # the messages on the wire go again) and start the next few.
                     group = [b.delivery_id for b in batch[i : i + self._fence_size()]]
-                    allowed = ledger.begin_messages(
-                        self.store, self.worker_id, group, handed=handed
-                    )
-                    handed = []
+                    allowed = self._record(outcomes, counts, start=group)
+                    outcomes, counts = [], dict.fromkeys(counts, 0)
                     cleared.update(allowed)
                     refused = [g for g in group if g not in allowed]
                     if refused:  # unsubscribed (or taken over) since the claim
@@ -373,7 +370,6 @@ class DeliveryWorker:
                 outcomes.append(outcome)
                 counts[outcome.status] += 1
                 done.add(item.delivery_id)
-                handed.append(item.delivery_id)
                 i += 1
         except BaseException:
             # Whatever was not sent goes back to the queue before the error propagates.
@@ -402,11 +398,16 @@ class DeliveryWorker:
         result = self.transport.send(msg)
         return self._outcome(item, result, msg.message_id, began)
 
-    def _record(self, outcomes: list[Outcome], counts: dict[str, int]) -> None:
+    def _record(
+        self, outcomes: list[Outcome], counts: dict[str, int], start: list[int] | None = None
+    ) -> set[int]:
+        """Write ``outcomes`` and mark ``start`` on the wire (one transaction); returns
+        the ids of ``start`` the fence lets go."""
         # A transport that sends in batches delivers what it holds before the outcomes
         # become the record (a no-op for SMTP and the outbox).
-        self.transport.flush()
-        refused = ledger.record_outcomes(self.store, outcomes, self.worker_id)
+        if outcomes:
+            self.transport.flush()
+        allowed, refused = ledger.begin_messages(self.store, self.worker_id, start or [], outcomes)
         if refused:
             log.warning(
                 "did not record %d outcomes: another worker took those deliveries over "
@@ -426,8 +427,9 @@ class DeliveryWorker:
             if counts["release"] and self._budget is not None:
                 self._budget += counts["release"]
             self.report.elapsed = time.monotonic() - self._start
-        if self.on_progress is not None:
+        if self.on_progress is not None and outcomes:
             self.on_progress(self.report)
+        return allowed
 
     def _outcome(
         self, item: Claimed, result: SendOutcome, message_id: str, began: float

@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -118,6 +118,31 @@ def _pg_gone(exc: BaseException) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: SQLSTATEs of a transaction PostgreSQL rolled back so that it can simply be run again.
+TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a fault that running the same transaction again resolves (a deadlock)."""
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+def retrying(work: Callable[[], T], attempts: int = 5) -> T:
+    """Run ``work`` (one whole transaction) again when the database rolled it back for a
+    transient reason, such as two workers' transactions deadlocking."""
+    for n in range(attempts):
+        try:
+            return work()
+        except SQLAlchemyError as exc:
+            if n == attempts - 1 or not is_transient(exc):
+                raise
+            time.sleep(0.005 * 2**n)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def store_fault(

@@ -57,10 +57,9 @@ from newsletter.rules.statuses import (
     is_finished,
 )
 from newsletter.rules.variants import choose_variant
-from newsletter.store.db import Store, rowcount
+from newsletter.store.db import Store, retrying, rowcount
 from newsletter.store.errors import SendNotFoundError, StoreError
 from newsletter.store.models import (
-    WIRE_HANDED,
     WIRE_STARTED,
     Delivery,
     Send,
@@ -609,8 +608,20 @@ def claim_batch(
 
     In the same transaction, rows whose subscriber no longer receives on ``today``
     (unsubscribed, paused or erased since planning; default: the UTC date of ``now``) are
-    marked skipped instead of claimed.
+    marked skipped instead of claimed. Run again if the database rolled it back for a
+    deadlock with another worker.
     """
+    return retrying(lambda: _claim_batch(store, limit, now, claimer, months, today))
+
+
+def _claim_batch(
+    store: Store,
+    limit: int,
+    now: dt.datetime | None,
+    claimer: str | None,
+    months: Sequence[str] | None,
+    today: dt.date | None,
+) -> list[Claimed]:
     now = now or _now()
     claimer = claimer or worker_id()
     # A send paused by an SMTP outage is picked up again by any worker (it pauses it
@@ -712,41 +723,52 @@ def claim_batch(
 
 
 def begin_messages(
-    store: Store, claimer: str, start: Sequence[int], handed: Sequence[int] = ()
-) -> set[int]:
-    """The wire fence: mark ``handed`` rows handed over and ``start`` rows on the wire.
+    store: Store,
+    claimer: str,
+    start: Sequence[int],
+    outcomes: Iterable[Outcome] = (),
+    now: dt.datetime | None = None,
+) -> tuple[set[int], list[int]]:
+    """The wire fence: record ``outcomes``, then mark the ``start`` rows on the wire.
 
-    Returns the ids of ``start`` that may go on the wire now: those still claimed by
-    ``claimer`` and not skipped meanwhile. An unsubscribe skips, in its own transaction,
-    every row of the person that is not on the wire yet, so whichever commits first wins:
-    no message starts after an unsubscribe has returned (it waits for a row already on
-    the wire, see :func:`newsletter.store.subscribers.wait_for_wire`).
+    One transaction. Returns the ids of ``start`` that may go on the wire now (those
+    still claimed by ``claimer`` and not skipped meanwhile) and the ids of ``outcomes``
+    refused (see :func:`record_outcomes`). An unsubscribe skips, in its own transaction,
+    every row of the person that is not on the wire yet, so whichever commits first
+    wins: no message starts after an unsubscribe has returned (it waits for a row
+    already on the wire, see :func:`newsletter.store.subscribers.wait_for_wire`).
     """
+    when = now or _now()
+    written = list(outcomes)
     d = Delivery
-    held = and_(d.claimed_by == claimer, d.status == "sending")
-    with store.transaction() as session:
-        if store.dialect == "postgresql":
-            # Losing this mark in a power cut only makes a recovered row look unstarted,
-            # which a re-send after a crash allows anyway; other sessions see it at once.
-            session.execute(text("SET LOCAL synchronous_commit = off"))
-        if handed:
-            session.execute(
-                update(d)
-                .where(d.id.in_(list(handed)), held)
-                .values(wire_state=WIRE_HANDED)
-                .execution_options(synchronize_session=False)
+
+    def step() -> tuple[set[int], list[int]]:
+        with store.transaction() as session:
+            if store.dialect == "postgresql":
+                # Losing this commit in a power cut only makes rows look unsent and
+                # unstarted, which a re-send after a crash allows anyway; other sessions
+                # see it at once.
+                session.execute(text("SET LOCAL synchronous_commit = off"))
+            refused = _write_outcomes(session, written, claimer, when)
+            if not start:
+                return set(), refused
+            allowed = set(
+                session.execute(
+                    update(d)
+                    .where(
+                        d.id.in_(list(start)),
+                        d.claimed_by == claimer,
+                        d.status == "sending",
+                        d.wire_state.is_(None),
+                    )
+                    .values(wire_state=WIRE_STARTED)
+                    .returning(d.id)
+                    .execution_options(synchronize_session=False)
+                ).scalars()
             )
-        if not start:
-            return set()
-        return set(
-            session.execute(
-                update(d)
-                .where(d.id.in_(list(start)), held, d.wire_state.is_(None))
-                .values(wire_state=WIRE_STARTED)
-                .returning(d.id)
-                .execution_options(synchronize_session=False)
-            ).scalars()
-        )
+            return allowed, refused
+
+    return retrying(step)
 
 
 def record_outcomes(
@@ -761,7 +783,21 @@ def record_outcomes(
     (after this one stopped renewing its lease) or that an unsubscribe skipped is left
     alone. Returns the ids refused for that reason (the caller logs them).
     """
-    now = now or _now()
+    when = now or _now()
+    written = list(outcomes)
+
+    def write() -> list[int]:
+        with store.transaction() as session:
+            return _write_outcomes(session, written, claimer, when)
+
+    return retrying(write)
+
+
+def _write_outcomes(
+    session: Session, outcomes: list[Outcome], claimer: str, now: dt.datetime
+) -> list[int]:
+    if not outcomes:
+        return []
     by_status: dict[str, list[dict]] = {}
     ids: list[int] = []
     for o in outcomes:
@@ -774,8 +810,6 @@ def record_outcomes(
                 "b_next": o.next_attempt_at,
             }
         )
-    if not ids:
-        return []
     d = cast(Table, Delivery.__table__)
     tried = {  # an attempt was made: count it, keep the reply and the Message-ID
         "attempts": d.c.attempts + 1,
@@ -791,23 +825,21 @@ def record_outcomes(
         # not sent: not an attempt
         "release": {"status": "pending", "claimed_by": None, "wire_state": None},
     }
-    with store.transaction() as session:
-        conn = session.connection()
-        # Lock the rows this worker still holds (on SQLite: take the write lock) before
-        # writing, so that nobody takes one over between the check and the write.
-        held = set(
-            conn.execute(
-                update(d)
-                .where(d.c.id.in_(ids), d.c.claimed_by == claimer, d.c.status == "sending")
-                .values(claimed_at=d.c.claimed_at)
-                .returning(d.c.id)
-            ).scalars()
-        )
-        for status, rows in by_status.items():
-            mine = [r for r in rows if r["b_id"] in held]
-            if mine:
-                stmt = d.update().where(d.c.id == bindparam("b_id"))
-                conn.execute(stmt.values(**values[status]), mine)
+    conn = session.connection()
+    # Lock the rows this worker still holds before writing, so that nobody takes one over
+    # between the check and the write: on PostgreSQL row locks in id order (the same order
+    # in every worker), on SQLite the write lock (a no-op write takes it).
+    held_by_me = and_(d.c.id.in_(ids), d.c.claimed_by == claimer, d.c.status == "sending")
+    if conn.dialect.name == "postgresql":
+        check: Any = select(d.c.id).where(held_by_me).order_by(d.c.id).with_for_update()
+    else:
+        check = update(d).where(held_by_me).values(claimed_at=d.c.claimed_at).returning(d.c.id)
+    held = set(conn.execute(check).scalars())
+    for status, rows in by_status.items():
+        mine = [r for r in rows if r["b_id"] in held]
+        if mine:
+            stmt = d.update().where(d.c.id == bindparam("b_id"))
+            conn.execute(stmt.values(**values[status]), mine)
     return [i for i in ids if i not in held]
 
 

@@ -275,15 +275,14 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     revision: Mapped[int] = mapped_column(Integer, server_default="0")
-    #: Where a claimed row is: None not started, WIRE_STARTED on the wire, WIRE_HANDED
-    #: handed to the server (its outcome not written yet). See ledger.begin_messages.
+    #: Where a claimed row is: None not started, WIRE_STARTED on the wire (its message
+    #: is being sent, or was and its outcome is not written yet). See
+    #: ledger.begin_messages.
     wire_state: Mapped[int | None] = mapped_column(SmallInteger)
 
 
-#: ``deliveries.wire_state``: the message is being handed to the server.
+#: ``deliveries.wire_state``: the message went on the wire; its outcome is not written yet.
 WIRE_STARTED = 1
-#: ``deliveries.wire_state``: the server has answered; the outcome is not written yet.
-WIRE_HANDED = 2
 
 
 #: Ids per ``IN (...)`` lookup (under SQLite's limit of 32766 parameters).

@@ -7,9 +7,10 @@ Kill points are picked by the number of messages the server has received, never 
 sleeping. After each kill another process is started, until the send is done. Then, per
 recipient, against the server's log: missing 0, wrong 0, and duplicates within the bound
 the worker documents (``newsletter/delivery/worker.py``): after a SIGKILL at most the
-messages sent since the last record go out again, ``record_every`` per sender thread. So
-``total duplicates <= kills * threads * record_every``, and every extra copy must follow a
-kill (a copy with no crash between it and the first is a bug).
+messages of the fence step on the wire go out again, never more than ``record_every`` per
+sender thread. So ``total duplicates <= kills * threads * record_every``, and every extra
+copy must follow a kill (a copy with no crash between it and the first is a bug). The
+duplicates per kill are printed (typically 0-7 here: a step is about 50 ms of sending).
 
 Also: PostgreSQL connections cut by ``pg_terminate_backend`` during a send, and a SQLite
 write lock held by another process for longer than the busy timeout during a send.
@@ -53,7 +54,7 @@ MONTH = SAMPLE_MONTH
 PEOPLE = 600
 KILLS = 20
 THREADS = 2  # --workers of every process
-#: What one SIGKILL may send twice: the worker records every record_every messages per
+#: What one SIGKILL may send twice: a fence step is at most record_every messages per
 #: sender thread (the CLI does not change record_every).
 BOUND = THREADS * WorkerOptions().record_every
 RUN_LIMIT = 150.0  # seconds one database's run may take before the test gives up

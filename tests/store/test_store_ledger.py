@@ -381,7 +381,8 @@ def test_unsubscribe_skips_a_claimed_row_not_yet_on_the_wire(app, store, issue) 
         "unsubscribed before sending",
     )
     ids = [c.delivery_id for c in claimed.values()]
-    assert ledger.begin_messages(store, W, ids) == {claimed["staying@example.org"].delivery_id}
+    allowed, _ = ledger.begin_messages(store, W, ids)
+    assert allowed == {claimed["staying@example.org"].delivery_id}
     refused = ledger.record_outcomes(
         store, [Outcome(claimed["leaving@example.org"].delivery_id, "release")], W
     )
@@ -390,28 +391,27 @@ def test_unsubscribe_skips_a_claimed_row_not_yet_on_the_wire(app, store, issue) 
 
 def test_unsubscribe_waits_for_a_message_on_the_wire(app, store, issue) -> None:
     """A message already on the wire when the unsubscribe commits is waited for, so the
-    call returns only after it was handed over (ordering, not timing)."""
+    call returns only after its outcome was written (ordering, not timing)."""
     add_subscriber(app, "leaving@example.org", topics="training")
     plan(store, issue)
     ledger.take_lease(store, W, dt.timedelta(seconds=60))
     [claimed] = ledger.claim_batch(store, 10, claimer=W)
-    assert ledger.begin_messages(store, W, [claimed.delivery_id]) == {claimed.delivery_id}
+    assert ledger.begin_messages(store, W, [claimed.delivery_id]) == ({claimed.delivery_id}, [])
     order: list[str] = []
 
     def finish() -> None:
-        # Hand the message over only once the unsubscribe has been written (and waits).
+        # Record the message only once the unsubscribe has been written (and waits).
         while subscribers.get_subscriber(app, "leaving@example.org").status != "unsubscribed":
             threading.Event().wait(0.01)
-        order.append("handed over")
-        ledger.begin_messages(store, W, [], handed=[claimed.delivery_id])
+        order.append("recorded")
+        ledger.begin_messages(store, W, [], [Outcome(claimed.delivery_id, "sent", "250")])
 
     t = threading.Thread(target=finish)
     t.start()
     subscribers.unsubscribe(app, "leaving@example.org", source="web")
     order.append("returned")
     t.join()
-    assert order == ["handed over", "returned"]
-    ledger.record_outcomes(store, [Outcome(claimed.delivery_id, "sent", "250")], W)
+    assert order == ["recorded", "returned"]
     assert rows(store)["leaving@example.org"].status == "sent"
 
 
@@ -419,7 +419,7 @@ def test_unsubscribe_does_not_wait_for_a_dead_workers_wire(app, store, issue) ->
     add_subscriber(app, "leaving@example.org", topics="training")
     plan(store, issue)
     [claimed] = ledger.claim_batch(store, 10, claimer="gone:1:aa")  # no lease at all
-    assert ledger.begin_messages(store, "gone:1:aa", [claimed.delivery_id])
+    assert ledger.begin_messages(store, "gone:1:aa", [claimed.delivery_id])[0]
     start = time.monotonic()
     subscribers.unsubscribe(app, "leaving@example.org")
     assert time.monotonic() - start < 5.0

@@ -4,7 +4,7 @@ unsubscribe that is final the moment it returns.
 ``worker_leases`` has one row per running worker, renewed by a heartbeat; a claimed
 delivery is taken over only when its claimer's lease has stopped being renewed.
 ``deliveries.wire_state`` says where a claimed row is: NULL not started, 1 on the wire
-(its message is being handed to the server), 2 handed over (its outcome not yet written).
+(its message is being sent, or was and its outcome is not written yet).
 An unsubscribe skips every row of the person that is not on the wire, in its own
 transaction, and waits only for a row that is.
 
