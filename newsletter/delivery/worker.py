@@ -120,6 +120,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _brief(exc: BaseException) -> str:
+    """An unexpected error in one line, without the statement and parameters a database
+    error appends (they hold addresses and Message-IDs)."""
+    text = str(exc).split("\n", 1)[0].split("[SQL:", 1)[0].strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def dead_local_claimers(claimers: list[str]) -> list[str]:
     """The claimers of this host whose process no longer runs."""
     dead = []
@@ -247,7 +254,7 @@ class DeliveryWorker:
             err = self._error
             if isinstance(err, NewsletterError):
                 raise err
-            raise SendAbortedError(f"the send stopped: {err}") from err
+            raise SendAbortedError(f"the send stopped: {_brief(err)}") from err
         if self._lease_lost:
             raise SendAbortedError(
                 "this worker's lease expired (it could not renew it for "
