@@ -2,7 +2,7 @@
 """Project runner: sets up its own virtual environment, then runs one job.
 
     python3 dev.py demo      # the main job on the embedded defaults (SQLite + file outbox)
-    python3 dev.py test      # checks, then the whole test suite (extra args go to pytest)
+    python3 dev.py test      # checks, then the whole test suite on 2 workers (args go to pytest)
     python3 dev.py test -m "not slow"   # the same without the tests that start processes
     python3 dev.py golden    # regenerate the golden files of rendered output
     python3 dev.py shell     # print how to activate the environment
@@ -93,6 +93,10 @@ def main(argv: list[str]) -> int:
         if run(*cmd) != 0:
             _say(f"{name} failed ({hint})")
             return 1
+    # Two pytest-xdist workers unless told otherwise (-n 0 runs in one process): the
+    # tests that start processes spend most of their time waiting.
+    if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in rest):
+        rest = ["-n", "2", *rest]
     return run(str(PY), "-m", "pytest", *rest)
 
 

@@ -344,7 +344,9 @@ def scheduler_process(scheduler_project: Path) -> Iterator[Any]:
         p = SchedulerProcess(scheduler_project, *args)
         made.append(p)
         if started:
-            p.wait_for("scheduler started")
+            # The command's own line, printed after its job list (the log line "scheduler
+            # started (holder); N jobs" comes before the list).
+            p.wait_for("scheduler started\n")
         return p
 
     yield start

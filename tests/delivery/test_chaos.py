@@ -43,6 +43,7 @@ from tests.support.delivery_runs import (
     settings_of,
     subscriber_ids,
     terminate_backends,
+    terminate_busy_backends,
     write_send_project,
 )
 from tests.support.services import SAMPLE_MONTH, WorkerOptions, plan_issue_send
@@ -266,12 +267,22 @@ def test_postgres_connections_cut_during_a_send(
     boundaries: list[int] = []
     try:
         worker = fleet.start("worker")
-        for at in (40, 120):
+        for at, mid_transaction in ((40, False), (120, True)):
             wait_for(lambda a=at: len(smtp_server.messages) >= a, f"message {at}", fleet, 60)
-            assert terminate_backends(own_database, PG_SERVER) >= 1
+            if mid_transaction:  # cut while a transaction of the worker is open
+                assert terminate_busy_backends(own_database, PG_SERVER) >= 1
+            else:
+                assert terminate_backends(own_database, PG_SERVER) >= 1
             # The worker may go on (a new connection) or stop with a clear error; what it
-            # sent and did not record up to its end may go again.
-            stopped = worker.wait(5) is not None
+            # sent and did not record up to its end may go again. Wait for either.
+            cut_at = len(smtp_server.messages)
+            wait_for(
+                lambda c=cut_at: worker.poll() is not None or len(smtp_server.messages) >= c + 30,
+                "the worker to stop or go on",
+                fleet,
+                60,
+            )
+            stopped = worker.poll() is not None
             boundaries.append(len(smtp_server.messages))
             print(
                 f"cut the connections at message {at}: the worker "

@@ -274,3 +274,15 @@ def test_a_new_transport_module_needs_no_other_line(tmp_path: Path) -> None:
     where, schemes = out.splitlines()
     assert where.startswith(str(copy))
     assert "'probe'" in schemes and "'smtp'" in schemes and "'outbox'" in schemes
+
+
+def test_an_unexpected_worker_error_is_one_line_without_sql_parameters() -> None:
+    from newsletter.delivery.worker import _brief
+
+    err = RuntimeError(
+        "(sqlite3.OperationalError) disk I/O error\n[SQL: UPDATE deliveries SET x=?]\n"
+        "[parameters: ('ann@example.org', '<2026-11.1.ab@example.org>')]"
+    )
+    assert _brief(err) == "RuntimeError: (sqlite3.OperationalError) disk I/O error"
+    assert "ann@example.org" not in _brief(err)
+    assert _brief(KeyError()) == "KeyError"

@@ -201,6 +201,38 @@ def terminate_backends(url: str, pg_server: str) -> int:
     return int(cut)
 
 
+def terminate_busy_backends(url: str, pg_server: str, limit: float = 30.0) -> int:
+    """Cut the connections to the database of ``url`` at a moment when at least one of
+    them is inside a transaction (polled, up to ``limit`` seconds); how many busy ones
+    were cut (0 if none was seen busy in time)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from newsletter.store import normalise_url
+
+    name = make_url(url).database
+    admin = create_engine(normalise_url(pg_server), isolation_level="AUTOCOMMIT")
+    deadline = time.monotonic() + limit
+    try:
+        with admin.connect() as conn:
+            while time.monotonic() < deadline:
+                busy = conn.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                        "FROM pg_stat_activity WHERE datname = :name "
+                        "AND pid <> pg_backend_pid() "
+                        "AND state IN ('active', 'idle in transaction')"
+                    ),
+                    {"name": name},
+                ).scalar_one()
+                if busy:
+                    terminate_backends(url, pg_server)  # and the idle ones with them
+                    return int(busy)
+    finally:
+        admin.dispose()
+    return 0
+
+
 # --- processes ---------------------------------------------------------------------------
 
 
