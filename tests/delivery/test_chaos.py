@@ -277,7 +277,9 @@ def test_postgres_connections_cut_during_a_send(
             # sent and did not record up to its end may go again. Wait for either.
             cut_at = len(smtp_server.messages)
             wait_for(
-                lambda c=cut_at: worker.poll() is not None or len(smtp_server.messages) >= c + 30,
+                lambda c=cut_at, w=worker: (
+                    w.poll() is not None or len(smtp_server.messages) >= c + 30
+                ),
                 "the worker to stop or go on",
                 fleet,
                 60,
