@@ -10,8 +10,10 @@ message to a person started after their unsubscribe had been answered.
 2. ``newsletter send 2026-11 --yes`` runs; meanwhile the script POSTs the RFC 8058
    one-click unsubscribe (``List-Unsubscribe=One-Click``) over HTTP for ``--leavers``
    people just ahead of the send, one after another, timing each answer.
-3. Prints the answers' median and maximum time, and how many messages started after the
-   answer to their person's unsubscribe (the promise: 0).
+3. Prints the answers' median and maximum time; how many messages started after the
+   answer to their person's unsubscribe (the promise: 0); and how many started after the
+   person had clicked, while the answer was pending (a message already on the wire may;
+   one the worker had merely claimed should not).
 
 It uses the CLI, HTTP and ``newsletter.tokens.make_token`` only, so the same script
 measures any version of the program.
@@ -135,6 +137,7 @@ def main() -> None:
         leavers = [f"reader{i:05d}@example.org" for i in range(40, args.subscribers, step)]
         leavers = leavers[: args.leavers]
         answered: dict[str, float] = {}
+        asked: dict[str, float] = {}
         took: list[float] = []
         for n, email in enumerate(leavers):
             target = 40 + n * step - 15  # stay just ahead of the send
@@ -142,7 +145,7 @@ def main() -> None:
                 time.sleep(0.002)
             token = make_token(settings, "unsubscribe", ids[email])
             body = urllib.parse.urlencode({"List-Unsubscribe": "One-Click"}).encode()
-            t0 = time.monotonic()
+            t0 = asked[email] = time.monotonic()
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{web_port}/unsubscribe/{token}", data=body, timeout=60
             ) as answer:
@@ -159,7 +162,9 @@ def main() -> None:
             f"{len(took)} one-click unsubscribes during a send to {args.subscribers}: answer "
             f"median {statistics.median(took) * 1000:.0f} ms, max {max(took) * 1000:.0f} ms"
         )
+        clicked = [r for r, began in recorder.started if r in asked and began > asked[r]]
         print(f"messages started after their person's unsubscribe was answered: {len(late)}")
+        print(f"messages started after their person had clicked: {len(clicked)}")
         if late:
             print("  e.g. " + ", ".join(f"{r} +{d:.2f} s" for r, d in late[:5]))
     finally:
