@@ -75,7 +75,7 @@ class WorkerOptions:
     poll_interval: float = 5.0
     heartbeat_every: float = 5.0  # seconds between lease renewals
     lease_ttl: dt.timedelta = dt.timedelta(seconds=60)  # claims outlive a silent worker this long
-    fence_window: float = 0.05  # messages marked started at once: about this many seconds' worth
+    fence_window: float = 0.1  # messages marked started at once: about this many seconds' worth
     max_unavailable_wait: float | None = None  # give up waiting for the server after this
 
 

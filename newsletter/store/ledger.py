@@ -25,9 +25,9 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -80,6 +80,7 @@ from newsletter.store.views import (
 )
 
 SummaryTopics = Sequence[frozenset[str]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -742,14 +743,14 @@ def begin_messages(
     written = list(outcomes)
     d = Delivery
 
-    def step() -> tuple[set[int], list[int]]:
+    def step(precise: bool) -> tuple[set[int], list[int]]:
         with store.transaction() as session:
             if store.dialect == "postgresql":
                 # Losing this commit in a power cut only makes rows look unsent and
                 # unstarted, which a re-send after a crash allows anyway; other sessions
                 # see it at once.
                 session.execute(text("SET LOCAL synchronous_commit = off"))
-            refused = _write_outcomes(session, written, claimer, when)
+            refused = _write_outcomes(session, written, claimer, when, precise)
             if not start:
                 return set(), refused
             allowed = set(
@@ -768,7 +769,7 @@ def begin_messages(
             )
             return allowed, refused
 
-    return retrying(step)
+    return _with_precision(step)
 
 
 def record_outcomes(
@@ -786,15 +787,19 @@ def record_outcomes(
     when = now or _now()
     written = list(outcomes)
 
-    def write() -> list[int]:
+    def write(precise: bool) -> list[int]:
         with store.transaction() as session:
-            return _write_outcomes(session, written, claimer, when)
+            return _write_outcomes(session, written, claimer, when, precise)
 
-    return retrying(write)
+    return _with_precision(write)
 
 
 def _write_outcomes(
-    session: Session, outcomes: list[Outcome], claimer: str, now: dt.datetime
+    session: Session,
+    outcomes: list[Outcome],
+    claimer: str,
+    now: dt.datetime,
+    precise: bool = True,
 ) -> list[int]:
     if not outcomes:
         return []
@@ -826,10 +831,22 @@ def _write_outcomes(
         "release": {"status": "pending", "claimed_by": None, "wire_state": None},
     }
     conn = session.connection()
+    mine_now = and_(d.c.claimed_by == claimer, d.c.status == "sending")
+    if conn.dialect.name == "sqlite" and not precise:
+        # The common case, one statement per status: the transaction holds SQLite's write
+        # lock from the first write on, and the condition is in each row's WHERE. If a
+        # row was not ours any more, the caller runs the step again with ``precise``.
+        written = 0
+        for status, rows in by_status.items():
+            stmt = d.update().where(d.c.id == bindparam("b_id"), mine_now)
+            written += rowcount(conn.execute(stmt.values(**values[status]), rows))
+        if written != len(ids):
+            raise _NotAllHeldError()
+        return []
     # Lock the rows this worker still holds before writing, so that nobody takes one over
     # between the check and the write: on PostgreSQL row locks in id order (the same order
     # in every worker), on SQLite the write lock (a no-op write takes it).
-    held_by_me = and_(d.c.id.in_(ids), d.c.claimed_by == claimer, d.c.status == "sending")
+    held_by_me = and_(d.c.id.in_(ids), mine_now)
     if conn.dialect.name == "postgresql":
         check: Any = select(d.c.id).where(held_by_me).order_by(d.c.id).with_for_update()
     else:
@@ -841,6 +858,19 @@ def _write_outcomes(
             stmt = d.update().where(d.c.id == bindparam("b_id"))
             conn.execute(stmt.values(**values[status]), mine)
     return [i for i in ids if i not in held]
+
+
+class _NotAllHeldError(Exception):
+    """Some outcome was for a row this worker no longer holds: redo the step precisely."""
+
+
+def _with_precision(step: Callable[[bool], T]) -> T:
+    """Run ``step(precise=False)``; if it found a row that was not held, run it again
+    (its transaction was rolled back) with ``precise=True``, which names those rows."""
+    try:
+        return retrying(lambda: step(False))
+    except _NotAllHeldError:
+        return retrying(lambda: step(True))
 
 
 def finish_sends(store: Store, now: dt.datetime | None = None) -> list[str]:

@@ -10,7 +10,7 @@ the worker documents (``newsletter/delivery/worker.py``): after a SIGKILL at mos
 messages of the fence step on the wire go out again, never more than ``record_every`` per
 sender thread. So ``total duplicates <= kills * threads * record_every``, and every extra
 copy must follow a kill (a copy with no crash between it and the first is a bug). The
-duplicates per kill are printed (typically 0-7 here: a step is about 50 ms of sending).
+duplicates per kill are printed (typically 0-7 here: a step is about 100 ms of sending).
 
 Also: PostgreSQL connections cut by ``pg_terminate_backend`` during a send, and a SQLite
 write lock held by another process for longer than the busy timeout during a send.
