@@ -25,6 +25,7 @@ from newsletter.content.taxonomy import load_taxonomy
 from newsletter.errors import NewsletterError
 from newsletter.rules.addresses import InvalidAddressError, mailbox_key, normalise_address
 from newsletter.rules.months import add_months
+from newsletter.rules.names import MAX_NAME, InvalidNameError, check_name
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services import signup as signups
 from newsletter.services import subscribers as people
@@ -36,7 +37,6 @@ from newsletter.web.topic_groups import topic_groups
 subscriber_pages = Blueprint("subscriber_pages", __name__)
 
 PAUSE_MONTHS = (1, 3, 6)
-MAX_NAME = 200
 MAX_EMAIL = 320
 
 
@@ -250,6 +250,18 @@ def _rate_limited(address: str) -> bool:
     return not (ok_ip and ok_addr)
 
 
+def _check_name(raw: str, errors: dict[str, str]) -> str:
+    """The name as it will be stored (the one rule of :mod:`newsletter.rules.names`)."""
+    try:
+        return check_name(raw)
+    except InvalidNameError:
+        if len(" ".join(raw.split())) > MAX_NAME:
+            errors["name"] = f"Please shorten your name to {MAX_NAME} characters."
+        else:
+            errors["name"] = "Please write your name on one line, as plain text."
+        return ""
+
+
 def _check_email(raw: str, errors: dict[str, str]) -> str:
     if not raw.strip():
         errors["email"] = "Enter your email address."
@@ -282,9 +294,7 @@ def signup_post():
         )
     errors: dict[str, str] = {}
     address = _check_email(form["email"], errors)
-    name = " ".join(form["name"].split())
-    if len(name) > MAX_NAME:
-        errors["name"] = f"Please shorten your name to {MAX_NAME} characters."
+    name = _check_name(form["name"], errors)
     if not form["all_topics"] and not form["topics"]:
         errors["topics"] = "Choose at least one topic, or “All topics”."
     if not form["consent"]:

@@ -201,6 +201,18 @@ def test_signup_errors_keep_what_was_typed(client, web_settings):
     assert 'aria-invalid="true"' in html
 
 
+@pytest.mark.parametrize("name", ["Ann\x00Lee", "Ann\nLee", "Ann\x1b[31mLee", "A" * 201])
+def test_signup_refuses_a_name_that_cannot_be_stored(app, client, smtp_server, name):
+    """The form says what is wrong with the name at once (not "check your email" and then
+    nothing), and nothing is stored or sent."""
+    r = signup(client, email="named@example.org", name=name, topics=["empathy"])
+    assert r.status_code == 400
+    html = r.get_data(as_text=True)
+    assert "one line, as plain text" in html or "shorten your name" in html
+    app.extensions["newsletter"].jobs.wait_idle()
+    assert smtp_server.messages == []
+
+
 def test_signup_needs_a_topic(client):
     r = signup(client, email="x@example.org")
     assert r.status_code == 400
