@@ -134,6 +134,17 @@ class Settings:
         "Seconds to wait for the SMTP server before giving up on a command.",
         minimum=0.1,
     )
+    bounce_soft_threshold: int = setting(
+        5,
+        "Soft bounces (mailbox full, a delivery given up after retries) within "
+        "bounce_soft_window_days after which an address is marked bounced.",
+        minimum=1,
+    )
+    bounce_soft_window_days: int = setting(
+        30,
+        "Days over which soft bounces are counted (older ones no longer count).",
+        minimum=1,
+    )
     smtp_outage_wait: float = setting(
         120.0,
         "Seconds `send` and `worker --once` wait for an unreachable SMTP server before they "

@@ -69,6 +69,7 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("send", "send_test", None),
     ("send", "worker", None),
     ("send", "deliveries", None),
+    ("bounces", "bounces", None),
     ("web", "serve", None),
     ("schedule", "schedule", None),
     ("schedule", "scheduler", None),

@@ -392,9 +392,17 @@ def list_(app: AppContext, month: str, status_: str | None, limit: int, as_json:
 
 @deliveries.command()
 @click.argument("month")
+@click.option(
+    "--include-hard",
+    is_flag=True,
+    help="Also those refused with a hard bounce (the address does not exist); reactivate "
+    "the person first (`newsletter subscribers reactivate`), or they are skipped again.",
+)
 @click.pass_obj
-def retry(app: AppContext, month: str) -> None:
+def retry(app: AppContext, month: str, include_hard: bool) -> None:
     """Put the failed deliveries of MONTH back in the queue (then run a worker).
+
+    Deliveries refused with a hard bounce stay failed unless --include-hard.
 
     \b
     Example:
@@ -402,5 +410,5 @@ def retry(app: AppContext, month: str) -> None:
     """
     from newsletter.services import sends
 
-    n = sends.retry_failed(app.app(), month)
+    n = sends.retry_failed(app.app(), month, include_hard=include_hard)
     click.echo(f"{n} failed deliveries queued again; run `newsletter worker --once`")

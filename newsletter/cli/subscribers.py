@@ -318,6 +318,22 @@ def unsubscribe_cmd(app: AppContext, email: str) -> None:
     _say(view, "unsubscribed" if changed else "was already unsubscribed")
 
 
+@subscribers.command(name="reactivate")
+@click.argument("email")
+@click.pass_obj
+def reactivate_cmd(app: AppContext, email: str) -> None:
+    """Send to a bounced address again (e.g. its mailbox works again); logged.
+
+    \b
+    Example:
+        newsletter subscribers reactivate ann@example.org
+    """
+    from newsletter.services import bounces as service
+
+    view = service.reactivate(app.app(), email)
+    _say(view, "active again (reactivated after bounces)")
+
+
 @subscribers.command(name="erase")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

@@ -53,6 +53,7 @@ from newsletter.delivery.message import (
 from newsletter.delivery.personalise import Recipient
 from newsletter.delivery.transports import SendOutcome, Transport
 from newsletter.errors import NewsletterError
+from newsletter.rules.bounces import SOFT, BouncePolicy, classify_reply
 from newsletter.rules.schedules import local_date
 from newsletter.rules.statuses import retry_after
 from newsletter.store import ledger
@@ -204,6 +205,9 @@ class DeliveryWorker:
         self._lease_lost = False
         self._down_since: float | None = None
         self._pace = 0.0  # seconds per message in one thread, smoothed
+        self._policy = BouncePolicy(
+            settings.bounce_soft_threshold, settings.bounce_soft_window_days
+        )
 
     # ------------------------------------------------------------------ public
 
@@ -414,7 +418,9 @@ class DeliveryWorker:
         # become the record (a no-op for SMTP and the outbox).
         if outcomes:
             self.transport.flush()
-        allowed, refused = ledger.begin_messages(self.store, self.worker_id, start or [], outcomes)
+        allowed, refused = ledger.begin_messages(
+            self.store, self.worker_id, start or [], outcomes, policy=self._policy
+        )
         if refused:
             log.warning(
                 "did not record %d outcomes: another worker took those deliveries over "
@@ -445,7 +451,10 @@ class DeliveryWorker:
         if result.status == "sent":
             return Outcome(item.delivery_id, "sent", reply, message_id)
         if result.status == "failed":
-            return Outcome(item.delivery_id, "failed", reply, message_id)
+            kind = classify_reply(result.code, result.reply)
+            return Outcome(
+                item.delivery_id, "failed", reply, message_id, bounce=kind, code=result.code
+            )
         if result.status == "unavailable":
             self._server_down(reply, began)
             return Outcome(item.delivery_id, "release")
@@ -465,6 +474,8 @@ class DeliveryWorker:
                 "failed",
                 f"gave up after {item.attempts} attempts: {reply}",
                 message_id,
+                bounce=SOFT,  # a delivery that never got through counts against the address
+                code=result.code,
             )
         return Outcome(item.delivery_id, "retry", reply, message_id, next_attempt_at=decision.at)
 

@@ -444,6 +444,18 @@ class _ImportRules:
                     new.append((row, "subscribed"))
                     report.added += 1
                 continue
+            if current.status == "bounced" and row.status and row.status != "bounced":
+                # A dead address comes back only by an administrator's decision.
+                report.skipped.append(
+                    RowProblem(
+                        row.line,
+                        row.email,
+                        "bounced (mail to it was refused); left as is: `newsletter bounces "
+                        "show` has the evidence, `newsletter subscribers reactivate` brings "
+                        "it back",
+                    )
+                )
+                continue
             if current.status == "unsubscribed" and row.status != "unsubscribed":
                 if self.resubscribe:
                     change = resubscribe(current.status, pending=False, to=row.status or "active")

@@ -26,6 +26,9 @@ from newsletter.errors import NewsletterError
 
 SUBSCRIBER_STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced")
 SOURCES = ("cli", "import", "web")
+#: Where a consent event can come from: the sources of subscribers, and the delivery of
+#: mail (a bounce; later a complaint).
+EVENT_SOURCES = (*SOURCES, "delivery")
 EVENTS = (
     "subscribed",
     "confirmed",
@@ -35,6 +38,8 @@ EVENTS = (
     "unsubscribed",
     "resubscribed",
     "erased",
+    "bounced",
+    "reactivated",
 )
 #: The status whose holders receive every issue.
 RECEIVING = "active"
@@ -100,6 +105,24 @@ def pause(address: str, status: str, until: dt.date | None, today: dt.date) -> S
         raise SubscriberStateError(f"{address} is {status}; only active subscribers can be paused")
     detail = f"until {until.isoformat()}" if until else "until resumed"
     return StatusChange("paused", "paused", detail, paused_until=until, stop_queued=True)
+
+
+def bounced(status: str, detail: str) -> StatusChange | None:
+    """The address is dead (a hard bounce, or soft bounces reaching the threshold): no
+    more mail, queued rows skipped. None when it left already or was marked before."""
+    if status in ("bounced", "unsubscribed"):
+        return None
+    return StatusChange("bounced", "bounced", detail, stop_queued=True)
+
+
+def reactivate(address: str, status: str, detail: str | None = None) -> StatusChange:
+    """An administrator brings back a bounced address (e.g. the mailbox works again)."""
+    if status != "bounced":
+        raise SubscriberStateError(
+            f"{address} is {status}, not bounced",
+            hint="only bounced addresses are reactivated; see `newsletter bounces show`",
+        )
+    return StatusChange("active", "reactivated", detail or "bounced address reactivated")
 
 
 def resume(address: str, status: str) -> StatusChange:

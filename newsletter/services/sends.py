@@ -231,9 +231,10 @@ def list_deliveries(
     return ledger.list_deliveries(app.store, month, status=status, limit=limit)
 
 
-def retry_failed(app: App, month: str) -> int:
-    """Put the failed deliveries of ``month`` back in the queue (only on request)."""
-    return ledger.retry_failed(app.store, month)
+def retry_failed(app: App, month: str, include_hard: bool = False) -> int:
+    """Put the failed deliveries of ``month`` back in the queue (only on request); those
+    refused with a hard bounce only with ``include_hard``."""
+    return ledger.retry_failed(app.store, month, include_hard=include_hard)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from newsletter.rules.bounces import HARD, BouncePolicy
 from newsletter.rules.statuses import (
     FINISHED_SENDS,
     OUTSTANDING,
@@ -57,10 +58,12 @@ from newsletter.rules.statuses import (
     is_finished,
 )
 from newsletter.rules.variants import choose_variant
+from newsletter.store.bounces import NewBounce, record_bounces
 from newsletter.store.db import Store, retrying, rowcount
 from newsletter.store.errors import SendNotFoundError, StoreError
 from newsletter.store.models import (
     WIRE_STARTED,
+    Bounce,
     Delivery,
     Send,
     SendVariant,
@@ -81,6 +84,7 @@ from newsletter.store.views import (
 
 SummaryTopics = Sequence[frozenset[str]]
 T = TypeVar("T")
+DEFAULT_POLICY = BouncePolicy()
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class Outcome:
     reply: str = ""
     message_id: str | None = None
     next_attempt_at: dt.datetime | None = None
+    bounce: str | None = None  # a failed row's kind of bounce (rules.bounces), if any
+    code: int | None = None  # the server's reply code, with ``bounce``
 
 
 @dataclass(frozen=True)
@@ -729,6 +735,7 @@ def begin_messages(
     start: Sequence[int],
     outcomes: Iterable[Outcome] = (),
     now: dt.datetime | None = None,
+    policy: BouncePolicy = DEFAULT_POLICY,
 ) -> tuple[set[int], list[int]]:
     """The wire fence: record ``outcomes``, then mark the ``start`` rows on the wire.
 
@@ -750,7 +757,7 @@ def begin_messages(
                 # unstarted, which a re-send after a crash allows anyway; other sessions
                 # see it at once.
                 session.execute(text("SET LOCAL synchronous_commit = off"))
-            refused = _write_outcomes(session, written, claimer, when, precise)
+            refused = _write_outcomes(session, written, claimer, when, precise, policy)
             if not start:
                 return set(), refused
             allowed = set(
@@ -777,6 +784,7 @@ def record_outcomes(
     outcomes: Iterable[Outcome],
     claimer: str,
     now: dt.datetime | None = None,
+    policy: BouncePolicy = DEFAULT_POLICY,
 ) -> list[int]:
     """Write what happened to deliveries ``claimer`` holds, all in one transaction.
 
@@ -789,7 +797,7 @@ def record_outcomes(
 
     def write(precise: bool) -> list[int]:
         with store.transaction() as session:
-            return _write_outcomes(session, written, claimer, when, precise)
+            return _write_outcomes(session, written, claimer, when, precise, policy)
 
     return _with_precision(write)
 
@@ -800,6 +808,7 @@ def _write_outcomes(
     claimer: str,
     now: dt.datetime,
     precise: bool = True,
+    policy: BouncePolicy = DEFAULT_POLICY,
 ) -> list[int]:
     if not outcomes:
         return []
@@ -842,6 +851,7 @@ def _write_outcomes(
             written += rowcount(conn.execute(stmt.values(**values[status]), rows))
         if written != len(ids):
             raise _NotAllHeldError()
+        _bounces(session, outcomes, set(ids), policy, now)
         return []
     # Lock the rows this worker still holds before writing, so that nobody takes one over
     # between the check and the write: on PostgreSQL row locks in id order (the same order
@@ -857,7 +867,25 @@ def _write_outcomes(
         if mine:
             stmt = d.update().where(d.c.id == bindparam("b_id"))
             conn.execute(stmt.values(**values[status]), mine)
+    _bounces(session, outcomes, held, policy, now)
     return [i for i in ids if i not in held]
+
+
+def _bounces(
+    session: Session,
+    outcomes: list[Outcome],
+    held: set[int],
+    policy: BouncePolicy,
+    now: dt.datetime,
+) -> None:
+    """Record the bounces among written outcomes (and the statuses they lead to)."""
+    found = [
+        NewBounce(o.delivery_id, o.bounce, o.code, o.reply or "", o.message_id)
+        for o in outcomes
+        if o.bounce and o.delivery_id in held
+    ]
+    if found:
+        record_bounces(session, found, policy, now)
 
 
 class _NotAllHeldError(Exception):
@@ -1012,14 +1040,22 @@ def local_claimers(store: Store) -> list[str]:
     return sorted(c for c in found if c and claimer_pid(c, host) is not None)
 
 
-def retry_failed(store: Store, month: str) -> int:
-    """Put the failed deliveries of ``month`` back to pending (on request); how many."""
+def retry_failed(store: Store, month: str, include_hard: bool = False) -> int:
+    """Put the failed deliveries of ``month`` back to pending (on request); how many.
+
+    A delivery refused with a hard bounce (the address does not exist) stays failed
+    unless ``include_hard``: sending it again only hurts the sender's reputation.
+    """
     status = send_status(store, month)
+    failed = and_(Delivery.send_id == status.send_id, Delivery.status == "failed")
+    if not include_hard:
+        hard = exists().where(Bounce.delivery_id == Delivery.id, Bounce.kind == HARD)
+        failed = and_(failed, ~hard)
     with store.transaction() as session:
         n = rowcount(
             session.execute(
                 update(Delivery)
-                .where(Delivery.send_id == status.send_id, Delivery.status == "failed")
+                .where(failed)
                 .values(status="pending", next_attempt_at=None, first_attempt_at=None)
                 .execution_options(synchronize_session=False)
             )

@@ -39,8 +39,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
+from newsletter.rules.bounces import KINDS as BOUNCE_KINDS
 from newsletter.rules.statuses import (
     DELIVERY_STATUSES,
+    EVENT_SOURCES,
     LAPSING,
     RECEIVING,
     SEND_STATUSES,
@@ -146,7 +148,7 @@ class ConsentRecord(Base):
 
     __tablename__ = "consent_events"
     __table_args__ = (
-        CheckConstraint("source IN ('" + "', '".join(SOURCES) + "')", name="source"),
+        CheckConstraint("source IN ('" + "', '".join(EVENT_SOURCES) + "')", name="source"),
         Index("ix_consent_events_subscriber_id_at", "subscriber_id", "at"),
     )
 
@@ -392,3 +394,27 @@ class WorkerLease(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     renewed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Bounce(Base):
+    """One refusal of mail to a person, with its evidence (see rules.bounces)."""
+
+    __tablename__ = "bounces"
+    __table_args__ = (
+        CheckConstraint("kind IN ('" + "', '".join(BOUNCE_KINDS) + "')", name="kind"),
+        Index("ix_bounces_subscriber_id_at", "subscriber_id", "at"),
+        Index("ix_bounces_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))
+    code: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(16))  # enhanced status, e.g. 5.1.1
+    diagnostic: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(32))  # smtp (a reply at send time), ...

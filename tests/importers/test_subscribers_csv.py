@@ -438,3 +438,23 @@ def test_export_import_round_trip_of_printable_names(app, tmp_path, names: list[
     report = import_csv(app, path)
     assert (report.added, report.errors) == (len(names), [])
     assert _all_views(app) == before
+
+
+def test_a_bounced_address_is_never_brought_back_by_an_import(app, tmp_path) -> None:
+    from newsletter.rules import statuses
+    from newsletter.store import subscribers as store_people
+
+    add_subscriber(app, "dead@example.org", topics="Training")
+    store_people.change_status(
+        app.store,
+        "dead@example.org",
+        lambda sub: statuses.bounced(sub.status, "hard bounce: 550 5.1.1 User unknown"),
+        source="cli",
+    )
+    path = tmp_path / "back.csv"
+    path.write_text("email,status\ndead@example.org,active\n", "utf-8")
+    for options in ({"on_duplicate": "update"}, {"on_duplicate": "update", "resubscribe": True}):
+        report = import_csv(app, path, **options)
+        assert get_subscriber(app, "dead@example.org").status == "bounced"
+        [problem] = report.skipped
+        assert problem.line == 2 and "subscribers reactivate" in problem.reason

@@ -151,12 +151,11 @@ def test_temporary_and_permanent_refusals(project, smtp_server) -> None:
     assert rows["temp-fail@example.org"].status == "sent"
     assert rows["temp-fail@example.org"].message_id == mid
     assert rows["temp-fail@example.org"].attempts == 2
-    # Failed rows go back only on request.
-    assert (
-        CliRunner()
-        .invoke(cli, ["-c", str(project / "newsletter.toml"), "deliveries", "retry", MONTH])
-        .output.startswith("1 failed deliveries queued again")
-    )
+    # Failed rows go back only on request, and a hard bounce (550) only when asked for.
+    retry = ["-c", str(project / "newsletter.toml"), "deliveries", "retry", MONTH]
+    assert CliRunner().invoke(cli, retry).output.startswith("0 failed deliveries queued again")
+    again = CliRunner().invoke(cli, [*retry, "--include-hard"])
+    assert again.output.startswith("1 failed deliveries queued again")
 
 
 def test_dropped_connection_after_data_is_retried_with_the_same_message_id(

@@ -1,0 +1,118 @@
+"""``newsletter bounces``: refused mail and what it did to the list."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from newsletter.cli.base import AppContext, console, esc, print_json
+
+
+def _row_json(b) -> dict:
+    return {
+        "at": b.at.isoformat(),
+        "email": b.email,
+        "kind": b.kind,
+        "code": b.code,
+        "status": b.status,
+        "diagnostic": b.diagnostic,
+        "month": b.month,
+        "message_id": b.message_id,
+        "source": b.source,
+    }
+
+
+def _table(rows, title: str, with_email: bool = True):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("When (UTC)", no_wrap=True)
+    if with_email:
+        table.add_column("Email")
+    table.add_column("Kind")
+    table.add_column("Issue", no_wrap=True)
+    table.add_column("Server said")
+    for b in rows:
+        cells = [f"{b.at:%Y-%m-%d %H:%M}"]
+        if with_email:
+            cells.append(esc(b.email))
+        cells += [b.kind, b.month or "-", esc(b.diagnostic)]
+        table.add_row(*cells)
+    return table
+
+
+@click.group()
+def bounces() -> None:
+    """Refused mail: hard bounces mark an address bounced at once, soft ones add up.
+
+    Policy: 5.1.x and 5.2.1 (or 550/551/553) are hard; mailbox full (x.2.2, 552) and a
+    delivery given up after retries are soft (bounce_soft_threshold within
+    bounce_soft_window_days marks the address bounced); other 5xx (policy and spam
+    blocks, 5.7.x, 554) are recorded only.
+
+    \b
+    Example:
+        newsletter bounces list --since 2026-12-01
+        newsletter bounces show ann@example.org
+    """
+
+
+@bounces.command(name="list")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Only bounces from this day on (YYYY-MM-DD).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def list_(app: AppContext, since: dt.datetime | None, as_json: bool) -> None:
+    """List recorded bounces, newest first.
+
+    \b
+    Example:
+        newsletter bounces list --since 2026-12-01
+    """
+    from newsletter.services import bounces as service
+
+    rows = service.list_bounces(app.app(), since.date() if since else None)
+    if as_json:
+        print_json([_row_json(b) for b in rows])
+        return
+    if not rows:
+        click.echo("no bounces recorded")
+        return
+    console().print(_table(rows, f"{len(rows)} bounce{'s' if len(rows) != 1 else ''}"))
+
+
+@bounces.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def show(app: AppContext, email: str, as_json: bool) -> None:
+    """Show one person's status and every bounce recorded for them.
+
+    \b
+    Example:
+        newsletter bounces show ann@example.org
+    """
+    from newsletter.services import bounces as service
+
+    view, rows = service.show_bounces(app.app(), email)
+    if as_json:
+        print_json(
+            {"email": view.email, "status": view.status, "bounces": [_row_json(b) for b in rows]}
+        )
+        return
+    out = console()
+    out.print(f"{esc(view.email)}: {view.status}")
+    if not rows:
+        out.print("no bounces recorded")
+        return
+    out.print(_table(rows, "Bounces", with_email=False))
+    if view.status == "bounced":
+        out.print(
+            f"to send to this address again: newsletter subscribers reactivate {esc(view.email)}",
+            soft_wrap=True,
+        )

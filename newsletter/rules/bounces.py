@@ -1,0 +1,90 @@
+"""Bounces: what a refusal says about an address, and when an address counts as dead.
+
+One classification for every way a refusal arrives (a synchronous SMTP reply today; DSNs
+and provider webhooks feed the same rule):
+
+========  ===========================================================  ==================
+kind      when                                                         effect
+========  ===========================================================  ==================
+hard      5.1.x (bad mailbox, bad domain, moved) or 5.2.1 (disabled);  ``bounced`` at once
+          without an enhanced code: 550, 551 or 553
+soft      x.2.2 (mailbox full), or 552 without an enhanced code        a score: ``bounced``
+          (storage exceeded), or a delivery given up after retries     at the threshold
+block     any other 5xx (5.7.x policy and spam blocks, 554, ...)      recorded only
+========  ===========================================================  ==================
+
+A *block* is about the message or the sender, not the address: a DMARC or reputation
+problem refuses every recipient of one provider at once, and marking them all dead
+would empty the list. Other 4xx replies are not bounces: they are retried.
+
+The soft score is the number of soft bounces in the last ``window_days``; at
+``threshold`` the address is marked ``bounced`` (like Mailman's bounce score, but each
+bounce is kept with its evidence).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+HARD = "hard"
+SOFT = "soft"
+BLOCK = "block"
+COMPLAINT = "complaint"
+KINDS = (HARD, SOFT, BLOCK, COMPLAINT)
+
+_ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+
+
+def enhanced_status(reply: str) -> str | None:
+    """The RFC 3463 enhanced status code in a reply (``5.1.1``), or None."""
+    m = _ENHANCED.search(reply[:200])
+    return ".".join(m.groups()) if m else None
+
+
+def classify_reply(code: int | None, reply: str) -> str | None:
+    """The kind of bounce a final SMTP reply to one message is, or None for none."""
+    if code is None or not 400 <= code < 600:
+        return None
+    status = enhanced_status(reply)
+    if status is not None:
+        klass, subject, detail = status.split(".")
+        if (subject, detail) == ("2", "2"):
+            return SOFT  # mailbox full, whether the server says 4xx or 5xx
+        if klass != "5" or code < 500:
+            return None
+        if subject == "1" or (subject, detail) == ("2", "1"):
+            return HARD
+        return BLOCK
+    if code < 500:
+        return None
+    if code in (550, 551, 553):
+        return HARD
+    if code == 552:
+        return SOFT
+    return BLOCK
+
+
+@dataclass(frozen=True)
+class BouncePolicy:
+    """When soft bounces make an address ``bounced``."""
+
+    threshold: int = 5
+    window_days: int = 30
+
+    def soft_score(self, times: Iterable[dt.datetime], now: dt.datetime) -> int:
+        """The soft bounces among ``times`` that are inside the window ending ``now``."""
+        since = now - dt.timedelta(days=self.window_days)
+        return sum(1 for t in times if t > since)
+
+    def soft_limit_reached(self, times: Iterable[dt.datetime], now: dt.datetime) -> bool:
+        """True when the soft bounces in the window reach the threshold."""
+        return self.soft_score(times, now) >= self.threshold
+
+
+def describe(kind: str, reply: str, month: str | None = None) -> str:
+    """The evidence line of a bounce for the person's history."""
+    about = f" (issue {month})" if month else ""
+    return f"{kind} bounce{about}: {' '.join(reply.split())[:300]}"

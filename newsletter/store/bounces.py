@@ -1,0 +1,157 @@
+"""Bounces in the store: each refusal kept with its evidence, and the status it leads to.
+
+:func:`record_bounces` runs inside the transaction that writes a send's outcomes, so a
+hard bounce and the ``bounced`` status (with its consent event) are written together
+with the failed delivery. The policy (what is hard, the soft score) is
+:mod:`newsletter.rules.bounces`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter.rules import statuses
+from newsletter.rules.addresses import lookup_key
+from newsletter.rules.bounces import HARD, SOFT, BouncePolicy, describe, enhanced_status
+from newsletter.store.db import Store
+from newsletter.store.models import Bounce, Delivery, Send, Subscriber
+from newsletter.store.subscribers import _apply, _log
+
+
+@dataclass(frozen=True)
+class NewBounce:
+    """A bounce to record: the delivery it was about and what the server said."""
+
+    delivery_id: int
+    kind: str
+    code: int | None
+    reply: str
+    message_id: str | None = None
+    source: str = "smtp"
+
+
+@dataclass(frozen=True)
+class BounceRow:
+    """One recorded bounce, for lists (plain data)."""
+
+    at: dt.datetime
+    email: str
+    kind: str
+    code: int | None
+    status: str | None
+    diagnostic: str
+    month: str | None
+    message_id: str | None
+    source: str
+
+
+def record_bounces(
+    session: Session, bounces: Sequence[NewBounce], policy: BouncePolicy, now: dt.datetime
+) -> list[str]:
+    """Keep ``bounces`` and mark the people they prove dead ``bounced``; their addresses.
+
+    A hard bounce marks the person at once; a soft one when their soft bounces in the
+    window reach the threshold. Each status change is a consent event (source
+    ``delivery``) whose detail is the evidence: kind, reply and the issue it was about.
+    """
+    if not bounces:
+        return []
+    about = {
+        d_id: (sub_id, month)
+        for d_id, sub_id, month in session.execute(
+            select(Delivery.id, Delivery.subscriber_id, Send.issue_month)
+            .join(Send, Send.id == Delivery.send_id)
+            .where(Delivery.id.in_([b.delivery_id for b in bounces]))
+        )
+    }
+    marked: list[str] = []
+    for b in bounces:
+        if b.delivery_id not in about:
+            continue
+        subscriber_id, month = about[b.delivery_id]
+        session.add(
+            Bounce(
+                subscriber_id=subscriber_id,
+                delivery_id=b.delivery_id,
+                at=now,
+                kind=b.kind,
+                code=b.code,
+                status=enhanced_status(b.reply),
+                diagnostic=b.reply[:2000],
+                message_id=b.message_id,
+                source=b.source,
+            )
+        )
+        if b.kind not in (HARD, SOFT):
+            continue
+        if b.kind == SOFT:
+            session.flush()
+            times = session.execute(
+                select(Bounce.at).where(Bounce.subscriber_id == subscriber_id, Bounce.kind == SOFT)
+            ).scalars()
+            if not policy.soft_limit_reached(times, now):
+                continue
+        sub = session.get(Subscriber, subscriber_id, with_for_update=True)
+        if sub is None:
+            continue
+        detail = describe(b.kind, b.reply, month)
+        if b.kind == SOFT:
+            detail += f" ({policy.threshold} soft bounces within {policy.window_days} days)"
+        change = statuses.bounced(sub.status, detail)
+        if change is None:
+            continue
+        _apply(session, sub, change, now)
+        _log(session, sub.id, change.event, "delivery", detail=change.detail, at=now)
+        marked.append(sub.email)
+    return marked
+
+
+def list_bounces(
+    store: Store,
+    since: dt.datetime | None = None,
+    email: str | None = None,
+    limit: int = 1000,
+) -> list[BounceRow]:
+    """Recorded bounces, newest first (of one person with ``email``)."""
+    stmt = (
+        select(
+            Bounce.at,
+            Subscriber.email,
+            Bounce.kind,
+            Bounce.code,
+            Bounce.status,
+            Bounce.diagnostic,
+            Send.issue_month,
+            Bounce.message_id,
+            Bounce.source,
+        )
+        .join(Subscriber, Subscriber.id == Bounce.subscriber_id)
+        .outerjoin(Delivery, Delivery.id == Bounce.delivery_id)
+        .outerjoin(Send, Send.id == Delivery.send_id)
+        .order_by(Bounce.at.desc(), Bounce.id.desc())
+        .limit(limit)
+    )
+    if since is not None:
+        stmt = stmt.where(Bounce.at >= since)
+    if email is not None:
+        stmt = stmt.where(Subscriber.email == lookup_key(email))
+    with store.transaction() as session:
+        return [BounceRow(*row) for row in session.execute(stmt)]
+
+
+def counts_by_kind(store: Store, send_id: int) -> dict[str, int]:
+    """The bounces of one send's deliveries, by kind."""
+    with store.transaction() as session:
+        return dict(
+            session.execute(
+                select(Bounce.kind, func.count())
+                .join(Delivery, Delivery.id == Bounce.delivery_id)
+                .where(Delivery.send_id == send_id)
+                .group_by(Bounce.kind)
+            ).all()
+        )

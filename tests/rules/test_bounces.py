@@ -1,0 +1,56 @@
+"""The bounce rule: what a refusal says about an address."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from newsletter.rules.bounces import (
+    BLOCK,
+    HARD,
+    SOFT,
+    BouncePolicy,
+    classify_reply,
+    enhanced_status,
+)
+
+CASES = [
+    (550, "5.1.1 <ann@example.org>: Recipient address rejected: User unknown", HARD),
+    (550, "Requested action not taken: mailbox unavailable", HARD),
+    (551, "User not local", HARD),
+    (553, "mailbox name not allowed", HARD),
+    (550, "5.2.1 The email account that you tried to reach is disabled", HARD),
+    (552, "5.2.2 The email account that you tried to reach is over quota", SOFT),
+    (452, "4.2.2 Mailbox full", SOFT),
+    (552, "Requested mail action aborted: exceeded storage allocation", SOFT),
+    (550, "5.7.26 Unauthenticated email from example.org is not accepted", BLOCK),
+    (554, "5.7.1 Message rejected as spam", BLOCK),
+    (554, "Transaction failed", BLOCK),
+    (421, "4.7.0 Try again later", None),
+    (451, "4.3.0 Temporary lookup failure", None),
+    (452, "4.5.3 Too many recipients", None),
+    (250, "2.0.0 OK", None),
+    (None, "connection dropped", None),
+]
+
+
+@pytest.mark.parametrize(("code", "reply", "kind"), CASES)
+def test_classify_reply(code, reply, kind) -> None:
+    assert classify_reply(code, reply) == kind
+
+
+def test_enhanced_status_is_found_but_not_in_other_numbers() -> None:
+    assert enhanced_status("5.1.1 <a@b>: unknown") == "5.1.1"
+    assert enhanced_status("Recipient address rejected (5.1.10)") == "5.1.10"
+    assert enhanced_status("server 10.5.1.1 said no") is None
+    assert enhanced_status("version 5.1.1.4") is None
+
+
+def test_soft_bounces_count_within_the_window() -> None:
+    policy = BouncePolicy(threshold=3, window_days=30)
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    days = [now - dt.timedelta(days=d) for d in (1, 10, 40)]
+    assert policy.soft_score(days, now) == 2
+    assert not policy.soft_limit_reached(days, now)
+    assert policy.soft_limit_reached([*days, now], now)
