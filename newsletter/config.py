@@ -186,6 +186,12 @@ class Settings:
         'List the month\'s other summaries ("Also in this issue") in each email.',
     )
     dev_redirect: str = setting("", "Send every message to this one address instead (staging).")
+    bounce_address: str = setting(
+        "",
+        "Envelope sender for bounces (VERP): each message goes out from "
+        "local+TAG@domain, TAG naming its delivery in a short signed form; empty: the "
+        "sender address.",
+    )
     unsubscribe_mailto: str = setting(
         "",
         "Address added to List-Unsubscribe as mailto: (the subscriber's token in the "
@@ -351,7 +357,13 @@ _TOML_KINDS: dict[type, tuple[tuple[type, ...], str, str]] = {
     float: ((int, float), "a number", "0.5"),
 }
 # Settings holding one email address (written into headers and SMTP envelopes).
-ADDRESS_SETTINGS = ("sender_address", "reply_to", "author_address", "dev_redirect")
+ADDRESS_SETTINGS = (
+    "sender_address",
+    "reply_to",
+    "author_address",
+    "dev_redirect",
+    "bounce_address",
+)
 MAILTO_SETTINGS = ("unsubscribe_mailto",)
 # The shape of an address the message builder accepts: an unquoted ASCII local part and
 # ASCII domain labels (newsletter.rules.addresses holds the full rule, used when sending;

@@ -170,3 +170,44 @@ def fixed_clock(timestamp: float) -> Iterator[None]:
         yield
     finally:
         _clock = saved
+
+
+# --- VERP tags ---------------------------------------------------------------------------
+
+_VERP_SALT = b"newsletter.verp"
+
+
+def _verp_mac(key: str, month: str, subscriber_id: int) -> str:
+    mac = hmac.new(key.encode(), _VERP_SALT + f":{month}:{subscriber_id}".encode(), "sha256")
+    return mac.hexdigest()[:10]
+
+
+def verp_tag(settings: Settings, month: str, subscriber_id: int) -> str:
+    """The tag of a message's envelope sender (``bounces+TAG@domain``): the issue month,
+    the subscriber id and 40 bits of HMAC, in lower-case letters and digits only (mail
+    systems may change the case of a local part), e.g. ``202611-17-3fa9c2d1e0``."""
+    key = _keys(settings)[0]
+    return f"{month.replace('-', '')}-{subscriber_id}-{_verp_mac(key, month, subscriber_id)}"
+
+
+def read_verp_tag(settings: Settings, tag: str) -> tuple[str, int] | None:
+    """(month, subscriber id) of a genuine tag (any current key); None for anything else."""
+    parts = tag.strip().lower().split("-")
+    if len(parts) != 3 or not all(p.isalnum() for p in parts):
+        return None
+    raw_month, raw_id, mac = parts
+    if len(raw_month) != 6 or not raw_month.isdigit() or not raw_id.isdigit():
+        return None
+    month, subscriber_id = f"{raw_month[:4]}-{raw_month[4:]}", int(raw_id)
+    if not 1 <= subscriber_id < 2**63:
+        return None
+    for key in _keys(settings):
+        if hmac.compare_digest(mac, _verp_mac(key, month, subscriber_id)):
+            return month, subscriber_id
+    return None
+
+
+def verp_address(bounce_address: str, tag: str) -> str:
+    """``local+TAG@domain`` for the bounce address ``local@domain``."""
+    local, _, domain = bounce_address.rpartition("@")
+    return f"{local}+{tag}@{domain}"

@@ -60,6 +60,7 @@ from newsletter.errors import ConfigError, MissingSettingError, NewsletterError
 from newsletter.rules.addresses import is_sendable
 from newsletter.rules.links import page_url
 from newsletter.store.views import MessageHeaders, PartContent
+from newsletter.tokens import verp_address, verp_tag
 
 
 class Part(Protocol):
@@ -723,9 +724,14 @@ def _assemble(
     pieces[1::2] = (_CRLF.join(headers).encode("ascii"), *template._pick(enc))
     # canonical: CRLF throughout and no line starting with "." (QP writes =2E), so SMTP
     # can skip its line-end scan and dot-stuffing.
-    return OutgoingMessage(
-        message_id, (envelope_to,), b"".join(pieces), template.envelope_from, True
-    )
+    envelope_from = template.envelope_from
+    bounce_address = template.settings.bounce_address
+    if bounce_address and extra_headers is None and recipient.subscriber_id is not None:
+        # VERP: a bounce names the delivery by its envelope address, however mangled
+        # the returned message is (tokens.read_verp_tag reads it back).
+        tag = verp_tag(template.settings, template.issue_month, recipient.subscriber_id)
+        envelope_from = verp_address(bounce_address, tag)
+    return OutgoingMessage(message_id, (envelope_to,), b"".join(pieces), envelope_from, True)
 
 
 def assemble(template: MessageTemplate, recipient: Recipient) -> OutgoingMessage:

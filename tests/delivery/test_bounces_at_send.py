@@ -157,3 +157,23 @@ def test_soft_bounces_mark_the_address_at_the_threshold(
         assert view.status == "bounced"
         [event] = [e for e in view.events if e.event == "bounced"]
         assert "2 soft bounces within 30 days" in (event.detail or "")
+
+
+def test_each_message_goes_out_from_its_own_verp_address(
+    project: Path, fault_smtp: FaultSmtpServer
+) -> None:
+    from newsletter.tokens import read_verp_tag
+
+    with open(project / "newsletter.toml", "a") as f:
+        f.write('bounce_address = "bounces@news.example.org"\n')
+    settings = settings_of(project)
+    plan_issue_send(settings, MONTH)
+    _worker(project)
+    with App(settings) as app:
+        ids = {e: subscribers.get_subscriber(app, e).id for e in SAMPLE_PEOPLE}
+    seen = {}
+    for m in fault_smtp.messages:
+        local, domain = m.mail_from.split("@")
+        assert domain == "news.example.org"
+        seen[m.rcpt_tos[0]] = read_verp_tag(settings, local.split("+", 1)[1])
+    assert seen and all(seen[e] == (MONTH, ids[e]) for e in seen)

@@ -570,3 +570,29 @@ def test_sent_through_a_real_smtp_server(smtp_server: SmtpTestServer, variant: V
     text, html = parts(msg)
     assert decoded(text) == variant.text.fill(values)
     assert decoded(html) == variant.html.fill(values)
+
+
+def test_verp_envelope_sender_names_the_delivery_when_a_bounce_address_is_set(
+    variant: Variant, template: MessageTemplate
+) -> None:
+    from newsletter.tokens import read_verp_tag
+
+    assert assemble(template, ALEX).envelope_from == "digest@news.example.org"  # off: sender
+    on = make_settings(bounce_address="bounces@news.example.org")
+    msg = assemble(build_message_template(variant, on, issue_month="2026-10"), ALEX)
+    local, domain = msg.envelope_from.split("@")
+    assert domain == "news.example.org" and local.startswith("bounces+")
+    tag = local.split("+", 1)[1]
+    assert tag == tag.lower() and len(msg.envelope_from) < 64
+    assert read_verp_tag(on, tag) == ("2026-10", ALEX.subscriber_id)
+    assert read_verp_tag(on, tag.upper()) == ("2026-10", ALEX.subscriber_id)  # case lost
+    # A forged or mangled tag names nobody.
+    month, sid, mac = tag.split("-")
+    assert read_verp_tag(on, f"{month}-{sid + '1'}-{mac}") is None
+    assert read_verp_tag(on, f"{month}-{sid}-{'0' * len(mac)}") is None
+    assert read_verp_tag(on, "garbage") is None and read_verp_tag(on, "--") is None
+    other_key = make_settings(bounce_address="b@x.org", secret_key="another key")
+    assert read_verp_tag(other_key, tag) is None
+    # Rotated keys: a tag made under the old key still reads.
+    rotated = make_settings(secret_key="new key, " + on.secret_key)
+    assert read_verp_tag(rotated, tag) == ("2026-10", ALEX.subscriber_id)
