@@ -317,7 +317,9 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
     """
     from newsletter.services import sends
 
-    st = sends.delivery_status(app.app(), month)
+    ctx = app.app()
+    st = sends.delivery_status(ctx, month)
+    report = sends.bounce_report(ctx, month)
     data = {
         "month": st.month,
         "status": st.status,
@@ -330,6 +332,13 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
         "retrying": st.retrying,
         "skipped": st.skipped,
         "variants": {str(k): v for k, v in st.variants.items()},
+        "bounces": {
+            "counts": report.counts,
+            "attempted": report.attempted,
+            "hard_rate": report.rate("hard"),
+            "complaint_rate": report.rate("complaint"),
+            "warnings": report.warnings,
+        },
     }
     if as_json:
         print_json(data)
@@ -346,6 +355,15 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
         console().print(f"  skipped, {esc(reason)}: {n}")
     if st.paused_reason:
         console().print(f"[yellow]paused: {esc(st.paused_reason)}[/yellow]")
+    if report.counts:
+        c = report.counts
+        console().print(
+            f"bounces: hard {c.get('hard', 0)} ({report.rate('hard'):.2%}), soft "
+            f"{c.get('soft', 0)}, blocks {c.get('block', 0)}, complaints "
+            f"{c.get('complaint', 0)} ({report.rate('complaint'):.2%})"
+        )
+    for warning in report.warnings:
+        console().print(f"[yellow]warning:[/yellow] {esc(warning)}")
 
 
 @deliveries.command(name="list")

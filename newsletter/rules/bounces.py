@@ -88,3 +88,27 @@ def describe(kind: str, reply: str, month: str | None = None) -> str:
     """The evidence line of a bounce for the person's history."""
     about = f" (issue {month})" if month else ""
     return f"{kind} bounce{about}: {' '.join(reply.split())[:300]}"
+
+
+#: Rates of one send above which the mail providers' patience runs out. Complaints: Google
+#: asks bulk senders to stay below 0.1 % and never reach 0.3 % (Gmail's sender guidelines,
+#: https://support.google.com/a/answer/81126; Yahoo's sender requirements say the same).
+#: Hard bounces: providers publish no number; 2 % is the level list-hygiene guides commonly
+#: name and the one this program warns at.
+WARN_RATES = {COMPLAINT: 0.003, HARD: 0.02}
+
+
+def rate_warnings(counts: dict[str, int], attempted: int) -> list[str]:
+    """Warnings for a send whose complaint or hard-bounce rate reaches :data:`WARN_RATES`
+    (``attempted``: the messages handed to the server, sent or failed)."""
+    if attempted <= 0:
+        return []
+    found = []
+    for kind, limit in WARN_RATES.items():
+        rate = counts.get(kind, 0) / attempted
+        if rate >= limit:
+            found.append(
+                f"{kind} rate {rate:.2%} is at or above {limit:.1%}: mail providers start "
+                "throttling or refusing senders with rates like this"
+            )
+    return found

@@ -28,11 +28,13 @@ from newsletter.delivery.personalise import Recipient
 from newsletter.delivery.worker import DeliveryWorker, WorkerOptions, WorkerReport
 from newsletter.errors import NewsletterError
 from newsletter.render import BuiltIssue
+from newsletter.rules.bounces import rate_warnings
 from newsletter.rules.links import insecure_warning
 from newsletter.rules.statuses import is_finished
 from newsletter.rules.variants import VariantKey
 from newsletter.services import issues
 from newsletter.services.app import App
+from newsletter.store import bounces as bounce_store
 from newsletter.store import ledger
 from newsletter.store.ledger import DeliveryRow, NewSnapshot, SendStatus
 from newsletter.store.views import PartContent, SummaryInfo, VariantContent
@@ -229,6 +231,27 @@ def list_deliveries(
     """Delivery rows of one send."""
     ledger.send_status(app.store, month)  # a clear error for an unknown send
     return ledger.list_deliveries(app.store, month, status=status, limit=limit)
+
+
+@dataclass(frozen=True)
+class BounceReport:
+    """The bounces of one send: counts by kind, rates and the warnings they call for."""
+
+    counts: dict[str, int]
+    attempted: int  # messages handed to the server (sent or failed)
+    warnings: list[str]
+
+    def rate(self, kind: str) -> float:
+        """The share of attempted messages that bounced as ``kind``."""
+        return self.counts.get(kind, 0) / self.attempted if self.attempted else 0.0
+
+
+def bounce_report(app: App, month: str) -> BounceReport:
+    """Bounce and complaint rates of the send of ``month`` (see rules.bounces.WARN_RATES)."""
+    status = ledger.send_status(app.store, month)
+    counts = bounce_store.counts_by_kind(app.store, status.send_id)
+    attempted = status.counts.get("sent", 0) + status.counts.get("failed", 0)
+    return BounceReport(counts, attempted, rate_warnings(counts, attempted))
 
 
 def retry_failed(app: App, month: str, include_hard: bool = False) -> int:

@@ -6,6 +6,7 @@ A real send through the scripted fault SMTP server, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -121,14 +122,19 @@ def test_bounces_list_and_show_commands(project: Path, fault_smtp: FaultSmtpServ
     assert got.exit_code == 0, got.output
     assert DEAD in got.output and "[/bold] User unknown" in got.output
     got = runner.invoke(cli, ["bounces", "list", "--json", "--since", "2000-01-01"], env=env)
-    import json
-
     [row] = json.loads(got.output)
     assert (row["email"], row["kind"], row["code"], row["month"]) == (DEAD, "hard", 550, MONTH)
     got = runner.invoke(cli, ["bounces", "show", DEAD], env=env)
     assert "bounced" in got.output and "subscribers reactivate" in got.output
     got = runner.invoke(cli, ["bounces", "show", "nobody@example.org"], env=env)
     assert got.exit_code == 1 and "Traceback" not in got.output
+    # One hard bounce among five messages: 20 %, far above what providers tolerate.
+    got = runner.invoke(cli, ["deliveries", "status", MONTH], env=env)
+    assert "bounces: hard 1 (20.00%)" in got.output
+    assert "warning: hard rate 20.00%" in got.output
+    got = runner.invoke(cli, ["deliveries", "status", MONTH, "--json"], env=env)
+    report = json.loads(got.output)["bounces"]
+    assert report["counts"] == {"hard": 1} and report["attempted"] == 5
 
 
 def test_soft_bounces_mark_the_address_at_the_threshold(

@@ -54,3 +54,14 @@ def test_soft_bounces_count_within_the_window() -> None:
     assert policy.soft_score(days, now) == 2
     assert not policy.soft_limit_reached(days, now)
     assert policy.soft_limit_reached([*days, now], now)
+
+
+def test_rate_warnings_at_the_providers_limits() -> None:
+    from newsletter.rules.bounces import rate_warnings
+
+    assert rate_warnings({"hard": 1, "complaint": 2}, 1000) == []
+    [warning] = rate_warnings({"hard": 20}, 1000)
+    assert warning.startswith("hard rate 2.00%")
+    [warning] = rate_warnings({"complaint": 3}, 1000)
+    assert warning.startswith("complaint rate 0.30%")
+    assert rate_warnings({"hard": 5}, 0) == []
