@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import click
 
@@ -55,6 +56,7 @@ def bounces() -> None:
     Example:
         newsletter bounces list --since 2026-12-01
         newsletter bounces show ann@example.org
+        newsletter bounces fetch --maildir /var/mail/bounces
     """
 
 
@@ -84,6 +86,61 @@ def list_(app: AppContext, since: dt.datetime | None, as_json: bool) -> None:
         click.echo("no bounces recorded")
         return
     console().print(_table(rows, f"{len(rows)} bounce{'s' if len(rows) != 1 else ''}"))
+
+
+@bounces.command()
+@click.option(
+    "--maildir",
+    "maildir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A Maildir folder (new messages are moved to cur/ and flagged seen).",
+)
+@click.option(
+    "--mbox",
+    "mbox",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An mbox file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def fetch(app: AppContext, maildir, mbox, as_json: bool) -> None:
+    """Read bounces and complaints that came back by mail, each message once.
+
+    DSNs (RFC 3464), complaints (ARF) and other servers' bounce formats are recorded
+    against the delivery they are about (by the VERP tag, the returned Message-ID or the
+    address); auto-replies and messages that prove nothing are set aside. Reading the
+    same mailbox again changes nothing.
+
+    \b
+    Example:
+        newsletter bounces fetch --maildir /var/mail/bounces
+    """
+    from newsletter.services import bounces as service
+
+    if (maildir is None) == (mbox is None):
+        raise click.UsageError("give one of --maildir FOLDER or --mbox FILE")
+    report = service.fetch_mailbox(
+        app.app(), maildir or mbox, "maildir" if maildir is not None else "mbox"
+    )
+    data = {
+        "read": report.read,
+        "recorded": report.recorded,
+        "already": report.already,
+        "set_aside": report.ignored,
+        "marked": report.marked,
+    }
+    if as_json:
+        print_json(data)
+        return
+    aside = ", ".join(f"{n} {what}" for what, n in sorted(report.ignored.items())) or "none"
+    console().print(
+        f"read {report.read}: {report.recorded} recorded, {report.already} seen before, "
+        f"set aside: {aside}"
+    )
+    for email in report.marked:
+        console().print(f"  {esc(email)}: no more mail (bounced or complained)")
 
 
 @bounces.command()

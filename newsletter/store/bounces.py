@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 
 from newsletter.rules import statuses
 from newsletter.rules.addresses import lookup_key
-from newsletter.rules.bounces import HARD, SOFT, BouncePolicy, describe, enhanced_status
+from newsletter.rules.bounces import (
+    COMPLAINT,
+    HARD,
+    SOFT,
+    BouncePolicy,
+    describe,
+    enhanced_status,
+)
 from newsletter.store.db import Store
 from newsletter.store.models import Bounce, Delivery, Send, Subscriber
 from newsletter.store.subscribers import _apply, _log
@@ -51,7 +58,11 @@ class BounceRow:
 
 
 def record_bounces(
-    session: Session, bounces: Sequence[NewBounce], policy: BouncePolicy, now: dt.datetime
+    session: Session,
+    bounces: Sequence[NewBounce],
+    policy: BouncePolicy,
+    now: dt.datetime,
+    report_id: str | None = None,
 ) -> list[str]:
     """Keep ``bounces`` and mark the people they prove dead ``bounced``; their addresses.
 
@@ -85,6 +96,7 @@ def record_bounces(
                 diagnostic=b.reply[:2000],
                 message_id=b.message_id,
                 source=b.source,
+                report_id=report_id,
             )
         )
         if b.kind not in (HARD, SOFT):
@@ -109,6 +121,100 @@ def record_bounces(
         _log(session, sub.id, change.event, "delivery", detail=change.detail, at=now)
         marked.append(sub.email)
     return marked
+
+
+@dataclass(frozen=True)
+class MailedBounce:
+    """A bounce or complaint read from mail, and what identifies its delivery."""
+
+    report_id: str
+    kind: str
+    code: int | None
+    diagnostic: str
+    source: str  # mail, imap, webhook:ses, ...
+    month: str | None = None  # with subscriber_id: from a verified VERP tag
+    subscriber_id: int | None = None
+    message_id: str | None = None  # the returned message's Message-ID
+    address: str = ""  # the failed address the report names
+
+
+def record_mailed(
+    store: Store, b: MailedBounce, policy: BouncePolicy, now: dt.datetime
+) -> tuple[str, str | None]:
+    """Record one bounce read from mail, once; (what happened, address marked or None).
+
+    The delivery is found by the verified VERP tag, else by the exact Message-ID the
+    store kept for it, else by the failed address of someone who was sent mail. A report
+    that proves none of these changes nothing (``unknown``); one recorded before changes
+    nothing again (``already``). A complaint unsubscribes the person at once.
+    """
+    with store.transaction() as session:
+        found = _find_delivery(session, b)
+        if found is None:
+            return "unknown", None
+        delivery_id, subscriber_id, month = found
+        seen = session.execute(
+            select(Bounce.id).where(
+                Bounce.report_id == b.report_id, Bounce.subscriber_id == subscriber_id
+            )
+        ).first()
+        if seen is not None:
+            return "already", None
+        if b.kind == COMPLAINT:
+            session.add(
+                Bounce(
+                    subscriber_id=subscriber_id,
+                    delivery_id=delivery_id,
+                    at=now,
+                    kind=COMPLAINT,
+                    code=None,
+                    status=None,
+                    diagnostic=b.diagnostic[:2000],
+                    message_id=b.message_id,
+                    source=b.source,
+                    report_id=b.report_id,
+                )
+            )
+            sub = session.get(Subscriber, subscriber_id, with_for_update=True)
+            assert sub is not None
+            change = statuses.unsubscribe(sub.status, describe(COMPLAINT, b.diagnostic, month))
+            if change is None:
+                return "recorded", None
+            _apply(session, sub, change, now)
+            _log(session, sub.id, change.event, "delivery", detail=change.detail, at=now)
+            return "recorded", sub.email
+        new = NewBounce(delivery_id, b.kind, b.code, b.diagnostic, b.message_id, b.source)
+        marked = record_bounces(session, [new], policy, now, report_id=b.report_id)
+        return "recorded", (marked[0] if marked else None)
+
+
+def _find_delivery(session: Session, b: MailedBounce) -> tuple[int, int, str] | None:
+    base = select(Delivery.id, Delivery.subscriber_id, Send.issue_month).join(
+        Send, Send.id == Delivery.send_id
+    )
+    if b.month and b.subscriber_id:
+        row = session.execute(
+            base.where(Send.issue_month == b.month, Delivery.subscriber_id == b.subscriber_id)
+        ).first()
+        if row is not None:
+            return row[0], row[1], row[2]
+    if b.message_id:
+        row = session.execute(base.where(Delivery.message_id == b.message_id)).first()
+        if row is not None:
+            return row[0], row[1], row[2]
+    if b.address:
+        row = session.execute(
+            base.join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(
+                Subscriber.email == lookup_key(b.address),
+                Delivery.status.in_(("sent", "failed")),
+            )
+            .order_by(Delivery.id.desc())
+            .limit(1)
+        ).first()
+        if row is not None:
+            return row[0], row[1], row[2]
+    return None
 
 
 def list_bounces(

@@ -402,6 +402,7 @@ class Bounce(Base):
     __tablename__ = "bounces"
     __table_args__ = (
         CheckConstraint("kind IN ('" + "', '".join(BOUNCE_KINDS) + "')", name="kind"),
+        UniqueConstraint("report_id", "subscriber_id", name="uq_bounces_report_subscriber"),
         Index("ix_bounces_subscriber_id_at", "subscriber_id", "at"),
         Index("ix_bounces_at", "at"),
     )
@@ -418,3 +419,4 @@ class Bounce(Base):
     diagnostic: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     source: Mapped[str] = mapped_column(String(32))  # smtp (a reply at send time), ...
+    report_id: Mapped[str | None] = mapped_column(String(255))  # a mailed report's id

@@ -3,8 +3,10 @@ delivery of mail.
 
 ``bounces`` keeps the kind (hard, soft, block, complaint; see ``rules.bounces``), the
 reply code, the enhanced status, the diagnostic text, the delivery and Message-ID it was
-about, and where it came from. Rows go with their person when erased. ``consent_events``
-may now have the source ``delivery`` (a bounce marks someone ``bounced``).
+about, where it came from, and for a bounce read from mail the report's own id (unique
+per person: reading a mailbox twice records nothing twice). Rows go with their person
+when erased. ``consent_events`` may now have the source ``delivery`` (a bounce marks
+someone ``bounced``).
 
 Revision ID: 0007
 Revises: 0006
@@ -48,7 +50,9 @@ def upgrade() -> None:
         sa.Column("diagnostic", sa.Text(), nullable=False),
         sa.Column("message_id", sa.String(255), nullable=True),
         sa.Column("source", sa.String(32), nullable=False),
+        sa.Column("report_id", sa.String(255), nullable=True),
         sa.CheckConstraint("kind IN ('hard', 'soft', 'block', 'complaint')", name="kind"),
+        sa.UniqueConstraint("report_id", "subscriber_id", name="uq_bounces_report_subscriber"),
     )
     op.create_index("ix_bounces_subscriber_id_at", "bounces", ["subscriber_id", "at"])
     op.create_index("ix_bounces_at", "bounces", ["at"])

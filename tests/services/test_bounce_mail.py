@@ -1,0 +1,162 @@
+"""Bounces and complaints that come back by mail: parsed once, recorded against the right
+delivery, auto-replies and unprovable messages set aside, a second pass changes nothing.
+
+A real send (aiosmtpd) to the sample people with a VERP bounce address, then a Maildir of
+reports written from the formats of real servers (``tests/fixtures/bounces/``, filled with
+the send's own Message-IDs and VERP addresses), read by ``newsletter bounces fetch``.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import cli
+from newsletter.importers.bounce_mail import parse_bounce
+from newsletter.services import App, bounces, subscribers
+from newsletter.tokens import verp_address, verp_tag
+from tests.support.delivery_runs import ledger_rows, settings_of
+from tests.support.services import (
+    SAMPLE_MONTH,
+    SAMPLE_PEOPLE,
+    WorkerOptions,
+    add_people,
+    plan_issue_send,
+    run_worker,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
+MONTH = SAMPLE_MONTH
+BOUNCES = "bounces@news.example.org"
+
+
+@pytest.fixture
+def sent(send_project: Path) -> Path:
+    with open(send_project / "newsletter.toml", "a") as f:
+        f.write(f'bounce_address = "{BOUNCES}"\n')
+    settings = settings_of(send_project)
+    add_people(settings, {a: topics for a, (topics, _) in SAMPLE_PEOPLE.items()})
+    plan_issue_send(settings, MONTH)
+    run_worker(settings, WorkerOptions(months=[MONTH]))
+    return send_project
+
+
+def _fill(project: Path, fixture: str, rcpt: str, *, verp: bool, n: int) -> bytes:
+    settings = settings_of(project)
+    with App(settings) as app:
+        sub_id = subscribers.get_subscriber(app, rcpt).id if rcpt in SAMPLE_PEOPLE else 1
+    row = ledger_rows(settings, MONTH).get(rcpt)
+    to = verp_address(BOUNCES, verp_tag(settings, MONTH, sub_id)) if verp else BOUNCES
+    text = (FIXTURES / fixture).read_bytes().decode("latin-1")
+    for key, value in {
+        "{BOUNCE_TO}": to,
+        "{RCPT}": rcpt,
+        "{MESSAGE_ID}": (row.message_id if row else "<none@example.org>") or "",
+        "{N}": str(n),
+    }.items():
+        text = text.replace(key, value)
+    return text.encode("latin-1")
+
+
+def _maildir(project: Path, folder: Path) -> mailbox.Maildir:
+    box = mailbox.Maildir(folder, create=True)
+    reports = [
+        ("dsn_postfix_user_unknown.eml", "pdt@example.org", True),  # by VERP
+        ("dsn_mailbox_full.eml", "efficacy@example.org", False),  # by Message-ID
+        ("exim_failed_recipients.eml", "training@example.org", False),  # by address
+        ("arf_complaint.eml", "mixed@example.org", False),
+        ("dsn_delayed_warning.eml", "all@example.org", True),
+        ("autoreply_vacation.eml", "all@example.org", True),
+        ("forged_verp.eml", "nobody@example.org", False),
+        ("garbage.eml", "nobody@example.org", False),
+    ]
+    for n, (fixture, rcpt, verp) in enumerate(reports):
+        box.add(_fill(project, fixture, rcpt, verp=verp, n=n))
+    return box
+
+
+def test_fetch_records_each_report_once_against_the_right_person(
+    sent: Path, tmp_path: Path
+) -> None:
+    settings = settings_of(sent)
+    box = _maildir(sent, tmp_path / "Maildir")
+    runner = CliRunner()
+    env = {"NEWSLETTER_CONFIG": str(sent / "newsletter.toml")}
+    args = ["bounces", "fetch", "--maildir", str(tmp_path / "Maildir"), "--json"]
+    got = runner.invoke(cli, args, env=env)
+    assert got.exit_code == 0, got.output
+    report = json.loads(got.output)
+    assert report["read"] == 8 and report["recorded"] == 4
+    assert report["set_aside"] == {"autoreply": 1, "unknown": 2, "warning": 1}
+    assert sorted(report["marked"]) == [
+        "mixed@example.org",
+        "pdt@example.org",
+        "training@example.org",
+    ]
+    with App(settings) as app:
+        status = {e: subscribers.get_subscriber(app, e).status for e in SAMPLE_PEOPLE}
+        assert status == {
+            "pdt@example.org": "bounced",  # DSN 5.1.1, found by its VERP address
+            "efficacy@example.org": "active",  # mailbox full: one soft bounce
+            "training@example.org": "bounced",  # Exim's own format, found by address
+            "mixed@example.org": "unsubscribed",  # a complaint
+            "all@example.org": "active",  # a delay warning and an auto-reply
+            "nomatch@example.org": "active",
+        }
+        [hard] = bounces.show_bounces(app, "pdt@example.org")[1]
+        assert (hard.kind, hard.status, hard.source, hard.month) == (
+            "hard",
+            "5.1.1",
+            "maildir",
+            MONTH,
+        )
+        assert "User unknown" in hard.diagnostic
+        [soft] = bounces.show_bounces(app, "efficacy@example.org")[1]
+        assert (soft.kind, soft.code) == ("soft", 552)
+        view = subscribers.get_subscriber(app, "mixed@example.org", history=True)
+        [left] = [e for e in view.events if e.event == "unsubscribed"]
+        assert left.source == "delivery" and "feedback-type: abuse" in (left.detail or "")
+        before = len(bounces.list_bounces(app))
+    # Processed messages are moved to cur/ and flagged seen; a second pass changes nothing.
+    assert all(box.get_message(k).get_subdir() == "cur" for k in box.iterkeys())
+    assert all("S" in box.get_message(k).get_flags() for k in box.iterkeys())
+    again = json.loads(runner.invoke(cli, args, env=env).output)
+    assert again["recorded"] == 0 and again["already"] == 4 and again["marked"] == []
+    with App(settings) as app:
+        assert len(bounces.list_bounces(app)) == before
+
+
+def test_an_mbox_and_bad_paths(sent: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bounces.mbox"
+    box = mailbox.mbox(path)
+    box.add(_fill(sent, "dsn_postfix_user_unknown.eml", "pdt@example.org", verp=True, n=1))
+    box.close()
+    runner = CliRunner()
+    env = {"NEWSLETTER_CONFIG": str(sent / "newsletter.toml")}
+    got = runner.invoke(cli, ["bounces", "fetch", "--mbox", str(path)], env=env)
+    assert got.exit_code == 0 and "1 recorded" in got.output, got.output
+    got = runner.invoke(cli, ["bounces", "fetch", "--maildir", str(tmp_path)], env=env)
+    assert got.exit_code == 1 and "not a Maildir" in got.output and "Traceback" not in got.output
+    got = runner.invoke(cli, ["bounces", "fetch"], env=env)
+    assert got.exit_code == 2 and "--maildir" in got.output
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff" * 100,
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x",
+        b"Content-Type: multipart/report; report-type=delivery-status\r\n\r\nno boundary",
+        b"Subject: =?utf-8?b?////?=\r\nContent-Type: message/delivery-status\r\n\r\nAction:",
+        b"X" * (3 * 1024 * 1024),
+    ],
+)
+def test_hostile_reports_are_set_aside_never_raised(raw: bytes) -> None:
+    parsed = parse_bounce(raw)
+    assert parsed.what in ("unknown", "too-big")
+    assert parsed.recipients == ()
