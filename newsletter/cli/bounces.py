@@ -57,6 +57,7 @@ def bounces() -> None:
         newsletter bounces list --since 2026-12-01
         newsletter bounces show ann@example.org
         newsletter bounces fetch --maildir /var/mail/bounces
+        newsletter bounces serve --port 2525
     """
 
 
@@ -141,6 +142,38 @@ def fetch(app: AppContext, maildir, mbox, as_json: bool) -> None:
     )
     for email in report.marked:
         console().print(f"  {esc(email)}: no more mail (bounced or complained)")
+
+
+@bounces.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=2525, show_default=True)
+@click.pass_obj
+def serve(app: AppContext, host: str, port: int) -> None:
+    """Receive bounces by SMTP: point a relay or MX for the bounce address here.
+
+    Each message is processed like one read by `bounces fetch` and answered 250; if it
+    cannot be recorded now (the database is away) the answer is 451, so the relay keeps it
+    and tries again. Runs until Ctrl-C or SIGTERM.
+
+    \b
+    Example:
+        newsletter bounces serve --port 2525
+    """
+    import logging
+    import signal
+    import threading
+
+    from newsletter.services import bounces as service
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def ready(bound: int) -> None:
+        click.echo(f"receiving bounces on {host}:{bound}; Ctrl-C stops", err=True)
+
+    service.serve_bounces(app.app(), host, port, stop, on_ready=ready)
 
 
 @bounces.command()

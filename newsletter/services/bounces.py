@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import mailbox
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
-from newsletter.importers.bounce_mail import FetchReport, parse_bounce
+from newsletter.importers.bounce_mail import MAX_BOUNCE_BYTES, FetchReport, parse_bounce
 from newsletter.rules import statuses
 from newsletter.rules.bounces import BouncePolicy
 from newsletter.rules.schedules import zone
@@ -32,6 +34,7 @@ __all__ = [
     "list_bounces",
     "process_bounce",
     "reactivate",
+    "serve_bounces",
     "show_bounces",
 ]
 
@@ -92,6 +95,30 @@ def process_bounce(app: App, raw: bytes, source: str = "mail") -> tuple[str, lis
     if outcome == "unknown":
         log.warning("a bounce about nobody we sent to (%s): set aside", parsed.report_id)
     return outcome, marked
+
+
+def serve_bounces(
+    app: App,
+    host: str,
+    port: int,
+    stop: threading.Event,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Receive bounces by SMTP on ``host:port`` until ``stop`` is set (each message is
+    processed like one read by :func:`fetch_mailbox`; a failure answers 451)."""
+    from newsletter.delivery.inbound import BounceReceiver
+
+    def handle(raw: bytes) -> str:
+        what, marked = process_bounce(app, raw, source="smtp-in")
+        return what + (f": {len(marked)} stopped" if marked else "")
+
+    receiver = BounceReceiver(handle, host, port, max_bytes=MAX_BOUNCE_BYTES).start()
+    try:
+        if on_ready is not None:
+            on_ready(receiver.port)
+        stop.wait()
+    finally:
+        receiver.stop()
 
 
 def fetch_mailbox(app: App, path: Path, kind: str = "maildir") -> FetchReport:

@@ -286,3 +286,33 @@ def test_an_unexpected_worker_error_is_one_line_without_sql_parameters() -> None
     assert _brief(err) == "RuntimeError: (sqlite3.OperationalError) disk I/O error"
     assert "ann@example.org" not in _brief(err)
     assert _brief(KeyError()) == "KeyError"
+
+
+def test_the_bounce_receiver_answers_451_when_it_cannot_record() -> None:
+    """A bounce is never lost: if it cannot be recorded now, the relay is asked to retry."""
+    import smtplib
+
+    from newsletter.delivery.inbound import BounceReceiver
+    from tests.support.smtpserver import free_port
+
+    got: list[bytes] = []
+
+    def handle(raw: bytes) -> str:
+        if b"fail" in raw:
+            raise RuntimeError("the database is away")
+        got.append(raw)
+        return "recorded"
+
+    receiver = BounceReceiver(handle, port=free_port()).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", receiver.port, timeout=30) as relay:
+            relay.sendmail("", ["bounces@x.org"], b"Subject: ok\r\n\r\nfine\r\n")
+            try:
+                relay.sendmail("", ["bounces@x.org"], b"Subject: fail\r\n\r\nfail\r\n")
+            except smtplib.SMTPDataError as exc:
+                assert exc.smtp_code == 451
+            else:
+                raise AssertionError("a failed bounce was answered 250")
+    finally:
+        receiver.stop()
+    assert len(got) == 1 and b"fine" in got[0]

@@ -160,3 +160,36 @@ def test_hostile_reports_are_set_aside_never_raised(raw: bytes) -> None:
     parsed = parse_bounce(raw)
     assert parsed.what in ("unknown", "too-big")
     assert parsed.recipients == ()
+
+
+def test_bounces_serve_records_what_a_relay_forwards(sent: Path) -> None:
+    import smtplib
+    import threading
+
+    from tests.support.smtpserver import free_port
+
+    settings = settings_of(sent)
+    raw = _fill(sent, "dsn_postfix_user_unknown.eml", "pdt@example.org", verp=True, n=1)
+    raw = raw.replace(b"\n", b"\r\n")  # as a relay sends it
+    port = free_port()
+    stop, ready = threading.Event(), threading.Event()
+    with App(settings) as app:
+        server = threading.Thread(
+            target=bounces.serve_bounces,
+            args=(app, "127.0.0.1", port, stop),
+            kwargs={"on_ready": lambda _port: ready.set()},
+        )
+        server.start()
+        try:
+            assert ready.wait(30)
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as relay:
+                verp = verp_address(BOUNCES, verp_tag(settings, MONTH, 1))
+                refused = relay.sendmail("", [verp], raw)
+                assert refused == {}
+                # The same report again (a relay retrying) changes nothing.
+                relay.sendmail("", [verp], raw)
+        finally:
+            stop.set()
+            server.join(30)
+        assert subscribers.get_subscriber(app, "pdt@example.org").status == "bounced"
+        assert len(bounces.show_bounces(app, "pdt@example.org")[1]) == 1
