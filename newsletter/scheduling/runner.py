@@ -32,9 +32,15 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from newsletter.rules.schedules import month_of, zone
-from newsletter.services import schedules
+from newsletter.services import schedules, sends
 from newsletter.services.app import App
-from newsletter.services.schedules import MONTHLY_JOB, DueFiring, Lease, once_job_id
+from newsletter.services.schedules import (
+    MONTHLY_JOB,
+    UNAVAILABLE_WAIT,
+    DueFiring,
+    Lease,
+    once_job_id,
+)
 
 log = logging.getLogger("newsletter.scheduler")
 
@@ -65,6 +71,7 @@ class SchedulerProcess:
         # What this process already made of each one-off row: (version, status, run_at).
         self._synced: dict[str, tuple[int, str, dt.datetime]] = {}
         self._rule: str | None = None
+        self._draining: threading.Thread | None = None
 
     # ------------------------------------------------------------------ jobs
 
@@ -238,6 +245,38 @@ class SchedulerProcess:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
 
+    def drain_due(self) -> None:
+        """Deliver what is due (retries whose time has come, sends resumed after an
+        outage) in a thread of its own, as `newsletter worker --once` would: the
+        scheduler alone is enough for a small list. Separate workers may run as well."""
+        if self._stopping or (self._draining is not None and self._draining.is_alive()):
+            return
+        if self._firing:  # a firing's own worker delivers what is due meanwhile
+            return
+        if not sends.has_due(self.app):
+            return
+        stop = threading.Event()
+        self._firing.add(stop)
+
+        def drain() -> None:
+            try:
+                options = sends.WorkerOptions(once=True, max_unavailable_wait=UNAVAILABLE_WAIT)
+                result = sends.run_worker(self.app, options, stop=stop)
+                if result.report.handled:
+                    log.info(
+                        "delivered what was due: sent %d, retrying %d, failed %d",
+                        result.report.sent,
+                        result.report.retry,
+                        result.report.failed,
+                    )
+            except Exception as exc:
+                log.error("delivering what was due failed: %s", exc)
+            finally:
+                self._firing.discard(stop)
+
+        self._draining = threading.Thread(target=drain, name="drain-due", daemon=True)
+        self._draining.start()
+
     def pause(self) -> None:
         """Fire nothing until :meth:`resume` (our lease may have lapsed)."""
         self.scheduler.pause()
@@ -312,6 +351,7 @@ def _loop(process: SchedulerProcess, lease: Lease, stop: threading.Event) -> boo
             next_sync = now + poll
             try:
                 process.sync()
+                process.drain_due()
             except Exception as exc:
                 log.error("could not read the requested schedules: %s", exc)
     return True

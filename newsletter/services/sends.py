@@ -220,6 +220,11 @@ def run_worker(
     return SendResult(report, statuses)
 
 
+def has_due(app: App) -> bool:
+    """Whether any running send has a delivery due now (a retry whose time has come)."""
+    return ledger.has_due(app.store)
+
+
 def delivery_status(app: App, month: str) -> SendStatus:
     """The send of ``month`` with its counts (:class:`SendNotFoundError` if never planned)."""
     return ledger.send_status(app.store, month)

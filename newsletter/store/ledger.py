@@ -603,6 +603,19 @@ def list_sends(store: Store) -> list[SendStatus]:
     return [send_status(store, m) for m in months]
 
 
+def has_due(store: Store, now: dt.datetime | None = None) -> bool:
+    """Whether a running send has a pending delivery due at ``now`` (one index probe)."""
+    now = now or _now()
+    running = select(Send.id).where(Send.status.in_(RUNNING_SENDS))
+    due = exists().where(
+        Delivery.status == "pending",
+        Delivery.send_id.in_(running),
+        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+    )
+    with store.transaction() as session:
+        return bool(session.execute(select(due)).scalar())
+
+
 def claim_batch(
     store: Store,
     limit: int,

@@ -209,3 +209,24 @@ def test_restart_during_a_send_finishes_it_once(scheduler_project, scheduler_pro
     assert all(n == 1 for n in got.values()), got
     assert len(got) == 44  # 43 subscribers and the author's report
     assert "resuming the send" in again.output
+
+
+def test_the_scheduler_alone_delivers_retries(scheduler_project, scheduler_process, smtp_server):
+    """With only `newsletter scheduler run` running, a message refused for now (451) is
+    sent when its retry is due: no separate worker is needed for a small list."""
+    from newsletter.services import App, sends
+
+    with open(scheduler_project / "newsletter.toml", "a") as f:
+        f.write("retry_initial_delay = 0\n")
+    smtp_server.rcpt_replies["training"] = "451 4.7.1 greylisted, try again later"
+    with App(settings_of(scheduler_project)) as app:
+        sends.plan(app, MONTH)
+        first = sends.run_worker(app, sends.WorkerOptions(months=[MONTH]))
+        assert first.report.retry == 1
+    assert "training@example.org" not in per_recipient(smtp_server)
+    del smtp_server.rcpt_replies["training"]
+    process = scheduler_process()
+    wait_for_messages(smtp_server, len(PEOPLE))
+    process.wait_for("delivered what was due: sent 1", timeout=60)
+    process.stop()
+    assert_each_subscriber_once(smtp_server)
