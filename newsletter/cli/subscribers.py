@@ -381,6 +381,12 @@ def erase_cmd(app: AppContext, email: str, yes: bool) -> None:
     is_flag=True,
     help="Bring back unsubscribed and erased people in the file (only if they asked).",
 )
+@click.option(
+    "--force-resubscribe",
+    is_flag=True,
+    help="Also bring back bounced addresses and people who reported the list as spam "
+    "(logged in their history; only if they asked).",
+)
 @click.option("--check-dns", is_flag=True, help="Also check that each domain receives mail.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
@@ -392,6 +398,7 @@ def import_cmd(
     atomic: bool,
     dry_run: bool,
     resubscribe: bool,
+    force_resubscribe: bool,
     check_dns: bool,
     as_json: bool,
 ) -> None:
@@ -411,7 +418,15 @@ def import_cmd(
     """
     from newsletter.services import imports
 
-    options = imports.ImportOptions(encoding, on_duplicate, atomic, dry_run, resubscribe, check_dns)
+    options = imports.ImportOptions(
+        encoding,
+        on_duplicate,
+        atomic,
+        dry_run,
+        resubscribe,
+        check_dns,
+        force_resubscribe=force_resubscribe,
+    )
     with _progress(file) as progress:
         report = imports.import_subscribers(app.app(), file, options, progress)
     if as_json:

@@ -30,6 +30,7 @@ from newsletter.rules.statuses import (
     SOURCES,
     SUBSCRIBER_STATUSES,
     StatusChange,
+    forced_back,
     imported,
     resubscribe,
 )
@@ -362,7 +363,9 @@ class ImportOptions:
     row's name, topics and status ("update"). Unsubscribed and erased people are never
     brought back unless ``resubscribe``, which is logged in their consent history. With
     ``atomic`` one bad row means nothing is imported; ``dry_run`` changes nothing;
-    ``check_dns`` also checks that each domain receives mail.
+    ``check_dns`` also checks that each domain receives mail. A bounced address or
+    someone who reported the list as spam comes back only with ``force_resubscribe``
+    (logged).
     """
 
     encoding: str | None = None
@@ -371,6 +374,7 @@ class ImportOptions:
     dry_run: bool = False
     resubscribe: bool = False
     check_dns: bool = False
+    force_resubscribe: bool = False
 
 
 def import_csv(
@@ -396,7 +400,7 @@ def import_csv(
     if atomic and bad:
         report.atomic_aborted = True
         return report
-    rules = _ImportRules(good, report, on_duplicate, resubscribe)
+    rules = _ImportRules(good, report, on_duplicate, resubscribe, options.force_resubscribe)
     write, changed = subscribers.import_rows(
         store, good, rules.decide, file_name=path.name, dry_run=dry_run, progress=progress
     )
@@ -410,12 +414,18 @@ class _ImportRules:
     """What each row does, given who is already in the store (and who was erased)."""
 
     def __init__(
-        self, rows: list[ImportRow], report: ImportReport, on_duplicate: str, resubscribe: bool
+        self,
+        rows: list[ImportRow],
+        report: ImportReport,
+        on_duplicate: str,
+        resubscribe: bool,
+        force: bool = False,
     ) -> None:
         self.rows = rows
         self.report = report
         self.update = on_duplicate == "update"
         self.resubscribe = resubscribe
+        self.force = force
         self.resubscribing: set[int] = set()  # indexes into ImportWrite.updates
 
     def decide(self, plan: ImportPlan) -> ImportWrite:
@@ -444,15 +454,29 @@ class _ImportRules:
                     new.append((row, "subscribed"))
                     report.added += 1
                 continue
-            if current.status == "bounced" and row.status and row.status != "bounced":
-                # A dead address comes back only by an administrator's decision.
+            stopped = current.status == "bounced" or (
+                current.status == "unsubscribed" and row.email in plan.complained
+            )
+            if stopped and row.status != current.status:
+                # A dead address, or someone who reported the list as spam, comes back
+                # only by an administrator's explicit decision.
+                if self.force:
+                    change = forced_back(current.status, row.status or None)
+                    self.resubscribing.add(len(updates))
+                    updates.append((row, change, self.update))
+                    report.resubscribed += 1
+                    continue
+                why = (
+                    "bounced (mail to it was refused)"
+                    if current.status == "bounced"
+                    else "unsubscribed after reporting the list as spam"
+                )
                 report.skipped.append(
                     RowProblem(
                         row.line,
                         row.email,
-                        "bounced (mail to it was refused); left as is: `newsletter bounces "
-                        "show` has the evidence, `newsletter subscribers reactivate` brings "
-                        "it back",
+                        f"{why}; left as is: `newsletter bounces show` has the evidence; "
+                        "pass --force-resubscribe only if they asked to come back (logged)",
                     )
                 )
                 continue

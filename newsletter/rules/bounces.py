@@ -87,7 +87,8 @@ class BouncePolicy:
 def describe(kind: str, reply: str, month: str | None = None) -> str:
     """The evidence line of a bounce for the person's history."""
     about = f" (issue {month})" if month else ""
-    return f"{kind} bounce{about}: {' '.join(reply.split())[:300]}"
+    what = "spam complaint" if kind == COMPLAINT else f"{kind} bounce"
+    return f"{what}{about}: {' '.join(reply.split())[:300]}"
 
 
 #: Rates of one send above which the mail providers' patience runs out. Complaints: Google

@@ -115,6 +115,19 @@ def bounced(status: str, detail: str) -> StatusChange | None:
     return StatusChange("bounced", "bounced", detail, stop_queued=True)
 
 
+def forced_back(status: str, to: str | None = None) -> StatusChange:
+    """An import with ``--force-resubscribe`` brings back a bounced address or someone who
+    reported the list as spam (logged: only on the administrator's word)."""
+    new = to if to and to != "bounced" else "active"
+    return StatusChange(
+        new,
+        "resubscribed",
+        f"brought back by an import with --force-resubscribe (was {status})",
+        confirmed_if_unset=new == "active",
+        left=False,
+    )
+
+
 def reactivate(address: str, status: str, detail: str | None = None) -> StatusChange:
     """An administrator brings back a bounced address (e.g. the mailbox works again)."""
     if status != "bounced":

@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.rules.addresses import lookup_key
+from newsletter.rules.bounces import COMPLAINT
 from newsletter.rules.statuses import SKIP_LEFT, SKIP_PAUSED, SOURCES, StatusChange
 from newsletter.store.db import UPGRADE_HINT, Store, checkpoint
 from newsletter.store.errors import (
@@ -47,6 +48,7 @@ from newsletter.store.models import (
     ID_CHUNK,
     STATUSES,
     WIRE_STARTED,
+    Bounce,
     ConsentRecord,
     Delivery,
     SignupRequest,
@@ -673,6 +675,7 @@ class ImportPlan:
 
     existing: dict[str, SubscriberView]  # address -> subscriber
     suppressed: set[str]  # addresses on the suppression list
+    complained: set[str] = field(default_factory=set)  # people who reported spam
 
 
 @dataclass(frozen=True)
@@ -757,7 +760,18 @@ def _import_plan(store: Store, s: Session, rows: list[ImportRow]) -> ImportPlan:
                 select(Suppression.email_hash).where(Suppression.email_hash.in_(chunk))
             )
         )
-    return ImportPlan(existing, suppressed)
+    complained: set[str] = set()
+    by_id = {v.id: e for e, v in existing.items()}
+    for chunk in _chunks(list(by_id)):
+        complained.update(
+            by_id[i]
+            for i in s.scalars(
+                select(Bounce.subscriber_id)
+                .where(Bounce.subscriber_id.in_(chunk), Bounce.kind == COMPLAINT)
+                .distinct()
+            )
+        )
+    return ImportPlan(existing, suppressed, complained)
 
 
 def _insert_new(
@@ -876,7 +890,8 @@ def _update_existing(
     resubscribing = change is not None and change.event == "resubscribed"
     if change is not None and resubscribing:
         _apply(s, sub, change, now)
-        _add_event(s, sub.id, change.event, now, detail)
+        why = f"{detail}: {change.detail}" if change.detail else detail
+        _add_event(s, sub.id, change.event, now, why)
         changed = True
     if not apply_fields:
         return changed

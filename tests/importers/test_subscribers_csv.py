@@ -457,4 +457,14 @@ def test_a_bounced_address_is_never_brought_back_by_an_import(app, tmp_path) -> 
         report = import_csv(app, path, **options)
         assert get_subscriber(app, "dead@example.org").status == "bounced"
         [problem] = report.skipped
-        assert problem.line == 2 and "subscribers reactivate" in problem.reason
+        assert problem.line == 2 and "--force-resubscribe" in problem.reason
+    # Only on the administrator's explicit word, and logged.
+    report = import_csv(app, path, on_duplicate="update", force_resubscribe=True)
+    assert report.resubscribed == 1 and report.skipped == []
+    view = get_subscriber(app, "dead@example.org", history=True)
+    assert view.status == "active"
+    assert any(
+        e.event == "resubscribed" and "--force-resubscribe (was bounced)" in e.detail
+        for e in view.events
+        if e.detail
+    )

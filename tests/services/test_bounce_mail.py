@@ -194,3 +194,29 @@ def test_bounces_serve_records_what_a_relay_forwards(sent: Path) -> None:
             server.join(30)
         assert subscribers.get_subscriber(app, "pdt@example.org").status == "bounced"
         assert len(bounces.show_bounces(app, "pdt@example.org")[1]) == 1
+
+
+def test_someone_who_complained_comes_back_only_with_force(sent: Path, tmp_path: Path) -> None:
+    """After a spam complaint, --resubscribe alone does not bring the person back by CSV;
+    --force-resubscribe does, and says so in their history."""
+    from newsletter.services import imports
+
+    settings = settings_of(sent)
+    raw = _fill(sent, "arf_complaint.eml", "mixed@example.org", verp=False, n=1)
+    path = tmp_path / "back.csv"
+    path.write_text("email\nmixed@example.org\n", "utf-8")
+    with App(settings) as app:
+        assert bounces.process_bounce(app, raw) == ("recorded", ["mixed@example.org"])
+        report = imports.import_subscribers(app, path, imports.ImportOptions(resubscribe=True))
+        assert report.resubscribed == 0
+        assert "reporting the list as spam" in report.skipped[0].reason
+        assert subscribers.get_subscriber(app, "mixed@example.org").status == "unsubscribed"
+        forced = imports.ImportOptions(force_resubscribe=True)
+        assert imports.import_subscribers(app, path, forced).resubscribed == 1
+        view = subscribers.get_subscriber(app, "mixed@example.org", history=True)
+        assert view.status == "active"
+        assert any(
+            e.event == "resubscribed" and "--force-resubscribe (was unsubscribed)" in e.detail
+            for e in view.events
+            if e.detail
+        )
