@@ -64,11 +64,12 @@ def record_bounces(
     now: dt.datetime,
     report_id: str | None = None,
 ) -> list[str]:
-    """Keep ``bounces`` and mark the people they prove dead ``bounced``; their addresses.
+    """Keep ``bounces`` and stop the mail of the people they are about; their addresses.
 
-    A hard bounce marks the person at once; a soft one when their soft bounces in the
-    window reach the threshold. Each status change is a consent event (source
-    ``delivery``) whose detail is the evidence: kind, reply and the issue it was about.
+    A hard bounce marks the person ``bounced`` at once, a soft one when their soft
+    bounces in the window reach the threshold; a complaint unsubscribes them. Each status
+    change is a consent event (source ``delivery``) whose detail is the evidence: kind,
+    reply and the issue it was about.
     """
     if not bounces:
         return []
@@ -99,7 +100,7 @@ def record_bounces(
                 report_id=report_id,
             )
         )
-        if b.kind not in (HARD, SOFT):
+        if b.kind not in (HARD, SOFT, COMPLAINT):
             continue
         if b.kind == SOFT:
             session.flush()
@@ -114,7 +115,11 @@ def record_bounces(
         detail = describe(b.kind, b.reply, month)
         if b.kind == SOFT:
             detail += f" ({policy.threshold} soft bounces within {policy.window_days} days)"
-        change = statuses.bounced(sub.status, detail)
+        change = (
+            statuses.unsubscribe(sub.status, detail)
+            if b.kind == COMPLAINT
+            else statuses.bounced(sub.status, detail)
+        )
         if change is None:
             continue
         _apply(session, sub, change, now)
@@ -146,13 +151,14 @@ def record_mailed(
     The delivery is found by the verified VERP tag, else by the exact Message-ID the
     store kept for it, else by the failed address of someone who was sent mail. A report
     that proves none of these changes nothing (``unknown``); one recorded before changes
-    nothing again (``already``). A complaint unsubscribes the person at once.
+    nothing again (``already``). A complaint unsubscribes the person at once
+    (:func:`record_bounces`).
     """
     with store.transaction() as session:
         found = _find_delivery(session, b)
         if found is None:
             return "unknown", None
-        delivery_id, subscriber_id, month = found
+        delivery_id, subscriber_id = found
         seen = session.execute(
             select(Bounce.id).where(
                 Bounce.report_id == b.report_id, Bounce.subscriber_id == subscriber_id
@@ -160,48 +166,23 @@ def record_mailed(
         ).first()
         if seen is not None:
             return "already", None
-        if b.kind == COMPLAINT:
-            session.add(
-                Bounce(
-                    subscriber_id=subscriber_id,
-                    delivery_id=delivery_id,
-                    at=now,
-                    kind=COMPLAINT,
-                    code=None,
-                    status=None,
-                    diagnostic=b.diagnostic[:2000],
-                    message_id=b.message_id,
-                    source=b.source,
-                    report_id=b.report_id,
-                )
-            )
-            sub = session.get(Subscriber, subscriber_id, with_for_update=True)
-            assert sub is not None
-            change = statuses.unsubscribe(sub.status, describe(COMPLAINT, b.diagnostic, month))
-            if change is None:
-                return "recorded", None
-            _apply(session, sub, change, now)
-            _log(session, sub.id, change.event, "delivery", detail=change.detail, at=now)
-            return "recorded", sub.email
         new = NewBounce(delivery_id, b.kind, b.code, b.diagnostic, b.message_id, b.source)
         marked = record_bounces(session, [new], policy, now, report_id=b.report_id)
         return "recorded", (marked[0] if marked else None)
 
 
-def _find_delivery(session: Session, b: MailedBounce) -> tuple[int, int, str] | None:
-    base = select(Delivery.id, Delivery.subscriber_id, Send.issue_month).join(
-        Send, Send.id == Delivery.send_id
-    )
+def _find_delivery(session: Session, b: MailedBounce) -> tuple[int, int] | None:
+    base = select(Delivery.id, Delivery.subscriber_id).join(Send, Send.id == Delivery.send_id)
     if b.month and b.subscriber_id:
         row = session.execute(
             base.where(Send.issue_month == b.month, Delivery.subscriber_id == b.subscriber_id)
         ).first()
         if row is not None:
-            return row[0], row[1], row[2]
+            return row[0], row[1]
     if b.message_id:
         row = session.execute(base.where(Delivery.message_id == b.message_id)).first()
         if row is not None:
-            return row[0], row[1], row[2]
+            return row[0], row[1]
     if b.address:
         row = session.execute(
             base.join(Subscriber, Subscriber.id == Delivery.subscriber_id)
@@ -213,7 +194,7 @@ def _find_delivery(session: Session, b: MailedBounce) -> tuple[int, int, str] | 
             .limit(1)
         ).first()
         if row is not None:
-            return row[0], row[1], row[2]
+            return row[0], row[1]
     return None
 
 
