@@ -603,17 +603,22 @@ def list_sends(store: Store) -> list[SendStatus]:
     return [send_status(store, m) for m in months]
 
 
-def has_due(store: Store, now: dt.datetime | None = None) -> bool:
-    """Whether a running send has a pending delivery due at ``now`` (one index probe)."""
-    now = now or _now()
+def _due(now: dt.datetime, months: Sequence[str] | None = None) -> ColumnElement[bool]:
+    """SQL condition: a pending delivery of a running send (of ``months``) due at ``now``."""
     running = select(Send.id).where(Send.status.in_(RUNNING_SENDS))
-    due = exists().where(
+    if months:
+        running = running.where(Send.issue_month.in_(list(months)))
+    return and_(
         Delivery.status == "pending",
         Delivery.send_id.in_(running),
         or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
     )
+
+
+def has_due(store: Store, now: dt.datetime | None = None) -> bool:
+    """Whether a running send has a pending delivery due at ``now`` (one index probe)."""
     with store.transaction() as session:
-        return bool(session.execute(select(due)).scalar())
+        return bool(session.execute(select(exists().where(_due(now or _now())))).scalar())
 
 
 def claim_batch(
@@ -646,19 +651,7 @@ def _claim_batch(
     claimer = claimer or worker_id()
     # A send paused by an SMTP outage is picked up again by any worker (it pauses it
     # again if the server is still down).
-    running = select(Send.id).where(Send.status.in_(RUNNING_SENDS))
-    if months:
-        running = running.where(Send.issue_month.in_(list(months)))
-    due = (
-        select(Delivery.id)
-        .where(
-            Delivery.status == "pending",
-            Delivery.send_id.in_(running),
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-        )
-        .order_by(Delivery.id)
-        .limit(limit)
-    )
+    due = select(Delivery.id).where(_due(now, months)).order_by(Delivery.id).limit(limit)
     if store.dialect == "postgresql":
         due = due.with_for_update(skip_locked=True)
     stmt = (
