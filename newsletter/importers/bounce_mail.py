@@ -28,7 +28,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from email.message import EmailMessage, Message
+from email.message import Message
 
 from newsletter.rules.bounces import COMPLAINT, HARD, SOFT, classify_reply
 
@@ -85,30 +85,36 @@ def parse_bounce(raw: bytes) -> ParsedBounce:
 
 
 def _parse(msg: Message, digest: str) -> ParsedBounce:
-    report_id = _header(msg, "Message-ID") or digest
-    tag = _verp_tag(msg)
     original_id, original = _original(msg)
-    base = {"report_id": report_id, "verp_tag": tag, "original": original}
-    base["original_message_id"] = original_id
+
+    def result(
+        what: str, recipients: tuple[FailedRecipient, ...] = (), note: str = ""
+    ) -> ParsedBounce:
+        return ParsedBounce(
+            report_id=_header(msg, "Message-ID") or digest,
+            what=what,
+            recipients=recipients,
+            verp_tag=_verp_tag(msg),
+            original=original,
+            original_message_id=original_id,
+            note=note,
+        )
+
     param = msg.get_param("report-type") if msg.is_multipart() else None
     report_type = param.lower() if isinstance(param, str) else ""
-    if msg.get_content_type() == "multipart/report" and report_type == "feedback-report":
-        return ParsedBounce(
-            what="complaint",
-            recipients=_complaint_recipients(msg),
-            note=_feedback_type(msg),
-            **base,  # type: ignore[arg-type]
-        )
-    if msg.get_content_type() == "multipart/report" and report_type == "delivery-status":
+    is_report = msg.get_content_type() == "multipart/report"
+    if is_report and report_type == "feedback-report":
+        return result("complaint", _complaint_recipients(msg), _feedback_type(msg))
+    if is_report and report_type == "delivery-status":
         recipients = _dsn_recipients(msg)
         if recipients:
-            return ParsedBounce(what="dsn", recipients=recipients, **base)  # type: ignore[arg-type]
+            return result("dsn", recipients)
     if _is_autoreply(msg):
-        return ParsedBounce(what="autoreply", **base)  # type: ignore[arg-type]
+        return result("autoreply")
     other = _flufl(msg)
     if other:
-        return ParsedBounce(what="other-bounce", recipients=other, **base)  # type: ignore[arg-type]
-    return ParsedBounce(what="unknown", note="not a bounce this reader knows", **base)  # type: ignore[arg-type]
+        return result("other-bounce", other)
+    return result("unknown", note="not a bounce this reader knows")
 
 
 def _header(msg: Message, name: str) -> str:
@@ -304,7 +310,6 @@ class FetchReport:
 
 __all__ = [
     "MAX_BOUNCE_BYTES",
-    "EmailMessage",
     "FailedRecipient",
     "FetchReport",
     "ParsedBounce",
