@@ -436,13 +436,20 @@ class _ImportRules:
         for row in self.rows:
             current = plan.existing.get(row.email)
             if current is None:
-                if row.email in plan.suppressed:
-                    if not self.resubscribe:
+                reason = plan.suppressed.get(row.email)
+                if reason is not None:
+                    # Someone who reported spam needs the stronger flag, as when their
+                    # record is still here (below).
+                    allowed = self.force if reason == "complaint" else self.resubscribe
+                    if not allowed:
                         report.skipped.append(
                             RowProblem(
                                 row.line,
                                 row.email,
-                                "erased earlier at their request (suppression list); "
+                                "reported the list as spam (suppression list); pass "
+                                "--force-resubscribe only if they asked to come back (logged)"
+                                if reason == "complaint"
+                                else "erased earlier at their request (suppression list); "
                                 "pass --resubscribe only if they asked to come back",
                             )
                         )

@@ -146,7 +146,7 @@ def request_signup(
     signups.purge_expired(app.store, now)
     address = normalise_address(address)
     if db.is_suppressed(app.store, address):
-        log.info("sign-up of an erased address ignored")
+        log.info("sign-up of a suppressed address (erased or complained) ignored")
         return "ignored"
     sub = db.find_subscriber(app.store, address)
     action = statuses.signup_action(sub.status if sub is not None else None)

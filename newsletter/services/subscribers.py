@@ -138,10 +138,16 @@ def add_subscriber(
         raise SubscriberExistsError(
             f"{address} is already in the store ({current.status})", hint=hint
         )
-    suppressed = db.is_suppressed(app.store, address)
+    reason = db.suppression_reason(app.store, address)
+    suppressed = reason is not None
     if suppressed and not resubscribe:
+        why = (
+            "reported the newsletter as spam"
+            if reason == "complaint"
+            else "was erased at their request"
+        )
         raise SuppressedError(
-            f"{address} was erased at their request and is on the suppression list",
+            f"{address} {why} and is on the suppression list",
             hint="add them only if they asked to come back: pass --resubscribe",
         )
     new = db.NewSubscriber(

@@ -27,7 +27,7 @@ from newsletter.rules.bounces import (
 )
 from newsletter.store.db import Store
 from newsletter.store.models import Bounce, Delivery, Send, Subscriber
-from newsletter.store.subscribers import _apply, _log
+from newsletter.store.subscribers import _apply, _log, suppress
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def record_mailed(
     store kept for it, else by the failed address of someone who was sent mail. A report
     that proves none of these changes nothing (``unknown``); one recorded before changes
     nothing again (``already``). A complaint unsubscribes the person at once
-    (:func:`record_bounces`).
+    (:func:`record_bounces`) and puts the address on the suppression list.
     """
     with store.transaction() as session:
         found = _find_delivery(session, b)
@@ -168,6 +168,12 @@ def record_mailed(
             return "already", None
         new = NewBounce(delivery_id, b.kind, b.code, b.diagnostic, b.message_id, b.source)
         marked = record_bounces(session, [new], policy, now, report_id=b.report_id)
+        if b.kind == COMPLAINT:
+            # Also when they had left already: the entry outlives an erasure, so no
+            # import or web form brings the address back without an administrator.
+            sub = session.get(Subscriber, subscriber_id)
+            if sub is not None:
+                suppress(session, store, sub.email, "complaint", now)
         return "recorded", (marked[0] if marked else None)
 
 

@@ -189,13 +189,25 @@ class SignupRequest(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+SUPPRESSION_REASONS = ("erased", "complaint")
+
+
 class Suppression(Base):
-    """An erased person: only a salted hash of the normalised address is kept."""
+    """An address never to be mailed again without an administrator's decision.
+
+    Only a salted hash of the normalised address is kept, so the entry outlives the
+    person's erasure. ``reason``: ``erased`` (their data was deleted at their request) or
+    ``complaint`` (they reported the newsletter as spam).
+    """
 
     __tablename__ = "suppressions"
+    __table_args__ = (
+        CheckConstraint("reason IN ('" + "', '".join(SUPPRESSION_REASONS) + "')", name="reason"),
+    )
 
     email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(String(16), default="erased", server_default="erased")
 
 
 class StoreMeta(Base):

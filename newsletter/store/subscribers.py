@@ -97,10 +97,32 @@ def email_hash(store: Store, session: Session, address: str) -> str:
 
 
 def is_suppressed(store: Store, email: str) -> bool:
-    """True if ``email`` was erased (its hash is on the suppression list)."""
+    """True if ``email`` is on the suppression list (erased, or reported spam)."""
+    return suppression_reason(store, email) is not None
+
+
+def suppression_reason(store: Store, email: str) -> str | None:
+    """Why ``email`` is on the suppression list (``erased``, ``complaint``), or None."""
     with store.transaction() as s:
-        h = email_hash(store, s, lookup_key(email))
-        return s.get(Suppression, h) is not None
+        row = s.get(Suppression, email_hash(store, s, lookup_key(email)))
+        return None if row is None else row.reason
+
+
+def suppress(session: Session, store: Store, email: str, reason: str, now: dt.datetime) -> None:
+    """Put ``email`` on the suppression list (kept if already there, first reason wins)."""
+    h = email_hash(store, session, email)
+    if session.get(Suppression, h) is None:
+        session.add(Suppression(email_hash=h, created_at=now, reason=reason))
+
+
+def _lift_if_back(store: Store, session: Session, sub: Subscriber) -> None:
+    """An administrator brought someone who complained back: their entry goes."""
+    if sub.status in ("active", "pending"):
+        session.execute(
+            delete(Suppression).where(
+                Suppression.email_hash == email_hash(store, session, sub.email)
+            )
+        )
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -406,6 +428,7 @@ def change_status(
         if change is None:
             return _view(sub), False
         _apply(s, sub, change, utcnow())
+        _lift_if_back(store, s, sub)
         if name:
             sub.name = name
         if topics is not None:
@@ -508,9 +531,7 @@ def erase(store: Store, email: str, *, source: str = "cli") -> Erasure:
     with store.transaction() as s:
         sub = _get(s, email)
         address = sub.email
-        h = email_hash(store, s, sub.email)
-        if s.get(Suppression, h) is None:
-            s.add(Suppression(email_hash=h, created_at=utcnow()))
+        suppress(s, store, sub.email, "erased", utcnow())
         s.execute(delete(ConsentRecord).where(ConsentRecord.subscriber_id == sub.id))
         s.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == sub.id))
         s.execute(delete(Subscriber).where(Subscriber.id == sub.id))
@@ -674,7 +695,7 @@ class ImportPlan:
     """What a bulk import found in the store, read under the import's transaction."""
 
     existing: dict[str, SubscriberView]  # address -> subscriber
-    suppressed: set[str]  # addresses on the suppression list
+    suppressed: dict[str, str]  # addresses on the suppression list -> reason
     complained: set[str] = field(default_factory=set)  # people who reported spam
 
 
@@ -733,6 +754,7 @@ def import_rows(
                             s, by_email[row.email], row, change, apply_fields, now, file_name
                         )
                     )
+                    _lift_if_back(store, s, by_email[row.email])
             if dry_run:
                 raise _RollBack
     except _RollBack:
@@ -752,12 +774,14 @@ def _import_plan(store: Store, s: Session, rows: list[ImportRow]) -> ImportPlan:
             existing[sub.email] = _view(sub, ())
     fresh = [r.email for r in rows if r.email not in existing]
     hashes = {email_hash(store, s, e): e for e in fresh}
-    suppressed: set[str] = set()
+    suppressed: dict[str, str] = {}
     for chunk in _chunks(list(hashes)):
         suppressed.update(
-            hashes[h]
-            for h in s.scalars(
-                select(Suppression.email_hash).where(Suppression.email_hash.in_(chunk))
+            (hashes[h], reason)
+            for h, reason in s.execute(
+                select(Suppression.email_hash, Suppression.reason).where(
+                    Suppression.email_hash.in_(chunk)
+                )
             )
         )
     complained: set[str] = set()

@@ -220,3 +220,58 @@ def test_someone_who_complained_comes_back_only_with_force(sent: Path, tmp_path:
             for e in view.events
             if e.detail
         )
+
+
+def test_a_complaint_suppresses_the_address_even_after_erasure(sent: Path, tmp_path: Path) -> None:
+    """A complaint puts the address on the suppression list: erased afterwards, the person
+    is still kept out of imports (--resubscribe is not enough), sign-up and `add`; an
+    administrator's --force-resubscribe brings them back and lifts the entry."""
+    from newsletter.services import imports, signup
+    from newsletter.store import subscribers as people_db
+
+    settings = settings_of(sent)
+    raw = _fill(sent, "arf_complaint.eml", "mixed@example.org", verp=False, n=1)
+    path = tmp_path / "back.csv"
+    path.write_text("email\nmixed@example.org\n", "utf-8")
+    with App(settings) as app:
+        assert people_db.suppression_reason(app.store, "mixed@example.org") is None
+        bounces.process_bounce(app, raw)
+        assert people_db.suppression_reason(app.store, "Mixed@Example.org") == "complaint"
+        subscribers.erase(app, "mixed@example.org")
+        # Erasure keeps the first reason: the address reported spam.
+        assert people_db.suppression_reason(app.store, "mixed@example.org") == "complaint"
+        with pytest.raises(subscribers.SuppressedError, match="reported the newsletter as spam"):
+            subscribers.add_subscriber(app, "mixed@example.org")
+        assert signup.request_signup(app, "mixed@example.org", "", (), True, None) == "ignored"
+        report = imports.import_subscribers(app, path, imports.ImportOptions(resubscribe=True))
+        assert (report.added, report.resubscribed) == (0, 0)
+        assert "reported the list as spam" in report.skipped[0].reason
+        assert "--force-resubscribe" in report.skipped[0].reason
+        forced = imports.ImportOptions(force_resubscribe=True)
+        assert imports.import_subscribers(app, path, forced).resubscribed == 1
+        assert subscribers.get_subscriber(app, "mixed@example.org").status == "active"
+        assert people_db.suppression_reason(app.store, "mixed@example.org") is None
+
+
+def test_resubscribing_someone_who_complained_lifts_their_entry(sent: Path) -> None:
+    """Still in the store (unsubscribed by the complaint), the person comes back only by an
+    explicit `add --resubscribe`, which lifts the suppression entry with it; a bounced
+    address has no entry at all."""
+    from newsletter.store import subscribers as people_db
+
+    settings = settings_of(sent)
+    with App(settings) as app:
+        bounces.process_bounce(
+            app, _fill(sent, "arf_complaint.eml", "mixed@example.org", verp=False, n=1)
+        )
+        with pytest.raises(subscribers.SubscriberExistsError):
+            subscribers.add_subscriber(app, "mixed@example.org")
+        assert people_db.is_suppressed(app.store, "mixed@example.org")
+        back = subscribers.add_subscriber(app, "mixed@example.org", resubscribe=True)
+        assert back.status == "active"
+        assert not people_db.is_suppressed(app.store, "mixed@example.org")
+        bounces.process_bounce(
+            app, _fill(sent, "dsn_postfix_user_unknown.eml", "pdt@example.org", verp=True, n=2)
+        )
+        assert subscribers.get_subscriber(app, "pdt@example.org").status == "bounced"
+        assert not people_db.is_suppressed(app.store, "pdt@example.org")

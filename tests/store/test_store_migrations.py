@@ -154,3 +154,29 @@ def test_0006_keeps_every_row_and_ids_of_erased_people_are_never_reused(tmp_path
         subscribers.erase(app, "b@example.org")
         newcomer = subscribers.add_subscriber(app, "c@example.org", topics="Training")
         assert newcomer.id > erased
+
+
+def test_0008_gives_every_earlier_suppression_the_reason_erased(tmp_path: Path) -> None:
+    """Entries written before suppression reasons existed were all erasures."""
+    import sqlite3
+
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from newsletter.store.db import alembic_config
+
+    url = f"sqlite:///{tmp_path}/n.db"
+    upgrade_database(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0007")
+    finally:
+        engine.dispose()
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        db.execute("INSERT INTO suppressions (email_hash, created_at) VALUES ('ab', '2026-01-01')")
+    assert upgrade_database(url).up_to_date
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        assert db.execute("SELECT reason FROM suppressions").fetchall() == [("erased",)]
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("UPDATE suppressions SET reason = 'whim'")
