@@ -168,7 +168,17 @@ class Settings:
     dkim_selector: str = setting("", "DKIM selector (s=): the DNS record <selector>._domainkey.")
     dkim_key_file: str = setting(
         "",
-        "PEM file of the DKIM private RSA key (relative to the project folder).",
+        "PEM file of the DKIM private key, RSA (2048 bits) or Ed25519 (relative to the "
+        "project folder).",
+    )
+    dkim_ed25519_selector: str = setting(
+        "",
+        "Selector of a second, Ed25519 DKIM signature (RFC 8463) beside the RSA one; "
+        "empty = one signature.",
+    )
+    dkim_ed25519_key_file: str = setting(
+        "",
+        "PEM file of the Ed25519 private key for dkim_ed25519_selector.",
     )
     # ruff's RUF009 takes Path for mutable; path_setting returns a field(), like setting().
     issues_dir: Path = path_setting(  # noqa: RUF009
@@ -595,9 +605,10 @@ def load_settings(
         check_address_setting(name, values[name], places[name])
     values["database_url"] = _absolute_sqlite(values["database_url"], root)
     values["smtp_url"] = _absolute_outbox(values["smtp_url"], root)
-    if values["dkim_key_file"]:
-        key_file = Path(values["dkim_key_file"]).expanduser()
-        values["dkim_key_file"] = str(key_file if key_file.is_absolute() else root / key_file)
+    for name in ("dkim_key_file", "dkim_ed25519_key_file"):
+        if values[name]:
+            key_file = Path(values[name]).expanduser()
+            values[name] = str(key_file if key_file.is_absolute() else root / key_file)
     for key in ("issues_dir", "templates_dir"):
         p = Path(values[key]).expanduser()
         values[key] = p if p.is_absolute() else root / p

@@ -1,21 +1,35 @@
-"""DKIM signing of outgoing messages (dkimpy).
+"""DKIM signing of outgoing messages (RFC 6376, and RFC 8463 for Ed25519), with OpenSSL.
 
-A :class:`DkimSigner` is made from the three settings ``dkim_domain``, ``dkim_selector``
-and ``dkim_key_file``; when all three are empty there is no signing, when only some are
-set that is a :class:`~newsletter.errors.ConfigError` naming the missing ones. The key is
-read and checked once, when the signer is made, so a bad key stops a send before the
-first message rather than failing every message.
+A :class:`DkimSigner` is made from the settings ``dkim_domain``, ``dkim_selector`` and
+``dkim_key_file`` (an RSA or an Ed25519 key), plus optionally ``dkim_ed25519_selector``
+and ``dkim_ed25519_key_file`` for a second, Ed25519 signature: RFC 8463 advises signing
+with both while receivers learn Ed25519. When none are set there is no signing; when only
+some are set that is a :class:`~newsletter.errors.ConfigError` naming the missing ones.
+Keys are read and checked once, when the signer is made, so a bad key stops a send before
+the first message rather than failing every message.
+
+Signing is done here rather than by dkimpy, whose pure-Python RSA costs tens of
+milliseconds a message: the ``cryptography`` package signs RSA-2048 in about 2 ms and
+Ed25519 in a tenth of that. Canonicalisation is relaxed/relaxed (a relay re-folding
+headers or trimming trailing spaces does not break the signature) and works on whole byte
+strings with a few regular expressions rather than line by line. The tests verify every
+signature with dkimpy, an independent implementation.
 
 (The module is not called ``dkim.py`` so that it can never shadow dkimpy's ``dkim``.)
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import dkim
-import dkim.crypto
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from newsletter.errors import ConfigError
 
@@ -35,67 +49,241 @@ SIGNED_HEADERS: tuple[str, ...] = (
 )
 
 _DKIM_SETTINGS = ("dkim_domain", "dkim_selector", "dkim_key_file")
+_ED25519_SETTINGS = ("dkim_ed25519_selector", "dkim_ed25519_key_file")
+
+_MIN_RSA_BITS = 1024  # RFC 8301: verifiers must not accept less
+_KEY_HINT = (
+    "generate one with `openssl genrsa -out dkim.pem 2048` "
+    "(or `openssl genpkey -algorithm ed25519 -out dkim-ed25519.pem`)"
+)
+
+# Relaxed canonicalisation (RFC 6376, 3.4.2 and 3.4.4) on whole byte strings.
+_WSP_RUN = re.compile(rb"[ \t]+")
+# Only what canonicalisation changes: a tab, or two or more blanks (a single space, by
+# far the most common, is left alone rather than replaced by itself).
+_WSP_CHANGE = re.compile(rb"\t[ \t]*| [ \t]+")
+_TRAILING_WSP = re.compile(rb" \r\n")
+_FOLD = re.compile(rb"\r\n(?=[ \t])")
+_LONE_LF = re.compile(rb"(?<!\r)\n")
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """One signing key: its selector, algorithm tag (``a=``) and loaded private key."""
+
+    selector: str
+    algorithm: str  # "rsa-sha256" or "ed25519-sha256"
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+    def __repr__(self) -> str:  # never show the key
+        return f"DkimKey(selector={self.selector!r}, algorithm={self.algorithm!r})"
+
+    def sign(self, data: bytes) -> bytes:
+        """The signature of the canonical header data ``data`` (``b=`` before base64)."""
+        if isinstance(self.key, rsa.RSAPrivateKey):
+            return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        # RFC 8463: Ed25519 (pure) signs the SHA-256 hash of the header data.
+        return self.key.sign(hashlib.sha256(data).digest())
+
+    def public_record(self) -> str:
+        """The TXT record to publish at ``<selector>._domainkey.<domain>``."""
+        public = self.key.public_key()
+        if isinstance(public, ed25519.Ed25519PublicKey):
+            raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            return "v=DKIM1; k=ed25519; p=" + base64.b64encode(raw).decode("ascii")
+        der = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
+
+
+def load_key(selector: str, pem: bytes, setting: str = "dkim_key_file") -> DkimKey:
+    """A :class:`DkimKey` from a PEM private key (RSA of 1024 bits or more, or Ed25519)."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:  # not PEM, encrypted, or damaged
+        raise ConfigError(
+            f"{setting} does not hold an unencrypted PEM private key ({type(exc).__name__})",
+            hint=_KEY_HINT,
+        ) from None
+    except Exception as exc:  # an algorithm OpenSSL does not support
+        raise ConfigError(
+            f"{setting} holds a key that cannot be used ({type(exc).__name__})", hint=_KEY_HINT
+        ) from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise ConfigError(
+                f"{setting} holds a {key.key_size}-bit RSA key; receivers ignore signatures "
+                f"by keys under {_MIN_RSA_BITS} bits",
+                hint=_KEY_HINT,
+            )
+        return DkimKey(selector, "rsa-sha256", key)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return DkimKey(selector, "ed25519-sha256", key)
+    raise ConfigError(
+        f"{setting} holds a {type(key).__name__.removeprefix('_')}, not an RSA or Ed25519 key",
+        hint=_KEY_HINT,
+    )
+
+
+def _read(path: Path, setting: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"{setting} {path} cannot be read: {exc.strerror or exc}",
+            hint=f"set {setting} to the PEM file of the DKIM private key",
+        ) from None
+
+
+def canonical_body(body: bytes) -> bytes:
+    """The relaxed canonical form of a message body (RFC 6376, 3.4.4)."""
+    lf, crlf = body.count(b"\n"), body.count(b"\r\n")
+    if lf != crlf:  # bare line feeds: a file written on Unix, or a mix
+        body = body.replace(b"\n", b"\r\n") if crlf == 0 else _LONE_LF.sub(b"\r\n", body)
+    body = _WSP_CHANGE.sub(b" ", body)
+    if b" \r\n" in body:
+        body = _TRAILING_WSP.sub(b"\r\n", body)
+    body = body.rstrip(b"\r\n")
+    # Trailing empty lines go; what is left ends in one line break (empty stays empty).
+    # A last line without a line break keeps its trailing blank, as dkimpy reads RFC 6376
+    # (:meth:`DkimSigner.sign` never signs such a body: it ends the message first).
+    return body + b"\r\n" if body else b""
+
+
+def _canonical_header(name: bytes, value: bytes) -> bytes:
+    value = _WSP_RUN.sub(b" ", _FOLD.sub(b"", value)).strip(b" \r\n")
+    return name.strip().lower() + b":" + value
+
+
+def _split(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The header fields (name, raw value with its folding) and the body of ``message``."""
+    crlf = b"\r\n" in message[:2048]
+    end = message.find(b"\r\n\r\n" if crlf else b"\n\n")
+    if end < 0:
+        head, body = message, b""
+    else:
+        head, body = message[:end], message[end + (4 if crlf else 2) :]
+    if not crlf:
+        head = head.replace(b"\n", b"\r\n")
+    fields: list[tuple[bytes, bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + b"\r\n" + line)
+        else:
+            name, _, value = line.partition(b":")
+            fields.append((name, value))
+    return fields, body
 
 
 class DkimSigner:
-    """Signs RFC 5322 messages for one domain and selector with one RSA key."""
+    """Signs RFC 5322 messages for one domain with one or two keys (RSA, Ed25519)."""
 
-    def __init__(self, domain: str, selector: str, private_key: bytes) -> None:
+    def __init__(self, domain: str, keys: list[DkimKey] | tuple[DkimKey, ...]) -> None:
+        if not keys:
+            raise ValueError("a DkimSigner needs at least one key")
         self.domain = domain
-        self.selector = selector
-        try:
-            dkim.crypto.parse_pem_private_key(private_key)
-        except Exception as exc:  # dkimpy raises several types for a malformed key
-            raise ConfigError(
-                f"dkim_key_file does not hold a PEM RSA private key ({type(exc).__name__})",
-                hint="generate one with `openssl genrsa -out dkim.pem 2048`",
-            ) from None
-        self._key = private_key
+        self.keys = tuple(keys)
+        self._names = [h.lower().encode("ascii") for h in SIGNED_HEADERS]
+        self._h_tag = ":".join(h.lower() for h in SIGNED_HEADERS)
+        # The body hash of the last body signed: a test send or the same variant to many
+        # people without personal links gives the same body again, hashed once.
+        self._last_body: bytes | None = None
+        self._last_bh = ""
 
     def __repr__(self) -> str:  # never show the key
-        return f"DkimSigner(domain={self.domain!r}, selector={self.selector!r})"
+        return f"DkimSigner(domain={self.domain!r}, keys={list(self.keys)!r})"
+
+    @property
+    def selector(self) -> str:
+        """The selector of the first (main) key."""
+        return self.keys[0].selector
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DkimSigner | None:
         """A signer from the ``dkim_*`` settings, or None when DKIM is not configured."""
         values = {name: getattr(settings, name, "") or "" for name in _DKIM_SETTINGS}
-        if not any(values.values()):
+        extra = {name: getattr(settings, name, "") or "" for name in _ED25519_SETTINGS}
+        if not any(values.values()) and not any(extra.values()):
             return None
         missing = [name for name, value in values.items() if not value]
+        if any(extra.values()):
+            missing += [name for name, value in extra.items() if not value]
         if missing:
             raise ConfigError(
-                "DKIM signing needs all of dkim_domain, dkim_selector and dkim_key_file; "
-                f"missing: {', '.join(missing)}",
-                hint="set the missing ones, or empty all three to send unsigned",
+                "DKIM signing needs all of dkim_domain, dkim_selector and dkim_key_file "
+                "(and, for a second Ed25519 signature, both dkim_ed25519_selector and "
+                f"dkim_ed25519_key_file); missing: {', '.join(missing)}",
+                hint="set the missing ones, or empty them all to send unsigned",
             )
-        return cls.from_key_file(
-            values["dkim_domain"], values["dkim_selector"], Path(values["dkim_key_file"])
-        )
+        keys = [
+            load_key(
+                values["dkim_selector"],
+                _read(Path(values["dkim_key_file"]), "dkim_key_file"),
+            )
+        ]
+        if extra["dkim_ed25519_key_file"]:
+            second = load_key(
+                extra["dkim_ed25519_selector"],
+                _read(Path(extra["dkim_ed25519_key_file"]), "dkim_ed25519_key_file"),
+                "dkim_ed25519_key_file",
+            )
+            if second.algorithm != "ed25519-sha256":
+                raise ConfigError(
+                    "dkim_ed25519_key_file holds an RSA key",
+                    hint="give it an Ed25519 key: "
+                    "`openssl genpkey -algorithm ed25519 -out dkim-ed25519.pem`",
+                )
+            if second.selector == keys[0].selector:
+                raise ConfigError(
+                    "dkim_ed25519_selector is the same as dkim_selector",
+                    hint="each key needs its own selector (its own DNS record)",
+                )
+            keys.append(second)
+        return cls(values["dkim_domain"], keys)
 
     @classmethod
     def from_key_file(cls, domain: str, selector: str, key_file: Path) -> DkimSigner:
-        """A signer whose key is read from the PEM file ``key_file``."""
-        try:
-            key = Path(key_file).read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"dkim_key_file {key_file} cannot be read: {exc.strerror or exc}",
-                hint="set dkim_key_file to the PEM file of the DKIM private key",
-            ) from None
-        return cls(domain, selector, key)
+        """A signer with one key, read from the PEM file ``key_file``."""
+        return cls(domain, [load_key(selector, _read(key_file, "dkim_key_file"))])
 
-    def sign(self, message: bytes) -> bytes:
-        """``message`` with a ``DKIM-Signature`` header field prepended.
+    def body_hash(self, body: bytes) -> str:
+        """``bh=``: base64 of the SHA-256 of the relaxed body (the last one is cached)."""
+        if body != self._last_body:
+            digest = hashlib.sha256(canonical_body(body)).digest()
+            self._last_bh = base64.b64encode(digest).decode("ascii")
+            self._last_body = body
+        return self._last_bh
 
-        Relaxed/relaxed canonicalisation, so a relay re-folding headers or trimming
-        trailing spaces does not break the signature.
-        """
-        header = dkim.sign(
-            message,
-            self.selector.encode("ascii"),
-            self.domain.encode("ascii"),
-            self._key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=[h.encode("ascii") for h in SIGNED_HEADERS],
-        )
-        return header + message
+    def sign(self, message: bytes, now: float | None = None) -> bytes:
+        """``message`` with a ``DKIM-Signature`` header field per key prepended."""
+        if not message.endswith(b"\n"):
+            # SMTP ends the data with a line break anyway; sign what will arrive.
+            message += b"\r\n" if b"\r\n" in message[:2048] else b"\n"
+        fields, body = _split(message)
+        bh = self.body_hash(body)
+        # Each listed name takes the last unused instance, from the bottom up (RFC 6376,
+        # 5.4.2); a name with no instance left is signed as absent (contributes nothing).
+        by_name: dict[bytes, list[bytes]] = {}
+        for name, value in fields:
+            by_name.setdefault(name.strip().lower(), []).append(value)
+        signed = bytearray()
+        for name in self._names:
+            found = by_name.get(name)
+            if found:
+                signed += _canonical_header(name, found.pop()) + b"\r\n"
+        stamp = int(time.time() if now is None else now)
+        out = bytearray()
+        for key in self.keys:
+            tags = (
+                f"v=1; a={key.algorithm}; c=relaxed/relaxed; d={self.domain}; "
+                f"s={key.selector};\r\n\tt={stamp}; h={self._h_tag};\r\n\tbh={bh};\r\n\tb="
+            )
+            data = bytes(signed) + _canonical_header(b"dkim-signature", tags.encode("ascii"))
+            b = base64.b64encode(key.sign(data)).decode("ascii")
+            folded = "\r\n\t".join(b[i : i + 72] for i in range(0, len(b), 72))
+            out += b"DKIM-Signature: " + tags.encode("ascii") + folded.encode("ascii") + b"\r\n"
+        if b"\r\n" not in message[:2048]:
+            out = bytearray(bytes(out).replace(b"\r\n", b"\n"))
+        return bytes(out) + message

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import dkim
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from newsletter.delivery.dkimsign import DkimSigner
 from newsletter.delivery.transports import (
@@ -42,12 +46,43 @@ def outgoing(
     return OutgoingMessage(message_id, tuple(recipients), data, sender, canonical)
 
 
-def dns_for(record: bytes) -> Callable[..., bytes | None]:
+def dns_for(record: bytes, **more: bytes) -> Callable[..., bytes | None]:
+    """A DNS lookup for dkimpy answering the selector ``mar2024`` (and ``more``)."""
+    records = {"mar2024": record, **more}
+
     def lookup(name: bytes | str, timeout: int = 5) -> bytes | None:
         name = name.decode() if isinstance(name, bytes) else name
-        return record if name.rstrip(".") == "mar2024._domainkey.news.example.org" else None
+        selector, _, rest = name.rstrip(".").partition("._domainkey.")
+        return records.get(selector) if rest == "news.example.org" else None
 
     return lookup
+
+
+def pem(key: object) -> bytes:
+    return key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.fixture(scope="module")
+def ed_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """An Ed25519 key file and its DNS record (RFC 8463: k=ed25519, p= the raw key)."""
+    import base64
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path_factory.mktemp("ed") / "ed.pem"
+    path.write_bytes(pem(key))
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return path, b"v=DKIM1; k=ed25519; p=" + base64.b64encode(raw)
+
+
+def verify_all(signed: bytes, dns: Callable[..., bytes | None]) -> list[bool]:
+    """dkimpy's verdict on each DKIM-Signature of ``signed``, top first."""
+    checker = dkim.DKIM(signed)
+    count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
+    return [checker.verify(idx=i, dnsfunc=dns) for i in range(count)]
 
 
 def signer(key: Path) -> DkimSigner:
@@ -125,7 +160,7 @@ def test_missing_key_file_names_the_setting(isolated_env: Path, smtp_settings) -
 def test_key_file_that_is_not_a_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
-    with pytest.raises(ConfigError, match="does not hold a PEM RSA private key") as info:
+    with pytest.raises(ConfigError, match="does not hold an unencrypted PEM private key") as info:
         DkimSigner.from_key_file("d.example", "s", bad)
     assert "openssl genrsa" in info.value.hint
 
@@ -147,3 +182,136 @@ def test_transports_sign_what_they_deliver(
     received = smtp_server.messages[0].data
     assert received.startswith(b"DKIM-Signature:")
     assert dkim.verify(received, dnsfunc=dns_for(record))
+
+
+def test_an_ed25519_key_signs_by_rfc_8463(ed_key: tuple[Path, bytes]) -> None:
+    path, record = ed_key
+    signed = DkimSigner.from_key_file("news.example.org", "mar2024", path).sign(MESSAGE)
+    assert b"a=ed25519-sha256" in signed
+    assert verify_all(signed, dns_for(record)) == [True]
+    assert not dkim.verify(signed.replace(b"Two new", b"Ten new"), dnsfunc=dns_for(record))
+
+
+def test_both_keys_sign_at_once(
+    isolated_env: Path, smtp_settings, dkim_key: tuple[Path, bytes], ed_key: tuple[Path, bytes]
+) -> None:
+    """With dkim_ed25519_* set beside the RSA key, each message carries two signatures,
+    each verified by dkimpy against its own selector's record."""
+    made = DkimSigner.from_settings(
+        smtp_settings(
+            "outbox:///o",
+            dkim_domain="news.example.org",
+            dkim_selector="mar2024",
+            dkim_key_file=str(dkim_key[0]),
+            dkim_ed25519_selector="mar2024e",
+            dkim_ed25519_key_file=str(ed_key[0]),
+        )
+    )
+    assert made is not None
+    signed = made.sign(MESSAGE)
+    assert signed.count(b"DKIM-Signature:") == 2
+    assert b"a=rsa-sha256" in signed and b"a=ed25519-sha256" in signed
+    dns = dns_for(dkim_key[1], mar2024e=ed_key[1])
+    assert verify_all(signed, dns) == [True, True]
+    assert verify_all(signed.replace(b"March", b"April"), dns) == [False, False]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"dkim_ed25519_selector": "e"}, "missing: dkim_ed25519_key_file"),
+        ({"dkim_ed25519_key_file": "RSA", "dkim_ed25519_selector": "e"}, "holds an RSA key"),
+        ({"dkim_ed25519_key_file": "ED", "dkim_ed25519_selector": "mar2024"}, "same as"),
+    ],
+)
+def test_the_second_key_is_checked(
+    isolated_env: Path,
+    smtp_settings,
+    dkim_key: tuple[Path, bytes],
+    ed_key: tuple[Path, bytes],
+    extra: dict[str, str],
+    message: str,
+) -> None:
+    files = {"RSA": str(dkim_key[0]), "ED": str(ed_key[0])}
+    extra = {k: files.get(v, v) for k, v in extra.items()}
+    with pytest.raises(ConfigError, match=message) as info:
+        DkimSigner.from_settings(
+            smtp_settings(
+                "outbox:///o",
+                dkim_domain="news.example.org",
+                dkim_selector="mar2024",
+                dkim_key_file=str(dkim_key[0]),
+                **extra,
+            )
+        )
+    assert info.value.hint
+
+
+def _openssl_rsa(bits: int) -> object:
+    """A short RSA key (the cryptography package refuses to make one under 1,024 bits)."""
+    import subprocess
+
+    out = subprocess.run(["openssl", "genrsa", str(bits)], check=True, capture_output=True)
+    return serialization.load_pem_private_key(out.stdout, password=None)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: _openssl_rsa(768), "768-bit RSA key"),
+        (lambda: ec.generate_private_key(ec.SECP256R1()), "not an RSA or Ed25519 key"),
+    ],
+)
+def test_keys_receivers_would_not_accept_are_refused(
+    tmp_path: Path, make: Callable[[], object], message: str
+) -> None:
+    path = tmp_path / "k.pem"
+    path.write_bytes(pem(make()))
+    with pytest.raises(ConfigError, match=message):
+        DkimSigner.from_key_file("d.example", "s", path)
+
+
+def test_the_dns_record_it_prints_is_what_dkimpy_accepts(
+    dkim_key: tuple[Path, bytes], ed_key: tuple[Path, bytes]
+) -> None:
+    for path in (dkim_key[0], ed_key[0]):
+        one = DkimSigner.from_key_file("news.example.org", "mar2024", path)
+        record = one.keys[0].public_record().encode()
+        assert verify_all(one.sign(MESSAGE), dns_for(record)) == [True]
+
+
+_header_text = st.text(
+    alphabet=st.sampled_from(list("abc XYZ\t,;:<>@.=-_")), min_size=0, max_size=60
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    subject=_header_text,
+    folds=st.lists(st.sampled_from(["\r\n ", "\r\n\t", "  ", "\t"]), max_size=4),
+    body=st.lists(st.text(alphabet=st.sampled_from(list("ab  \t.")), max_size=30), max_size=8),
+    trailing=st.sampled_from(["", "\r\n", "\r\n\r\n\r\n", "  \r\n\t\r\n"]),
+    lf_only=st.booleans(),
+)
+def test_any_message_shape_verifies(
+    dkim_key: tuple[Path, bytes],
+    ed_key: tuple[Path, bytes],
+    subject: str,
+    folds: list[str],
+    body: list[str],
+    trailing: str,
+    lf_only: bool,
+) -> None:
+    """Folded headers, runs of spaces and tabs, trailing blank lines, an empty body and
+    bare-LF messages: dkimpy accepts every signature (both algorithms)."""
+    folded = "x" + "".join(f + "y" for f in folds)
+    raw = (
+        "From: Digest <digest@news.example.org>\r\n"
+        f"To: reader@example.net\r\nSubject: {subject.strip() or 's'} {folded}\r\n"
+        "Message-ID: <m@x>\r\n\r\n" + "\r\n".join(body) + trailing
+    ).encode()
+    if lf_only:
+        raw = raw.replace(b"\r\n", b"\n")
+    for path, record in (dkim_key, ed_key):
+        signed = DkimSigner.from_key_file("news.example.org", "mar2024", path).sign(raw)
+        assert verify_all(signed, dns_for(record)) == [True], signed
