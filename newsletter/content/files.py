@@ -140,7 +140,8 @@ class IssueLibrary:
         self._stamp: tuple[tuple[str, int, int], ...] | None = None
         self._issues: dict[str, Issue] = {}
 
-    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        """Name, modification time and size of each issue file: changes with any edit."""
         if not self.issues_dir.is_dir():
             return ()
         out = []
@@ -154,7 +155,7 @@ class IssueLibrary:
 
     def issues(self) -> dict[str, Issue]:
         """Valid issues by month."""
-        stamp = self._fingerprint()
+        stamp = self.fingerprint()
         with self._lock:
             if stamp != self._stamp:
                 found: dict[str, Issue] = {}

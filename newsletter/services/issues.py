@@ -30,7 +30,6 @@ from newsletter.errors import NewsletterError
 from newsletter.render import BuiltIssue, NoMatchingVariantError, Variant, build_issue
 from newsletter.rules.months import looks_like_month
 from newsletter.rules.schedules import local_text, month_of, parse_monthly_rule
-from newsletter.rules.statuses import PUBLIC_SENDS
 from newsletter.rules.variants import VariantKey
 from newsletter.services.app import App
 from newsletter.store import ledger, schedules
@@ -356,12 +355,18 @@ def public_issues(app: App) -> list[Issue]:
 
     Drafts, ready-but-unsent issues and invalid files never appear.
     """
-    sent = {s.month for s in ledger.list_sends(app.store) if s.status in PUBLIC_SENDS}
+    sent = set(ledger.public_months(app.store))
     return sorted(
         (i for i in app.library.issues().values() if i.status == "published" or i.month in sent),
         key=lambda i: i.month,
         reverse=True,
     )
+
+
+def archive_version(app: App) -> tuple[object, ...]:
+    """What the public archive's pages depend on: the issue files (names, sizes, times)
+    and the months sent. Equal versions give equal pages."""
+    return (app.library.fingerprint(), ledger.public_months(app.store))
 
 
 def public_issue(app: App, month: str) -> Issue | None:

@@ -51,6 +51,7 @@ from newsletter.rules.bounces import HARD, BouncePolicy
 from newsletter.rules.statuses import (
     FINISHED_SENDS,
     OUTSTANDING,
+    PUBLIC_SENDS,
     RUNNING_SENDS,
     SKIP_LEFT,
     SKIP_NO_MATCH,
@@ -591,6 +592,22 @@ def send_status(store: Store, month: str) -> SendStatus:
             retrying=retrying,
             variants=variants,
             skipped={k or "": v for k, v in skipped.items()},
+        )
+
+
+def public_months(store: Store) -> tuple[str, ...]:
+    """Months whose send has begun or finished (the archive shows them), newest first.
+
+    Reads only the ``sends`` table, one row a month: its cost does not grow with the
+    ledger.
+    """
+    with store.transaction() as session:
+        return tuple(
+            session.execute(
+                select(Send.issue_month)
+                .where(Send.status.in_(PUBLIC_SENDS))
+                .order_by(Send.issue_month.desc())
+            ).scalars()
         )
 
 

@@ -15,6 +15,7 @@ from flask import current_app, g, has_request_context, render_template, request
 from newsletter.config import Settings
 from newsletter.services import App
 from newsletter.web.jobs import BackgroundJobs
+from newsletter.web.page_cache import PageCache
 from newsletter.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -32,6 +33,7 @@ class WebContext:
     app: App
     limiter: RateLimiter = field(default_factory=RateLimiter)
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
+    archive_cache: PageCache = field(default_factory=PageCache)
 
     @property
     def settings(self) -> Settings:

@@ -93,3 +93,49 @@ def test_raw_html_in_an_issue_is_escaped(client, web_project):
     html = client.get("/archive/2026-10").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;" in html
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_archive_pages_are_kept_until_an_issue_is_sent_or_a_file_changes(
+    app, client, web_settings, web_project
+):
+    """Pages come from memory; the version (issue files, sent months) is looked at again
+    once `recheck` seconds have passed, and a change renders them anew."""
+    from newsletter.store import ledger, open_store
+    from newsletter.web.context import WebContext
+    from tests.support.services import plan_issue_send
+
+    ctx: WebContext = app.extensions["newsletter"]
+    clock = _Clock()
+    ctx.archive_cache.clock = clock
+    ctx.archive_cache.clear()
+    first = client.get("/archive").get_data(as_text=True)
+    assert "November 2026" not in first
+    october = web_project / "issues" / "2026-10.md"
+    october.write_text(october.read_text().replace("Therapist Empathy", "Therapist Warmth"))
+    plan_issue_send(web_settings, "2026-11")
+    with open_store(web_settings) as store:
+        ledger.claim_batch(store, 1, months=["2026-11"])  # 2026-11 is now being sent
+    assert client.get("/archive").get_data(as_text=True) == first  # from memory
+    clock.now += ctx.archive_cache.recheck
+    fresh = client.get("/archive").get_data(as_text=True)
+    assert "November 2026" in fresh and "Therapist Warmth" in fresh
+    assert "Therapist Empathy" not in fresh
+
+
+def test_query_strings_do_not_fill_the_archive_cache(app, client):
+    ctx = app.extensions["newsletter"]
+    ctx.archive_cache.clear()
+    for i in range(50):
+        assert client.get(f"/archive?utm_source=x{i}&topic=empathy").status_code == 200
+        assert client.get(f"/archive?topic=nonsense{i}").status_code == 400
+    assert len(ctx.archive_cache._pages) == 2
