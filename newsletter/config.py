@@ -31,6 +31,16 @@ _T = TypeVar("_T")
 _DOC = "newsletter.setting"  # the key of a setting's documentation in its field's metadata
 _NOT_SETTINGS = frozenset({"root", "config_path", "sources"})  # Settings fields set by the loader
 _KINDS = (str, int, float, bool, Path)  # the types a setting field may be annotated with
+# Settings never shown in full (repr, logs): signing keys and webhook passwords.
+SECRET_SETTINGS = frozenset(
+    {
+        "secret_key",
+        "ses_webhook_secret",
+        "postmark_webhook_secret",
+        "mailgun_signing_key",
+        "sendgrid_verification_key",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,27 @@ class Settings:
         "IP (X-Forwarded-For); 0 when browsers connect directly.",
         minimum=0,
     )
+    # provider webhooks (docs/webhooks.md): each hook is off (404) while its setting is empty
+    ses_webhook_secret: str = setting(
+        "",
+        "Password Amazon SNS must give (HTTP basic auth in the subscription URL) to post SES "
+        "bounces and complaints to /hooks/ses; empty: the hook is off.",
+    )
+    postmark_webhook_secret: str = setting(
+        "",
+        "Password Postmark must give (HTTP basic auth in the webhook URL) to post bounces "
+        "and spam complaints to /hooks/postmark; empty: the hook is off.",
+    )
+    mailgun_signing_key: str = setting(
+        "",
+        "Mailgun's HTTP webhook signing key, to check the signature of events posted to "
+        "/hooks/mailgun; empty: the hook is off.",
+    )
+    sendgrid_verification_key: str = setting(
+        "",
+        "SendGrid's Signed Event Webhook verification key (base64 public key), to check "
+        "events posted to /hooks/sendgrid; empty: the hook is off.",
+    )
     # scheduler
     monthly_schedule: str = setting(
         "",
@@ -296,7 +327,7 @@ class Settings:
 
     def __repr__(self) -> str:  # never show the secret or the SMTP password in logs
         def shown(name: str) -> str:
-            if name == "secret_key":
+            if name in SECRET_SETTINGS:
                 return "***"
             if name == "smtp_url":
                 return repr(redact_url(self.smtp_url))

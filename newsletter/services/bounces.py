@@ -12,11 +12,21 @@ import datetime as dt
 import logging
 import mailbox
 import threading
-from collections.abc import Callable
+import urllib.request
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
+from newsletter.importers import provider_events as hooks
 from newsletter.importers.bounce_mail import MAX_BOUNCE_BYTES, FetchReport, parse_bounce
+from newsletter.importers.provider_events import (
+    MAX_HOOK_BYTES,
+    PROVIDERS,
+    ProviderEvent,
+    WebhookRefused,
+)
 from newsletter.rules import statuses
 from newsletter.rules.bounces import BouncePolicy
 from newsletter.rules.schedules import zone
@@ -28,11 +38,19 @@ from newsletter.store.views import SubscriberView
 from newsletter.tokens import read_verp_tag
 
 __all__ = [
+    "MAX_HOOK_BYTES",
+    "PROVIDERS",
     "BounceRow",
     "FetchReport",
+    "HookOutcome",
+    "HookState",
+    "WebhookRefused",
     "fetch_mailbox",
+    "hook_state",
+    "https_get",
     "list_bounces",
     "process_bounce",
+    "process_provider_event",
     "reactivate",
     "serve_bounces",
     "show_bounces",
@@ -182,3 +200,191 @@ def reactivate(
         source=source,
     )
     return view
+
+
+# --- provider webhooks -------------------------------------------------------------------
+
+#: The most a fetched SNS certificate (or a subscription confirmation's answer) may be.
+_MAX_FETCH_BYTES = 64 * 1024
+
+
+def https_get(url: str) -> bytes:
+    """GET ``url`` (an address already checked to be https on an Amazon SNS host) with
+    certificate verification; the body, at most 64 KB.
+
+    The one network call of the webhooks: :class:`HookState` calls it through this
+    module, so a process that cannot reach AWS (tests) can put another in its place.
+    """
+    with urllib.request.urlopen(url, timeout=10) as answer:  # https, host checked
+        return bytes(answer.read(_MAX_FETCH_BYTES))
+
+
+@dataclass
+class HookState:
+    """What the webhooks of one process keep between requests: SNS certificates by URL
+    and the Mailgun tokens accepted recently. ``fetch`` is the network GET (default
+    :func:`https_get`)."""
+
+    fetch: Callable[[str], bytes] = field(default=lambda url: https_get(url))
+    tokens: hooks.SeenTokens = field(default_factory=hooks.SeenTokens)
+    certificates: hooks.CertificateCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Through the state, so a fetch replaced later is the one used.
+        self.certificates = hooks.CertificateCache(lambda url: self.fetch(url))
+
+
+_STATES: weakref.WeakKeyDictionary[App, HookState] = weakref.WeakKeyDictionary()
+_STATES_LOCK = threading.Lock()
+
+
+def hook_state(app: App) -> HookState:
+    """The :class:`HookState` of ``app`` (made on first use, gone with the app)."""
+    with _STATES_LOCK:
+        state = _STATES.get(app)
+        if state is None:
+            state = _STATES[app] = HookState()
+        return state
+
+
+@dataclass
+class HookOutcome:
+    """What one webhook request did (the answer is 200 whatever it recorded)."""
+
+    recorded: int = 0
+    already: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)  # by reason
+    marked: list[str] = field(default_factory=list)  # addresses bounced or unsubscribed
+    note: str = ""
+
+    def ignore(self, why: str) -> None:
+        """Count one event deliberately not recorded."""
+        self.ignored[why] = self.ignored.get(why, 0) + 1
+
+
+def _secret(app: App, provider: str) -> str:
+    names = {
+        "ses": "ses_webhook_secret",
+        "postmark": "postmark_webhook_secret",
+        "mailgun": "mailgun_signing_key",
+        "sendgrid": "sendgrid_verification_key",
+    }
+    if provider not in names:
+        raise hooks.WebhookOff(f"no webhook for {provider[:20]!r}")
+    value = str(getattr(app.settings, names[provider])).strip()
+    if not value:
+        raise hooks.WebhookOff(f"the {provider} webhook is off ({names[provider]} is empty)")
+    return value
+
+
+def process_provider_event(
+    app: App, provider: str, headers: Mapping[str, str], body: bytes
+) -> HookOutcome:
+    """Check one webhook request of ``provider`` and record the bounces and complaints it
+    reports, each once, exactly like a bounce read from a mailbox.
+
+    Raises :class:`WebhookRefused` (its ``status`` is the HTTP answer) for a hook that is
+    off (404), missing or wrong credentials (401), a signature, timestamp or replay that
+    does not pass (403), a body that is not the provider's format (400), or an SNS
+    certificate that cannot be fetched now (503). A store failure propagates (the
+    provider retries; what was recorded before it is not recorded twice).
+    """
+    secret = _secret(app, provider)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    state = hook_state(app)
+    now = app.now()
+    outcome = HookOutcome()
+    if provider in ("ses", "postmark"):
+        hooks.check_basic_auth(lowered.get("authorization"), secret)
+    if provider == "ses":
+        message = hooks.sns_message(body)
+        pem = state.certificates.get(hooks.check_sns_url(message.get("SigningCertURL")))
+        hooks.verify_sns(message, pem, now)
+        kind = message["Type"]
+        if kind == "SubscriptionConfirmation":
+            url = hooks.check_sns_url(message.get("SubscribeURL"), "SubscribeURL")
+            try:
+                state.fetch(url)
+            except Exception as exc:  # the network: SNS sends the confirmation again
+                raise hooks.WebhookUnavailable(
+                    f"cannot confirm the SNS subscription ({type(exc).__name__})"
+                ) from None
+            outcome.note = f"confirmed the SNS subscription to {message.get('TopicArn')}"
+            log.info("webhook ses: %s", outcome.note)
+            return outcome
+        if kind == "UnsubscribeConfirmation":
+            outcome.note = f"SNS unsubscribed this endpoint from {message.get('TopicArn')}"
+            log.warning("webhook ses: %s", outcome.note)
+            return outcome
+        events = hooks.ses_events(message)
+    elif provider == "postmark":
+        events = hooks.postmark_events(hooks.parse_json(body))
+    elif provider == "mailgun":
+        payload = hooks.parse_json(body)
+        token = hooks.verify_mailgun(payload, secret, now)
+        events = hooks.mailgun_events(payload)  # a malformed body does not spend the token
+        if not state.tokens.claim(token, now):
+            raise WebhookRefused("Mailgun token seen before (a replayed request)")
+        try:
+            _record_events(app, provider, events, outcome)
+        except BaseException:
+            state.tokens.release(token)  # Mailgun's retry of this request must pass
+            raise
+        return outcome
+    else:
+        hooks.verify_sendgrid(
+            body,
+            lowered.get("x-twilio-email-event-webhook-signature"),
+            lowered.get("x-twilio-email-event-webhook-timestamp"),
+            secret,
+            now,
+        )
+        events = hooks.sendgrid_events(hooks.parse_json(body))
+    _record_events(app, provider, events, outcome)
+    return outcome
+
+
+def _record_events(
+    app: App, provider: str, events: list[ProviderEvent], outcome: HookOutcome
+) -> None:
+    for e in events:
+        if e.kind is None:
+            outcome.ignore(e.what)
+            log.info("webhook %s: %s event %s not recorded", provider, e.what, e.event_id)
+            continue
+        month = subscriber_id = None
+        if e.verp_tag:
+            read = read_verp_tag(app.settings, e.verp_tag)
+            if read is None:
+                log.warning("webhook %s: a forged or mangled VERP tag: not trusted", provider)
+            else:
+                month, subscriber_id = read
+        result, who = db.record_mailed(
+            app.store,
+            db.MailedBounce(
+                report_id=e.report_id,
+                kind=e.kind,
+                code=e.code,
+                diagnostic=e.diagnostic or e.what,
+                source=f"webhook:{provider}",
+                month=month,
+                subscriber_id=subscriber_id,
+                message_id=e.message_id,
+                address=e.address,
+            ),
+            _policy(app),
+            app.now(),
+        )
+        if result == "recorded":
+            outcome.recorded += 1
+        elif result == "already":
+            outcome.already += 1
+        else:
+            outcome.ignore("unknown")
+            # Answered 200 all the same: the provider would retry for days otherwise.
+            log.warning(
+                "webhook %s: %s %s about nobody we sent to: ignored", provider, e.what, e.event_id
+            )
+        if who:
+            outcome.marked.append(who)
+        log.info("webhook %s: %s %s %s", provider, e.kind, e.event_id, result)

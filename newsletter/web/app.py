@@ -31,6 +31,7 @@ from newsletter.rules.links import is_secure
 from newsletter.services import App, signup
 from newsletter.web.archive_pages import archive_pages
 from newsletter.web.context import WebContext, csrf_token, page, web
+from newsletter.web.hooks import HOOKS_PREFIX, hooks
 from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, SECURITY_HEADERS
 from newsletter.web.subscriber_pages import subscriber_pages
 
@@ -73,6 +74,7 @@ def create_app(app: App | Settings) -> Flask:
 
     flask_app.register_blueprint(subscriber_pages)
     flask_app.register_blueprint(archive_pages)
+    flask_app.register_blueprint(hooks)
     flask_app.add_url_rule("/static/<path:name>", "static_file", _static_file)
     flask_app.add_url_rule(
         "/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"})
@@ -97,8 +99,8 @@ def _check_query() -> Any:
 
 def _check_origin() -> Any:
     """Refuse cross-site form posts outright (defence in depth on top of CSRF tokens)."""
-    if request.method != "POST" or request.path.startswith("/unsubscribe/"):
-        return None  # one-click unsubscribe comes from mail providers' servers
+    if request.method != "POST" or request.path.startswith(("/unsubscribe/", HOOKS_PREFIX)):
+        return None  # one-click unsubscribe and webhooks come from mail providers' servers
     origin = request.headers.get("Origin")
     # "null" is what privacy settings send (e.g. a no-referrer policy); the CSRF token
     # still has to match, so only a named foreign origin is refused here.
