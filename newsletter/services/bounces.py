@@ -77,12 +77,17 @@ def process_bounce(app: App, raw: bytes, source: str = "mail") -> tuple[str, lis
         log.info("set aside a %s message (%s)", parsed.what, parsed.note or parsed.report_id)
         return parsed.what, []
     month = subscriber_id = None
-    if parsed.verp_tag:
-        read = read_verp_tag(app.settings, parsed.verp_tag)
-        if read is None:
-            log.warning("a bounce with a forged or mangled VERP tag: not trusted")
-        else:
+    # The first tag whose MAC is ours (the address it came back to, else one in the report
+    # or the returned message); a forged or mangled tag proves nothing, and the delivery is
+    # then found by the returned Message-ID or the failed address, or not at all.
+    for tag in parsed.verp_tags:
+        read = read_verp_tag(app.settings, tag)
+        if read is not None:
             month, subscriber_id = read
+            break
+    else:
+        if parsed.verp_tags:
+            log.warning("a bounce with a forged or mangled VERP tag: not trusted")
     outcome, marked = "unknown", []
     for r in parsed.recipients:
         if r.kind is None:  # a delay warning
