@@ -5,7 +5,8 @@
 - a **DSN** (RFC 3464, ``multipart/report; report-type=delivery-status``): each failed
   recipient with its ``Status`` and ``Diagnostic-Code``, classified by
   :func:`newsletter.rules.bounces.classify_reply` like a reply at send time (a DSN's
-  ``Action: delayed`` is a warning, not a bounce);
+  ``Action: delayed`` is a warning, not a bounce; ``Action: failed`` with a 4xx status
+  is a delivery the server gave up after retries, a soft bounce);
 - a **complaint** (ARF, RFC 5965, ``report-type=feedback-report``);
 - an **auto-reply** (``Auto-Submitted`` other than ``no``, vacation headers, "out of
   office" subjects): recognised and ignored, never counted;
@@ -209,7 +210,16 @@ def _dsn_recipients(msg: Message) -> tuple[FailedRecipient, ...]:
             if code is None and enhanced:
                 code = 550 if enhanced.startswith("5") else 450
             said = diagnostic or f"{enhanced} (no diagnostic)".strip()
-            kind = None if action == "delayed" else classify_reply(code, f"{enhanced} {said}")
+            if action == "delayed":
+                kind = None  # a warning: the server is still trying
+            else:
+                kind = classify_reply(code, f"{enhanced} {said}")
+                if kind is None and action == "failed":
+                    # A 4xx that never cleared: the reporting server retried until its
+                    # queue lifetime ran out and gave up (Postfix's "expired, returned to
+                    # sender"). Like a give-up at send time, that is a soft bounce; read
+                    # as a warning it would never count against the address.
+                    kind, said = SOFT, f"gave up after retries: {said}"
             found.append(FailedRecipient(address, kind, code, said[:2000]))
     return tuple(found)
 
