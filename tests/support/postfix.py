@@ -156,7 +156,9 @@ class PostfixInstance:
     local port for mail to that domain (``transport_maps``). ``bcc``: address or
     ``@domain`` -> an address that gets a copy. ``lifetime``: seconds before a message
     refused with a 4xx is given up and bounced. ``delay_warning``: seconds before a
-    "delayed" DSN (None: none). ``extra``: more ``main.cf`` settings.
+    "delayed" DSN (None: none). ``extra``: more ``main.cf`` settings. ``max_life``:
+    seconds after which the master stops by itself (``master -e``), should the test run
+    that started it be killed before :meth:`stop`.
     """
 
     def __init__(
@@ -168,6 +170,7 @@ class PostfixInstance:
         lifetime: int = 4,
         delay_warning: int | None = None,
         extra: Mapping[str, str] | None = None,
+        max_life: int = 1800,
     ) -> None:
         self.relay = relay
         self.routes = dict(routes or {})
@@ -175,6 +178,7 @@ class PostfixInstance:
         self.lifetime = lifetime
         self.delay_warning = delay_warning
         self.extra = dict(extra or {})
+        self.max_life = max_life
         self.port = free_port()
         self.daemons = daemon_directory()
         self.folder = Path(tempfile.mkdtemp(prefix="newsletter-postfix-"))
@@ -274,7 +278,15 @@ class PostfixInstance:
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
         with (self.folder / "master.out").open("wb") as out:
             self.proc = subprocess.Popen(
-                [str(self.daemons / "master"), "-s", "-c", str(self.config)],
+                [
+                    str(self.daemons / "master"),
+                    "-s",
+                    "-c",
+                    str(self.config),
+                    # An instance whose test run was killed stops by itself.
+                    "-e",
+                    str(self.max_life),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
