@@ -10,6 +10,9 @@ Conventions for the suite:
   which turns the skip into a failure.
 - Browser tests use Debian's chromium at /usr/bin/chromium and are skipped when it is
   missing, unless ``NEWSLETTER_REQUIRE_BROWSER=1`` (set by .ci/run).
+- The real-DSN test starts a private Postfix instance (``tests/support/postfix.py``) and is
+  skipped when Postfix is missing (or not root), unless ``NEWSLETTER_REQUIRE_POSTFIX=1``
+  (set by .ci/run).
 - A real SMTP server (aiosmtpd, ``tests/support/smtpserver.py``): ``smtp_server``,
   ``smtp_server_factory``; a scripted fault server (``tests/support/fault_smtp.py``):
   ``fault_smtp``; ``tls_certificate`` and ``dkim_key`` are made once a session.

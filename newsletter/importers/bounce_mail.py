@@ -5,7 +5,8 @@
 - a **DSN** (RFC 3464, ``multipart/report; report-type=delivery-status``): each failed
   recipient with its ``Status`` and ``Diagnostic-Code``, classified by
   :func:`newsletter.rules.bounces.classify_reply` like a reply at send time (a DSN's
-  ``Action: delayed`` is a warning, not a bounce);
+  ``Action: delayed`` is a warning, not a bounce; ``Action: failed`` with a 4xx status
+  is a delivery the server gave up after retries, a soft bounce);
 - a **complaint** (ARF, RFC 5965, ``report-type=feedback-report``);
 - an **auto-reply** (``Auto-Submitted`` other than ``no``, vacation headers, "out of
   office" subjects): recognised and ignored, never counted;
@@ -348,7 +349,10 @@ def _dsn_recipient(fields: dict[str, str]) -> FailedRecipient | None:
         klass = code or (550 if (status or "5").startswith("5") else 450)
         kind = classify_reply(klass, said)
         if kind is None:
-            kind = SOFT  # failed after retrying a temporary refusal: given up
+            # A 4xx that never cleared: the reporting server retried until its queue
+            # lifetime ran out and gave up (Postfix's "expired, returned to sender").
+            # Like a give-up at send time, that is a soft bounce.
+            kind, said = SOFT, f"gave up after retries: {said}"
     return FailedRecipient(address, kind, code, _clean(said)[:2000], status)
 
 
