@@ -152,8 +152,8 @@ def fetch(
     \b
     Example:
         newsletter bounces fetch --maildir /var/mail/bounces
-        NEWSLETTER_BOUNCE_IMAP_PASSWORD=... newsletter bounces fetch --imap
-        newsletter bounces fetch --imap imaps://bounces%40example.org@mail.example.org/INBOX
+        newsletter bounces fetch --imap
+        newsletter bounces fetch --imap imaps://bounces@mail.example.org/INBOX --keep
     """
     from newsletter.services import bounces as service
 
