@@ -39,6 +39,7 @@ SECRET_SETTINGS = frozenset(
         "postmark_webhook_secret",
         "mailgun_signing_key",
         "sendgrid_verification_key",
+        "bounce_imap_password",
     }
 )
 
@@ -234,6 +235,37 @@ class Settings:
         "failed (default: 3 days).",
         minimum=0,
     )
+    # bounces read over IMAP (`newsletter bounces fetch --imap`)
+    bounce_imap_url: str = setting(
+        "",
+        "Mailbox `bounces fetch --imap` reads: imaps://user@host[:993]/FOLDER, or "
+        "imap://user@host[:143]/FOLDER?starttls=true (no password here; the user name "
+        "percent-encoded, user%40example.org); empty: none.",
+    )
+    bounce_imap_password: str = setting(
+        "",
+        "Password of the bounce_imap_url user (better given as the environment variable "
+        "than written in this file); never printed or logged.",
+    )
+    bounce_imap_ca_file: str = setting(
+        "",
+        "PEM file of a certificate authority to trust for the IMAP server, besides the "
+        "system's (a private CA; relative to the project folder).",
+    )
+    bounce_imap_processed_folder: str = setting(
+        "Processed",
+        "IMAP folder that processed bounces are moved to (created if missing).",
+    )
+    bounce_imap_set_aside_folder: str = setting(
+        "Set-aside",
+        "IMAP folder for messages that prove nothing (auto-replies, unknown or oversized "
+        "mail), for a person to look at (created if missing).",
+    )
+    bounce_imap_timeout: float = setting(
+        60.0,
+        "Seconds to wait for the IMAP server before giving up on a command.",
+        minimum=1,
+    )
     # web
     consent_version: str = setting(
         "2026-01",
@@ -325,7 +357,7 @@ class Settings:
             raise MissingSettingError(name, purpose)
         return value
 
-    def __repr__(self) -> str:  # never show the secret or the SMTP password in logs
+    def __repr__(self) -> str:  # never show the secret or a password in logs
         def shown(name: str) -> str:
             if name in SECRET_SETTINGS:
                 return "***"

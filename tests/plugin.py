@@ -13,6 +13,8 @@ Conventions for the suite:
 - The real-DSN test starts a private Postfix instance (``tests/support/postfix.py``) and is
   skipped when Postfix is missing (or not root), unless ``NEWSLETTER_REQUIRE_POSTFIX=1``
   (set by .ci/run).
+- IMAP tests use a private Dovecot (``dovecot``, Debian's dovecot-imapd) and are skipped
+  when it is missing, unless ``NEWSLETTER_REQUIRE_DOVECOT=1`` (set by .ci/run).
 - A real SMTP server (aiosmtpd, ``tests/support/smtpserver.py``): ``smtp_server``,
   ``smtp_server_factory``; a scripted fault server (``tests/support/fault_smtp.py``):
   ``fault_smtp``; ``tls_certificate`` and ``dkim_key`` are made once a session.
@@ -282,6 +284,24 @@ def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
         capture_output=True,
     ).stdout
     return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+# --- IMAP --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot(tls_certificate: tuple[Path, Path]) -> Iterator[Any]:
+    """A private Dovecot IMAP server (``tests/support/dovecot.py``) for the session: IMAP
+    with STARTTLS and IMAPS on free 127.0.0.1 ports, the test certificate; each test
+    makes its own user with ``dovecot.add_user(password)``. Skipped when dovecot-imapd
+    is not installed, unless ``NEWSLETTER_REQUIRE_DOVECOT=1`` (set by .ci/run)."""
+    from tests.support.dovecot import DovecotServer, dovecot_available
+
+    if not dovecot_available():
+        require_or_skip("NEWSLETTER_REQUIRE_DOVECOT", "dovecot-imapd is not installed")
+    server = DovecotServer(tls_certificate).start()
+    yield server
+    server.stop()
 
 
 # --- the application ---------------------------------------------------------------------

@@ -57,6 +57,7 @@ def bounces() -> None:
         newsletter bounces list --since 2026-12-01
         newsletter bounces show ann@example.org
         newsletter bounces fetch --maildir /var/mail/bounces
+        newsletter bounces fetch --imap
         newsletter bounces serve --port 2525
     """
 
@@ -104,9 +105,39 @@ def list_(app: AppContext, since: dt.datetime | None, as_json: bool) -> None:
     default=None,
     help="An mbox file.",
 )
+@click.option(
+    "--imap",
+    "imap",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[URL]",
+    help="An IMAP folder: bounce_imap_url, or the imaps://user@host/FOLDER given "
+    "(the password is always bounce_imap_password).",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="IMAP: move nothing; mark processed messages seen and $NewsletterDone instead.",
+)
+@click.option(
+    "--ca-file",
+    "ca_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="IMAP: also trust this certificate authority (PEM); default bounce_imap_ca_file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
-def fetch(app: AppContext, maildir, mbox, as_json: bool) -> None:
+def fetch(
+    app: AppContext,
+    maildir: Path | None,
+    mbox: Path | None,
+    imap: str | None,
+    keep: bool,
+    ca_file: Path | None,
+    as_json: bool,
+) -> None:
     """Read bounces and complaints that came back by mail, each message once.
 
     DSNs (RFC 3464), complaints (ARF) and other servers' bounce formats are recorded
@@ -114,34 +145,60 @@ def fetch(app: AppContext, maildir, mbox, as_json: bool) -> None:
     address); auto-replies and messages that prove nothing are set aside. Reading the
     same mailbox again changes nothing.
 
+    Over IMAP, each processed message is then moved to bounce_imap_processed_folder
+    (default Processed) and each one set aside to bounce_imap_set_aside_folder (default
+    Set-aside), both created if missing; with --keep they stay where they are, flagged.
+
     \b
     Example:
         newsletter bounces fetch --maildir /var/mail/bounces
+        newsletter bounces fetch --imap
+        newsletter bounces fetch --imap imaps://bounces@mail.example.org/INBOX --keep
     """
     from newsletter.services import bounces as service
 
-    if (maildir is None) == (mbox is None):
-        raise click.UsageError("give one of --maildir FOLDER or --mbox FILE")
-    report = service.fetch_mailbox(
-        app.app(), maildir or mbox, "maildir" if maildir is not None else "mbox"
-    )
-    data = {
+    if sum(x is not None for x in (maildir, mbox, imap)) != 1:
+        raise click.UsageError("give one of --maildir FOLDER, --mbox FILE or --imap [URL]")
+    if imap is None and (keep or ca_file is not None):
+        raise click.UsageError("--keep and --ca-file only apply to --imap")
+    if imap is not None:
+        report = service.fetch_imap(
+            app.app(),
+            imap or None,
+            ca_file=str(ca_file) if ca_file is not None else None,
+            keep=keep,
+        )
+    else:
+        path = maildir or mbox
+        assert path is not None
+        report = service.fetch_mailbox(app.app(), path, "maildir" if maildir else "mbox")
+    data: dict[str, object] = {
         "read": report.read,
         "recorded": report.recorded,
         "already": report.already,
         "set_aside": report.ignored,
         "marked": report.marked,
     }
+    if imap is not None:
+        data["moved"] = report.moved
+        data["flagged"] = report.flagged
     if as_json:
         print_json(data)
         return
     aside = ", ".join(f"{n} {what}" for what, n in sorted(report.ignored.items())) or "none"
-    console().print(
+    out = console()
+    out.print(
         f"read {report.read}: {report.recorded} recorded, {report.already} seen before, "
         f"set aside: {aside}"
     )
+    if imap is not None:
+        if keep:
+            out.print(f"flagged {report.flagged} {service.DONE_KEYWORD} (nothing moved)")
+        else:
+            moved = ", ".join(f"{n} to {esc(f)}" for f, n in report.moved.items()) or "nothing"
+            out.print(f"moved {moved}")
     for email in report.marked:
-        console().print(f"  {esc(email)}: no more mail (bounced or complained)")
+        out.print(f"  {esc(email)}: no more mail (bounced or complained)")
 
 
 @bounces.command()

@@ -510,6 +510,8 @@ class FetchReport:
     marked: list[str] = field(default_factory=list)  # addresses marked bounced/unsubscribed
     ignored: dict[str, int] = field(default_factory=dict)  # by reason
     already: int = 0  # processed before
+    moved: dict[str, int] = field(default_factory=dict)  # IMAP: messages filed, by folder
+    flagged: int = 0  # IMAP --keep: messages flagged done where they are
 
 
 __all__ = [

@@ -8,6 +8,7 @@ address back.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import mailbox
@@ -38,6 +39,7 @@ from newsletter.store.views import SubscriberView
 from newsletter.tokens import read_verp_tag
 
 __all__ = [
+    "DONE_KEYWORD",
     "MAX_HOOK_BYTES",
     "PROVIDERS",
     "BounceRow",
@@ -45,6 +47,7 @@ __all__ = [
     "HookOutcome",
     "HookState",
     "WebhookRefused",
+    "fetch_imap",
     "fetch_mailbox",
     "hook_state",
     "https_get",
@@ -161,15 +164,7 @@ def fetch_mailbox(app: App, path: Path, kind: str = "maildir") -> FetchReport:
         box = mailbox.mbox(path, create=False)
     for key in list(box.keys()):
         raw = box.get_bytes(key)
-        report.read += 1
-        what, marked = process_bounce(app, raw, source=kind)
-        if what == "recorded":
-            report.recorded += 1
-        elif what == "already":
-            report.already += 1
-        else:
-            report.ignored[what] = report.ignored.get(what, 0) + 1
-        report.marked.extend(marked)
+        _count(report, *process_bounce(app, raw, source=kind))
         if isinstance(box, mailbox.Maildir):
             msg = box.get_message(key)
             if msg.get_subdir() != "cur" or "S" not in msg.get_flags():
@@ -177,6 +172,114 @@ def fetch_mailbox(app: App, path: Path, kind: str = "maildir") -> FetchReport:
                 msg.add_flag("S")
                 box[key] = msg
     box.close()
+    return report
+
+
+def _count(report: FetchReport, what: str, marked: list[str]) -> None:
+    report.read += 1
+    if what == "recorded":
+        report.recorded += 1
+    elif what == "already":
+        report.already += 1
+    else:
+        report.ignored[what] = report.ignored.get(what, 0) + 1
+    report.marked.extend(marked)
+
+
+#: What ``process_bounce`` understood: filed as processed. Anything else is set aside
+#: for a person (auto-replies, reports about nobody we know, oversized or odd mail).
+UNDERSTOOD = frozenset({"recorded", "already", "warning"})
+#: Keywords of ``fetch_imap(keep=True)``: done (skipped next time), and set aside.
+DONE_KEYWORD = "$NewsletterDone"
+SET_ASIDE_KEYWORD = "$NewsletterSetAside"
+#: Messages filed per IMAP command: a crash repeats at most this many (as "already").
+FILE_EVERY = 20
+
+
+def fetch_imap(
+    app: App,
+    url: str | None = None,
+    *,
+    ca_file: str | None = None,
+    keep: bool = False,
+) -> FetchReport:
+    """Process each message waiting in the IMAP folder of ``bounce_imap_url`` (or
+    ``url``) once, then file it.
+
+    Each message is downloaded without marking it read and recorded by
+    :func:`process_bounce` (idempotent by report id). Only then is it filed: understood
+    ones go to ``bounce_imap_processed_folder``, the rest (auto-replies, reports about
+    nobody, anything larger than the parser reads, which is never downloaded) to
+    ``bounce_imap_set_aside_folder``; both are created if missing. With ``keep`` nothing
+    moves: messages are marked seen with ``$NewsletterDone`` (set-aside ones also
+    ``$NewsletterSetAside``) and skipped next time. A run cut off halfway files what it
+    can; what it could not is read again next time and found ``already`` recorded.
+    """
+    from newsletter.delivery.imap import ImapMailbox, ImapUnavailableError, parse_imap_url
+
+    s = app.settings
+    target = url or s.require("bounce_imap_url", "to read bounces over IMAP")
+    config = parse_imap_url(
+        target,
+        password=s.bounce_imap_password,
+        ca_file=ca_file if ca_file is not None else s.bounce_imap_ca_file,
+        timeout=s.bounce_imap_timeout,
+        root=s.root,
+    )
+    processed, aside = s.bounce_imap_processed_folder, s.bounce_imap_set_aside_folder
+    report = FetchReport()
+    with ImapMailbox(config) as box:
+        if keep and not box.can_keep(DONE_KEYWORD, SET_ASIDE_KEYWORD):
+            raise NewsletterError(
+                f"the IMAP folder {config.folder!r} does not take keywords, so --keep "
+                "cannot mark what was processed",
+                hint="run without --keep (processed mail is moved to its own folder)",
+            )
+        if not keep:
+            box.ensure_folder(processed)
+            box.ensure_folder(aside)
+        done: list[int] = []
+        odd: list[int] = []
+
+        def file_them() -> None:
+            # Filed only after being recorded: a crash before this re-reads, never loses.
+            if keep:
+                box.flag(done, [DONE_KEYWORD])
+                box.flag(odd, [DONE_KEYWORD, SET_ASIDE_KEYWORD])
+                report.flagged += len(done) + len(odd)
+            else:
+                box.move(done, processed, seen=True)
+                box.move(odd, aside)  # left unread: a person should look at them
+                for folder, n in ((processed, len(done)), (aside, len(odd))):
+                    if n:
+                        report.moved[folder] = report.moved.get(folder, 0) + n
+            done.clear()
+            odd.clear()
+
+        try:
+            for item in box.waiting(skip_keyword=DONE_KEYWORD if keep else None):
+                marked: list[str] = []
+                if item.size > MAX_BOUNCE_BYTES:
+                    log.info("set aside IMAP message %s: %s bytes, not read", item.uid, item.size)
+                    what = "too-big"
+                else:
+                    raw = box.fetch(item.uid)
+                    if raw is None:  # expunged by someone else meanwhile
+                        continue
+                    what, marked = process_bounce(app, raw, source="imap")
+                _count(report, what, marked)
+                (done if what in UNDERSTOOD else odd).append(item.uid)
+                if len(done) + len(odd) >= FILE_EVERY:
+                    file_them()
+        except ImapUnavailableError:
+            raise  # the connection is gone: the rest is read again next time
+        except BaseException:
+            # Something else stopped us (the store is away, Ctrl-C): file what was
+            # processed so far, then let the error through.
+            with contextlib.suppress(NewsletterError):
+                file_them()
+            raise
+        file_them()
     return report
 
 

@@ -59,6 +59,10 @@ EXPECTED: dict[str, tuple[str, str | None, str | None, int | None]] = {
     "postfix_message_too_large.eml": ("block", RCPT, "5.3.4", 552),
     "dsn_delayed_warning.eml": ("warning", RCPT, "4.4.1", None),
     "dsn_mailbox_full.eml": ("soft", RCPT, "5.2.2", 552),
+    # written by a real Postfix (tests/delivery/test_postfix_dsn.py regenerates them)
+    "postfix_real_550_user_unknown.eml": ("hard", RCPT, "5.1.1", 550),
+    "postfix_real_452_storage_expired.eml": ("soft", RCPT, "4.3.1", 452),
+    "postfix_real_452_delayed.eml": ("warning", RCPT, "4.3.1", 452),
     # Forwarding: Original-Recipient is the address we mailed; without it, the new one.
     "postfix_forwarded.eml": ("hard", RCPT, "5.1.1", 550),
     "dsn_forwarded_verp_only.eml": ("hard", "someone.else-1@forward.example", "5.1.1", 550),

@@ -69,6 +69,8 @@ ROWS: list[tuple[str, str, str, list[str]]] = [
     ("qmail_remote_user_unknown.eml", "forged", "bounced", ["hard"]),
     ("arf_microsoft_jmrp.eml", "forged", "unsubscribed", ["complaint"]),
     ("dsn_postfix_user_unknown.eml", "other-month", "bounced", ["hard"]),
+    ("postfix_real_550_user_unknown.eml", "verp", "bounced", ["hard"]),
+    ("postfix_real_452_storage_expired.eml", "forged", "active", ["soft"]),
     # proven by the failed address alone (someone we mailed)
     ("exim_failed_recipients.eml", "plain", "bounced", ["hard"]),
     ("postfix_forwarded.eml", "plain", "bounced", ["hard"]),  # by Original-Recipient
@@ -79,6 +81,7 @@ ROWS: list[tuple[str, str, str, list[str]]] = [
     ("forged_verp.eml", "plain", "active", []),
     # warnings, auto-replies, challenges, other reports and hostile messages: nothing
     ("dsn_delayed_warning.eml", "verp", "active", []),
+    ("postfix_real_452_delayed.eml", "verp", "active", []),
     ("gmail_delay_warning.eml", "verp", "active", []),
     ("sendmail_warning_4h.eml", "verp", "active", []),
     ("arf_auth_failure.eml", "verp", "active", []),
