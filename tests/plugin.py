@@ -13,6 +13,8 @@ Conventions for the suite:
 - A real SMTP server (aiosmtpd, ``tests/support/smtpserver.py``): ``smtp_server``,
   ``smtp_server_factory``; a scripted fault server (``tests/support/fault_smtp.py``):
   ``fault_smtp``; ``tls_certificate`` and ``dkim_key`` are made once a session.
+- A real DNS server (``tests/support/dns_server.py``, UDP and TCP on 127.0.0.1):
+  ``dns_server``, answering from the zone files of ``tests/fixtures/dns/``.
 - Tests that start real processes of the program are marked ``slow``
   (``python3 dev.py test -m "not slow"`` runs the rest in under a minute).
 - No test depends on wall-clock margins: time is driven by a clock the test controls
@@ -34,6 +36,7 @@ import pytest
 
 from newsletter.browser import CHROMIUM, CHROMIUM_ARGS
 from newsletter.config import Settings, load_settings
+from tests.support.dns_server import DnsTestServer
 from tests.support.fault_smtp import FaultSmtpServer
 from tests.support.scheduling import AUTHOR, PEOPLE, SCHEDULER_TABLES, SchedulerProcess
 from tests.support.smtpserver import AUTH_WARNING_FILTER, SmtpTestServer, make_certificate
@@ -279,6 +282,19 @@ def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
         capture_output=True,
     ).stdout
     return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+# --- DNS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsTestServer]:
+    """A started DNS server on 127.0.0.1 (UDP and TCP, one random port) answering from the
+    zone files of ``tests/fixtures/dns/`` (``tests/support/dns_server.py``); records can be
+    added per test. Pass ``dns_server.address`` as ``newsletter doctor --nameserver``."""
+    server = DnsTestServer().start()
+    yield server
+    server.stop()
 
 
 # --- the application ---------------------------------------------------------------------
