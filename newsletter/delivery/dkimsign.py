@@ -11,6 +11,7 @@ first message rather than failing every message.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,26 @@ class DkimSigner:
                 hint="set dkim_key_file to the PEM file of the DKIM private key",
             ) from None
         return cls(domain, selector, key)
+
+    def matches_public_key(self, public_key: str) -> bool:
+        """True when ``public_key`` (the base64 ``p=`` of a DKIM DNS record) is the public
+        half of this signer's private key; ConfigError when it is not an RSA public key.
+
+        The two are compared by modulus and exponent, so the DER form the record uses
+        (SubjectPublicKeyInfo or a bare RSAPublicKey) does not matter.
+        """
+        try:
+            published = dkim.crypto.parse_public_key(base64.b64decode(public_key, validate=True))
+        except Exception:  # binascii.Error or one of dkimpy's several parse errors
+            raise ConfigError(
+                "the p= of the DKIM DNS record is not a base64 RSA public key",
+                hint="publish the public key again (see docs/doctor.md)",
+            ) from None
+        private = dkim.crypto.parse_pem_private_key(self._key)
+        return bool(
+            published["modulus"] == private["modulus"]
+            and published["publicExponent"] == private["publicExponent"]
+        )
 
     def sign(self, message: bytes) -> bytes:
         """``message`` with a ``DKIM-Signature`` header field prepended.
