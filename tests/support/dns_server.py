@@ -78,7 +78,8 @@ class DnsTestServer:
             raise RuntimeError("no free port for both UDP and TCP")
         self._udp, self._tcp, self.port = udp, tcp, port
         for server in (udp, tcp):
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            # A short poll: stop() waits for the loop to notice, once per test.
+            thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
