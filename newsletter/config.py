@@ -15,6 +15,8 @@ import os
 import re
 import secrets
 import tomllib
+import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -463,6 +465,36 @@ def _kind_name(value: Any) -> str:
     return "a date or time" if hasattr(value, "isoformat") else type(value).__name__
 
 
+# Settings whose value is never shown in a message, and those shown without a password.
+_SECRET_SETTINGS = frozenset({"secret_key"})
+_URL_SETTINGS = frozenset({"smtp_url", "database_url"})
+
+
+def shown_value(name: str, value: Any) -> str:
+    """``value`` of the setting ``name`` as a message may show it: a secret as ``'***'``,
+    a URL without its password, a list or table as ``[...]`` or ``{...}``."""
+    if name in _SECRET_SETTINGS:
+        return "'***'"
+    if name in _URL_SETTINGS and isinstance(value, str):
+        return repr(redact_url(value))
+    if isinstance(value, list):
+        return "[...]"
+    if isinstance(value, dict):
+        return "{...}"
+    if isinstance(value, str | int | float):
+        return repr(value)
+    return str(value)
+
+
+def describe_setting(name: str, value: Any, where: str) -> str:
+    """The start of every message about a bad value: the setting, its environment
+    variable, the value and where it came from, e.g.
+    ``base_url (NEWSLETTER_BASE_URL) = 'foo' (from /p/newsletter.toml:3)``."""
+    env = ENV_NAMES.get(name, ENV_PREFIX + name.upper())
+    source = {env: "the environment", "command line": "the command line"}.get(where, where)
+    return f"{name} ({env}) = {shown_value(name, value)} (from {source})"
+
+
 def _toml_line(text: str, key: str) -> int | None:
     """The line of ``key = ...`` in the TOML text (for messages), if it is found."""
     name = rf"(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')"
@@ -479,16 +511,9 @@ def _check_toml_type(info: SettingInfo, value: Any, where: str) -> None:
     allowed, expected, example = _TOML_KINDS[info.kind]
     if isinstance(value, allowed) and not (info.kind is not bool and isinstance(value, bool)):
         return
-    if isinstance(value, str | int | float):
-        shown = repr(value)
-    elif isinstance(value, list):
-        shown = "[...]"
-    elif isinstance(value, dict):
-        shown = "{...}"
-    else:
-        shown = str(value)
     raise ConfigError(
-        f"{info.name} = {shown} (from {where}) is not {expected} (it is {_kind_name(value)})",
+        f"{describe_setting(info.name, value, where)} is not {expected} "
+        f"(it is {_kind_name(value)})",
         hint=f"write it as {info.name} = {example}",
     )
 
@@ -506,7 +531,7 @@ def check_base_url(value: str, where: str) -> str:
     if parts is None or not port_ok:
         problem = "is not a valid address"
     elif parts.scheme.lower() not in ("http", "https"):
-        problem = "must start with https:// (or http://)"
+        problem = "must be an absolute https:// or http:// URL"
     elif not parts.hostname:
         problem = "has no host name"
     elif parts.username is not None or parts.password is not None or "@" in parts.netloc:
@@ -516,7 +541,7 @@ def check_base_url(value: str, where: str) -> str:
     elif _UNSAFE_URL_CHARS.search(value):
         problem = "holds a space, a quote or a control character"
     if problem:
-        raise ConfigError(f"base_url = {value!r} (from {where}) {problem}", hint=hint)
+        raise ConfigError(f"{describe_setting('base_url', value, where)} {problem}", hint=hint)
     return value.rstrip("/")
 
 
@@ -527,7 +552,66 @@ def check_address_setting(name: str, value: str, where: str) -> str:
     hint = "write one plain address, e.g. news@example.org (no name, no <>, no spaces)"
     if value.lower().startswith("mailto:"):
         hint = "write the address without 'mailto:', e.g. leave@example.org"
-    raise ConfigError(f"{name} = {value!r} (from {where}) is not an email address", hint=hint)
+    raise ConfigError(f"{describe_setting(name, value, where)} is not an email address", hint=hint)
+
+
+def check_timezone(value: str, where: str) -> str:
+    """``value`` if it names an IANA time zone (``Europe/London``, ``UTC``); ConfigError
+    naming the setting if not. (``rules.schedules.zone`` is the same check for a zone
+    typed on the command line; config sits below rules, so it asks zoneinfo itself.)"""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{describe_setting('timezone', value, where)} is not a known time zone",
+            hint="use an IANA name such as Europe/London, America/New_York or UTC",
+        ) from None
+    return value
+
+
+def check_no_match_policy(value: str, where: str) -> str:
+    """``value`` if it is one of :data:`NO_MATCH_POLICIES`; ConfigError if not."""
+    if value not in NO_MATCH_POLICIES:
+        raise ConfigError(
+            f"{describe_setting('no_match_policy', value, where)} is not a policy",
+            hint="one of: " + ", ".join(NO_MATCH_POLICIES),
+        )
+    return value
+
+
+def check_value(name: str, value: Any, where: str) -> Any:
+    """One value of the setting ``name`` as it would be used: converted to the setting's
+    type (numbers: their minimum) and checked by the rule of that setting (base_url,
+    addresses, timezone, no_match_policy). Raises ConfigError naming the setting, its
+    environment variable and ``where`` (a ``file:line``, an environment variable name,
+    ``command line``). ``newsletter init`` runs it on its flags before writing anything.
+    """
+    info = _BY_NAME.get(name)
+    if info is None:
+        close = difflib.get_close_matches(name, list(_BY_NAME), n=1)
+        raise ConfigError(
+            f"unknown setting {name!r} (from {where})",
+            hint=f"did you mean {close[0]!r}?" if close else "see the README's table",
+        )
+    return _check_rule(name, _coerce(info, value, where), where)
+
+
+def _check_rule(name: str, value: Any, where: str) -> Any:
+    """``value`` (already of its type) checked by the rule of the setting ``name``, if
+    it has one; load_settings runs it on every final value."""
+    check = _VALUE_CHECKS.get(name)
+    if check is not None:
+        return check(value, where)
+    if name in ADDRESS_SETTINGS + MAILTO_SETTINGS:
+        return check_address_setting(name, value, where)
+    return value
+
+
+_VALUE_CHECKS: dict[str, Callable[[str, str], str]] = {
+    "base_url": check_base_url,
+    "timezone": check_timezone,
+    "no_match_policy": check_no_match_policy,
+}
 
 
 def _coerce(info: SettingInfo, value: Any, source: str) -> Any:
@@ -540,14 +624,15 @@ def _coerce(info: SettingInfo, value: Any, source: str) -> Any:
         if text in ("0", "false", "no", "off", ""):
             return False
         raise ConfigError(
-            f"{info.name} = {value!r} (from {source}) is not true or false",
+            f"{describe_setting(info.name, value, source)} is not true or false",
             hint="write true or false",
         )
     if info.kind in (int, float):
         return _coerce_number(info, value, source)
     if not isinstance(value, str | int | float):
         raise ConfigError(
-            f"{info.name} (from {source}) must be text", hint='write it as name = "value"'
+            f"{describe_setting(info.name, value, source)} is not text",
+            hint=f'write it as {info.name} = "value"',
         )
     return str(value)
 
@@ -571,12 +656,12 @@ def _coerce_number(info: SettingInfo, value: Any, source: str) -> int | float:
                 raise ValueError
     except ValueError:
         raise ConfigError(
-            f"{info.name} = {value!r} (from {source}) is not {what}",
+            f"{describe_setting(info.name, value, source)} is not {what}",
             hint=f"write {what}, for example {info.name} = {example}",
         ) from None
     if info.minimum is not None and number < info.minimum:
         raise ConfigError(
-            f"{info.name} = {value!r} (from {source}) is too small",
+            f"{describe_setting(info.name, value, source)} is too small",
             hint=f"use {info.minimum:g} or more",
         )
     return number
@@ -600,24 +685,16 @@ def load_settings(
     """Resolve every setting: defaults < config file < environment < ``overrides``.
 
     A missing config file is fine (defaults apply); a config file that is not valid TOML
-    or names an unknown setting is a :class:`ConfigError`.
+    or names an unknown setting is a :class:`ConfigError`, and so is every bad value: the
+    message names the setting, its environment variable and where the value came from
+    (``file:line``, the environment, or the command line).
     """
     environ = dict(os.environ) if environ is None else environ
     path = config_file_path(config, environ)
-    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
-    sources = {s.name: "default" for s in SETTINGS}
-    places = dict(sources)  # where each value came from, for messages (file:line)
-
-    file_values: dict[str, Any] = {}
-    file_text = ""
+    file_text: str | None = None
     if path.is_file():
         try:
             file_text = path.read_text("utf-8")
-            file_values = tomllib.loads(file_text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"{path}: not valid TOML: {exc}", hint="check quotes and '=' signs"
-            ) from None
         except UnicodeDecodeError as exc:
             bad_line = exc.object[: exc.start].count(b"\n") + 1
             raise ConfigError(
@@ -630,16 +707,51 @@ def load_settings(
         raise ConfigError(
             f"config file {path} does not exist", hint="create one with `newsletter init`"
         )
+    return _resolve(path, file_text, overrides or {}, environ)
+
+
+def check_new_config(
+    path: Path, values: dict[str, str], environ: dict[str, str] | None = None
+) -> None:
+    """Check what ``newsletter init`` was given before it writes anything.
+
+    Each of ``values`` (from the command line) is checked as a setting; then the file
+    :func:`write_config_file` would write is loaded as it will be, with the environment,
+    without writing it (so a bad ``NEWSLETTER_*`` variable is reported now, not after
+    the file exists). Raises :class:`ConfigError` naming the setting.
+    """
+    for name, value in values.items():
+        check_value(name, value, "command line")
+    environ = dict(os.environ) if environ is None else environ
+    _resolve(path, render_config_file(values), {}, environ)
+
+
+def _resolve(
+    path: Path, file_text: str | None, overrides: dict[str, Any], environ: dict[str, str]
+) -> Settings:
+    """The settings from the text of ``path`` (None: no file), ``environ`` and
+    ``overrides``, every value checked."""
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    sources = {s.name: "default" for s in SETTINGS}
+    places = dict(sources)  # where each value came from, for messages (file:line)
+
+    file_values: dict[str, Any] = {}
+    if file_text is not None:
+        try:
+            file_values = tomllib.loads(file_text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not valid TOML: {exc}", hint="check quotes and '=' signs"
+            ) from None
     for key, value in file_values.items():
+        key_line = _toml_line(file_text or "", key)
+        at = f"{path}:{key_line}" if key_line else str(path)
         if key not in _BY_NAME:
             close = difflib.get_close_matches(key, list(_BY_NAME), n=1)
-            unknown_at = _toml_line(file_text, key)
             raise ConfigError(
-                f"{path}{f':{unknown_at}' if unknown_at else ''}: unknown setting {key!r}",
+                f"{at}: unknown setting {key!r}",
                 hint=f"did you mean {close[0]!r}?" if close else "see the README's table",
             )
-        key_line = _toml_line(file_text, key)
-        at = f"{path}:{key_line}" if key_line else str(path)
         _check_toml_type(_BY_NAME[key], value, at)
         values[key] = _coerce(_BY_NAME[key], value, at)
         sources[key] = str(path)
@@ -650,22 +762,19 @@ def load_settings(
             values[name] = _coerce(_BY_NAME[name], environ[env], env)
             sources[name] = places[name] = env
 
-    for name, value in (overrides or {}).items():
+    for name, value in overrides.items():
         if name not in _BY_NAME:
-            raise ConfigError(f"unknown setting {name!r}", hint="see the README's table")
+            check_value(name, value, "command line")  # raises: unknown setting
         if value is not None:
             values[name] = _coerce(_BY_NAME[name], value, "command line")
             sources[name] = places[name] = "command line"
 
-    root = path.parent if path.is_file() else Path.cwd()
-    if values["no_match_policy"] not in NO_MATCH_POLICIES:
-        raise ConfigError(
-            f"no_match_policy = {values['no_match_policy']!r} (from {places['no_match_policy']})",
-            hint="one of: " + ", ".join(NO_MATCH_POLICIES),
-        )
-    values["base_url"] = check_base_url(values["base_url"], places["base_url"])
-    for name in ADDRESS_SETTINGS + MAILTO_SETTINGS:
-        check_address_setting(name, values[name], places[name])
+    # The rules of single settings run on the final values: a bad value in the file
+    # that the environment or a flag replaces is not used, so it is not an error.
+    for name in _BY_NAME:
+        values[name] = _check_rule(name, values[name], places[name])
+
+    root = path.parent if file_text is not None else Path.cwd()
     values["database_url"] = _absolute_sqlite(values["database_url"], root)
     values["smtp_url"] = _absolute_outbox(values["smtp_url"], root)
     for name in ("dkim_key_file", "dkim_ed25519_key_file"):
@@ -678,7 +787,7 @@ def load_settings(
     return Settings(
         **values,
         root=root,
-        config_path=path if path.is_file() else None,
+        config_path=path if file_text is not None else None,
         sources=sources,
     )
 

@@ -18,6 +18,8 @@ Conventions for the suite:
 - A real SMTP server (aiosmtpd, ``tests/support/smtpserver.py``): ``smtp_server``,
   ``smtp_server_factory``; a scripted fault server (``tests/support/fault_smtp.py``):
   ``fault_smtp``; ``tls_certificate`` and ``dkim_key`` are made once a session.
+- A real DNS server (``tests/support/dns_server.py``, UDP and TCP on 127.0.0.1):
+  ``dns_server``, answering from the zone files of ``tests/fixtures/dns/``.
 - Tests that start real processes of the program are marked ``slow``
   (``python3 dev.py test -m "not slow"`` runs the rest in under a minute).
 - No test depends on wall-clock margins: time is driven by a clock the test controls
@@ -39,6 +41,7 @@ import pytest
 
 from newsletter.browser import CHROMIUM, CHROMIUM_ARGS
 from newsletter.config import Settings, load_settings
+from tests.support.dns_server import DnsTestServer
 from tests.support.fault_smtp import FaultSmtpServer
 from tests.support.scheduling import AUTHOR, PEOPLE, SCHEDULER_TABLES, SchedulerProcess
 from tests.support.smtpserver import AUTH_WARNING_FILTER, SmtpTestServer, make_certificate
@@ -300,6 +303,19 @@ def dovecot(tls_certificate: tuple[Path, Path]) -> Iterator[Any]:
     if not dovecot_available():
         require_or_skip("NEWSLETTER_REQUIRE_DOVECOT", "dovecot-imapd is not installed")
     server = DovecotServer(tls_certificate).start()
+    yield server
+    server.stop()
+
+
+# --- DNS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsTestServer]:
+    """A started DNS server on 127.0.0.1 (UDP and TCP, one random port) answering from the
+    zone files of ``tests/fixtures/dns/`` (``tests/support/dns_server.py``); records can be
+    added per test. Pass ``dns_server.address`` as ``newsletter doctor --nameserver``."""
+    server = DnsTestServer().start()
     yield server
     server.stop()
 

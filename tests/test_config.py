@@ -204,14 +204,39 @@ def test_a_setting_cannot_be_half_declared() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("base_url = 5", "base_url = 5 (from {path}:2) is not text (it is a whole number)"),
-        ('smtp_pool_size = "4"', "smtp_pool_size = '4' (from {path}:2) is not a whole number"),
-        ("smtp_timeout = true", "smtp_timeout = True (from {path}:2) is not a number"),
-        ("also_in_issue = 1", "also_in_issue = 1 (from {path}:2) is not true or false"),
-        ('timezone = ["UTC"]', "timezone = [...] (from {path}:2) is not text (it is a list)"),
-        ("sender_name = {a = 1}", "sender_name = {{...}} (from {path}:2) is not text"),
-        ("consent_version = 2026-01-01", "consent_version = 2026-01-01 (from {path}:2) is not"),
-        ("rate_per_hour = 1.5", "rate_per_hour = 1.5 (from {path}:2) is not a whole number"),
+        (
+            "base_url = 5",
+            "base_url (NEWSLETTER_BASE_URL) = 5 (from {path}:2) is not text (it is a whole number)",
+        ),
+        (
+            'smtp_pool_size = "4"',
+            "smtp_pool_size (NEWSLETTER_SMTP_POOL_SIZE) = '4' (from {path}:2) "
+            "is not a whole number",
+        ),
+        (
+            "smtp_timeout = true",
+            "smtp_timeout (NEWSLETTER_SMTP_TIMEOUT) = True (from {path}:2) is not a number",
+        ),
+        (
+            "also_in_issue = 1",
+            "also_in_issue (NEWSLETTER_ALSO_IN_ISSUE) = 1 (from {path}:2) is not true or false",
+        ),
+        (
+            'timezone = ["UTC"]',
+            "timezone (NEWSLETTER_TIMEZONE) = [...] (from {path}:2) is not text (it is a list)",
+        ),
+        (
+            "sender_name = {a = 1}",
+            "sender_name (NEWSLETTER_SENDER_NAME) = {{...}} (from {path}:2) is not text",
+        ),
+        (
+            "consent_version = 2026-01-01",
+            "consent_version (NEWSLETTER_CONSENT_VERSION) = 2026-01-01 (from {path}:2) is not",
+        ),
+        (
+            "rate_per_hour = 1.5",
+            "rate_per_hour (NEWSLETTER_RATE_PER_HOUR) = 1.5 (from {path}:2) is not a whole number",
+        ),
     ],
 )
 def test_every_setting_from_the_file_must_have_its_type(
@@ -234,10 +259,10 @@ def test_numbers_may_be_written_as_whole_numbers(isolated_env: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("javascript:alert(1)//", "must start with https://"),
-        ("data:text/html,<b>x</b>", "must start with https://"),
-        ("news.example.org", "must start with https://"),
-        ("/news", "must start with https://"),
+        ("javascript:alert(1)//", "must be an absolute https://"),
+        ("data:text/html,<b>x</b>", "must be an absolute https://"),
+        ("news.example.org", "must be an absolute https://"),
+        ("/news", "must be an absolute https://"),
         ("https://", "has no host name"),
         ("https:///path", "has no host name"),
         ("https://user:pw@news.example.org", "must not hold a user name or password"),
@@ -256,9 +281,10 @@ def test_base_url_must_be_an_absolute_http_address(
     path.write_text(f"base_url = {json.dumps(value)}\n")
     with pytest.raises(ConfigError) as info:
         load_settings(environ={})
-    assert f"base_url = {value!r} (from {path}:1) {problem}" in info.value.message
+    message = f"base_url (NEWSLETTER_BASE_URL) = {value!r} (from {path}:1) {problem}"
+    assert message in info.value.message
     assert info.value.hint
-    with pytest.raises(ConfigError, match="from NEWSLETTER_BASE_URL"):
+    with pytest.raises(ConfigError, match=r"\(NEWSLETTER_BASE_URL\) = .* \(from the environment\)"):
         load_settings(environ={"NEWSLETTER_BASE_URL": value})
 
 
@@ -287,7 +313,9 @@ def test_address_settings_must_be_one_plain_address(
     path.write_text(f"# x\n\n{name} = {json.dumps(value)}\n")
     with pytest.raises(ConfigError) as info:
         load_settings(environ={})
-    assert f"{name} = {value!r} (from {path}:3) is not an email address" in info.value.message
+    env = "NEWSLETTER_" + name.upper()
+    expected = f"{name} ({env}) = {value!r} (from {path}:3) is not an email address"
+    assert expected in info.value.message
     assert hint in (info.value.hint or "")
 
 

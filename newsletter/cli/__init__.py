@@ -65,6 +65,7 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("topics", "topics", None),
     ("subscribers", "subscribers", None),
     ("db", "db", None),
+    ("doctor", "doctor", None),
     ("send", "send", None),
     ("send", "send_test", None),
     ("send", "worker", None),

@@ -85,6 +85,39 @@ class DkimKey:
         # RFC 8463: Ed25519 (pure) signs the SHA-256 hash of the header data.
         return self.key.sign(hashlib.sha256(data).digest())
 
+    def matches_public_key(self, public_key: str) -> bool:
+        """True when ``public_key`` (the base64 ``p=`` of a DKIM DNS record) is the public
+        half of this key; ConfigError when it is not a key of this key's type.
+
+        RSA keys compare by modulus and exponent, so the DER form the record uses
+        (SubjectPublicKeyInfo or a bare RSAPublicKey) does not matter; Ed25519 records
+        carry the raw 32 bytes (RFC 8463).
+        """
+        try:
+            raw = base64.b64decode("".join(public_key.split()), validate=True)
+        except ValueError:
+            raw = b""
+        mine = self.key.public_key()
+        if isinstance(mine, ed25519.Ed25519PublicKey):
+            if len(raw) != 32:
+                raise ConfigError(
+                    "the p= of the DKIM DNS record is not a base64 Ed25519 public key",
+                    hint="publish the public key again: " + self.public_record(),
+                )
+            return raw == mine.public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        try:
+            published = serialization.load_der_public_key(raw)
+        except (ValueError, TypeError):
+            published = None
+        if not isinstance(published, rsa.RSAPublicKey):
+            raise ConfigError(
+                "the p= of the DKIM DNS record is not a base64 RSA public key",
+                hint="publish the public key again (see docs/doctor.md)",
+            )
+        return published.public_numbers() == mine.public_numbers()
+
     def public_record(self) -> str:
         """The TXT record to publish at ``<selector>._domainkey.<domain>``."""
         public = self.key.public_key()
@@ -194,6 +227,10 @@ class DkimSigner:
 
     def __repr__(self) -> str:  # never show the key
         return f"DkimSigner(domain={self.domain!r}, keys={list(self.keys)!r})"
+
+    def matches_public_key(self, public_key: str) -> bool:
+        """:meth:`DkimKey.matches_public_key` of the first (main) key."""
+        return self.keys[0].matches_public_key(public_key)
 
     @property
     def selector(self) -> str:

@@ -6,6 +6,9 @@ so the paths (``/unsubscribe/<token>`` ...) and the archive layout agree everywh
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 #: Where each kind of signed link points, below ``base_url``. ``{token}`` is the signed
 #: token; the topic link adds the topic's slug (the slug need not be signed: the token
 #: already lets its holder manage that subscriber's topics).
@@ -48,3 +51,22 @@ def insecure_warning(base_url: str) -> str | None:
         f"base_url is {base_url}: links in the email point there, and mail providers offer "
         "one-click unsubscribe only for https"
     )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1): a name only
+    this machine reaches, where plain http or SMTP never crosses a network."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_http_address(base_url: str) -> bool:
+    """True when ``base_url`` is plain http to a loopback host (a test or preview set-up,
+    acceptable with a warning); False for https and for http to any other host."""
+    parts = urlsplit(base_url)
+    return parts.scheme.lower() == "http" and is_loopback_host(parts.hostname or "")

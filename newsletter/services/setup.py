@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsletter.config import load_settings, write_config_file
-from newsletter.errors import ConfigError, NewsletterError
-from newsletter.rules.schedules import zone
+from newsletter.config import check_new_config, load_settings, write_config_file
+from newsletter.errors import NewsletterError
 from newsletter.store.db import MigrationStatus, database_status, upgrade_database
 
 
 def init_project(config_path: Path, values: dict[str, str], force: bool = False) -> list[str]:
-    """Write ``newsletter.toml``, create the data folders and the store; what was done."""
-    tz = values.get("timezone")
-    if tz:
-        try:
-            zone(tz)
-        except NewsletterError:
-            raise ConfigError(
-                f"unknown time zone {tz!r}", hint="use an IANA name such as Europe/London"
-            ) from None
+    """Write ``newsletter.toml``, create the data folders and the store; what was done.
+
+    Every value is checked first (:func:`~newsletter.config.check_new_config`): a bad one
+    is a :class:`ConfigError` naming the setting, and nothing is written.
+    """
+    check_new_config(config_path, values)
     done = [f"wrote {write_config_file(config_path, values, force=force)}"]
     root = config_path.parent
     # The issues are public; the subscribers folder (the store, exports) is private.

@@ -155,7 +155,8 @@ def test_init_writes_config_and_never_overwrites(isolated_env: Path) -> None:
 
 def test_init_rejects_an_unknown_timezone(isolated_env: Path) -> None:
     code, out = run("init", "--timezone", "Mars/Olympus")
-    assert code == 1 and "unknown time zone" in out
+    assert code == 1 and "timezone (NEWSLETTER_TIMEZONE) = 'Mars/Olympus'" in out
+    assert "is not a known time zone" in out
     assert not (isolated_env / "newsletter.toml").exists()
 
 
