@@ -114,7 +114,7 @@ class DkimKey:
         if not isinstance(published, rsa.RSAPublicKey):
             raise ConfigError(
                 "the p= of the DKIM DNS record is not a base64 RSA public key",
-                hint="publish the public key again (see docs/doctor.md)",
+                hint="publish the public key again: " + self.public_record(),
             )
         return published.public_numbers() == mine.public_numbers()
 

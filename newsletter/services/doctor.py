@@ -5,7 +5,7 @@ Every check is one function taking the settings (and, for DNS, a
 ``ok``, ``fail`` (with a one-line ``fix``), ``warn`` (usable, but see the fix) or ``skip``
 (could not be checked here, e.g. DNS unreachable). :func:`run_doctor` loads the settings
 and runs them all in a fixed order; only ``fail`` makes the report fail. What each check
-means and how to fix it is in ``docs/doctor.md``.
+means and how to fix it is in the README (`newsletter doctor`).
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def check_dkim(settings: Settings, lookup: DnsLookup) -> Check:
             "warn",
             "DKIM signing is off: large providers refuse or file unsigned bulk mail",
             "set dkim_domain, dkim_selector and dkim_key_file, and publish the key "
-            "(docs/doctor.md)",
+            "(README: DKIM signing)",
         )
     names = []
     # The main key, and the Ed25519 one when both are configured.
