@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import imaplib
-import ipaddress
 import logging
 import re
 import ssl
@@ -31,6 +30,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from newsletter.config import redact_url
 from newsletter.errors import ConfigError, MissingSettingError, NewsletterError
+from newsletter.rules.links import is_loopback_host
 
 log = logging.getLogger("newsletter.delivery.imap")
 
@@ -79,15 +79,6 @@ class ImapConfig:
     def tls(self) -> bool:
         """True when the connection is encrypted."""
         return self.implicit_tls or self.starttls
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_imap_url(
@@ -151,7 +142,7 @@ def parse_imap_url(
             f"bounce_imap_url {shown!r}: imaps:// is already encrypted, starttls does not apply",
             hint="use imaps://host:993/INBOX, or imap://host:143/INBOX?starttls=true",
         )
-    if scheme == "imap" and not starttls and not _is_loopback(host):
+    if scheme == "imap" and not starttls and not is_loopback_host(host):
         raise ConfigError(
             f"bounce_imap_url {shown!r} would send the password unencrypted",
             hint="use imaps://host:993/..., or add ?starttls=true",

@@ -15,7 +15,7 @@ import mailbox
 import threading
 import urllib.request
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +67,21 @@ def _policy(app: App) -> BouncePolicy:
     return BouncePolicy(s.bounce_soft_threshold, s.bounce_soft_window_days)
 
 
+def _verp_owner(app: App, tags: Sequence[str], what: str) -> tuple[str | None, int | None]:
+    """(month, subscriber id) of the first VERP tag whose MAC is ours, or (None, None).
+
+    A forged or mangled tag proves nothing: the delivery is then found by the returned
+    Message-ID or the failed address, or not at all.
+    """
+    for tag in tags:
+        read = read_verp_tag(app.settings, tag)
+        if read is not None:
+            return read
+    if tags:
+        log.warning("%s with a forged or mangled VERP tag: not trusted", what)
+    return None, None
+
+
 def process_bounce(app: App, raw: bytes, source: str = "mail") -> tuple[str, list[str]]:
     """Read one message that came back and record what it proves, once.
 
@@ -79,18 +94,8 @@ def process_bounce(app: App, raw: bytes, source: str = "mail") -> tuple[str, lis
     if parsed.what in ("autoreply", "unknown", "too-big") or not parsed.recipients:
         log.info("set aside a %s message (%s)", parsed.what, parsed.note or parsed.report_id)
         return parsed.what, []
-    month = subscriber_id = None
-    # The first tag whose MAC is ours (the address it came back to, else one in the report
-    # or the returned message); a forged or mangled tag proves nothing, and the delivery is
-    # then found by the returned Message-ID or the failed address, or not at all.
-    for tag in parsed.verp_tags:
-        read = read_verp_tag(app.settings, tag)
-        if read is not None:
-            month, subscriber_id = read
-            break
-    else:
-        if parsed.verp_tags:
-            log.warning("a bounce with a forged or mangled VERP tag: not trusted")
+    # The address it came back to first, else a tag in the report or the returned message.
+    month, subscriber_id = _verp_owner(app, parsed.verp_tags, "a bounce")
     outcome, marked = "unknown", []
     for r in parsed.recipients:
         if r.kind is None:  # a delay warning
@@ -460,13 +465,8 @@ def _record_events(
             outcome.ignore(e.what)
             log.info("webhook %s: %s event %s not recorded", provider, e.what, e.event_id)
             continue
-        month = subscriber_id = None
-        if e.verp_tag:
-            read = read_verp_tag(app.settings, e.verp_tag)
-            if read is None:
-                log.warning("webhook %s: a forged or mangled VERP tag: not trusted", provider)
-            else:
-                month, subscriber_id = read
+        tags = (e.verp_tag,) if e.verp_tag else ()
+        month, subscriber_id = _verp_owner(app, tags, f"webhook {provider}")
         result, who = db.record_mailed(
             app.store,
             db.MailedBounce(

@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import ipaddress
 import logging
 import smtplib
 import socket
@@ -61,6 +60,7 @@ from newsletter.delivery.transports.registry import (
     unknown_scheme_error,
 )
 from newsletter.errors import ConfigError
+from newsletter.rules.links import is_loopback_host
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -131,15 +131,6 @@ def _flag(name: str, value: str, shown: str) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"smtp_url {shown}: {name}={value!r} is not true or false", hint=URL_HINT)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
@@ -215,7 +206,7 @@ def parse_smtp_url(url: str, root: Path | None = None) -> TransportConfig:
         raise ConfigError(f"smtp_url {shown!r} has a password but no user name", hint=URL_HINT)
     if username and not password:
         raise ConfigError(f"smtp_url {shown!r} has a user name but no password", hint=URL_HINT)
-    if username and not (scheme == "smtps" or starttls) and not _is_loopback(host):
+    if username and not (scheme == "smtps" or starttls) and not is_loopback_host(host):
         raise ConfigError(
             f"smtp_url {shown!r} would send the password unencrypted",
             hint="add ?starttls=true (port 587) or use smtps:// (port 465)",
