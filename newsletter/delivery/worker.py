@@ -205,6 +205,7 @@ class DeliveryWorker:
         self._lease_lost = False
         self._down_since: float | None = None
         self._pace = 0.0  # seconds per message in one thread, smoothed
+        self._claimed_up_to = 0  # the highest delivery id claimed: the next claim's start
         self._policy = BouncePolicy(
             settings.bounce_soft_threshold, settings.bounce_soft_window_days
         )
@@ -314,14 +315,7 @@ class DeliveryWorker:
                 # A --once run sends what was due when it started: a row it retries is
                 # not due again within the same run, however short the retry delay.
                 due = self._run_started if self.options.once else None
-                batch = ledger.claim_batch(
-                    self.store,
-                    n,
-                    now=due,
-                    claimer=self.worker_id,
-                    months=self.options.months,
-                    today=self._today(),
-                )
+                batch = self._claim(n, due)
                 if not batch:
                     self._take_budget(-n)  # give back the unused budget
                     if self.options.once:
@@ -335,6 +329,35 @@ class DeliveryWorker:
         except BaseException as exc:  # recorded and re-raised by run() in the main thread
             self._error = exc
             self.stop.set()
+
+    def _claim(self, n: int, due: dt.datetime | None) -> list[Claimed]:
+        """Claim up to ``n`` rows: first above the highest id this worker claimed (a
+        claim costs the same at the start and the end of a send), then, when those run
+        out, anywhere in the queue (retries that came due, rows put back)."""
+        after = self._claimed_up_to
+        batch = ledger.claim_batch(
+            self.store,
+            n,
+            now=due,
+            claimer=self.worker_id,
+            months=self.options.months,
+            today=self._today(),
+            after=after,
+        )
+        if len(batch) < n and after:
+            batch += ledger.claim_batch(
+                self.store,
+                n - len(batch),
+                now=due,
+                claimer=self.worker_id,
+                months=self.options.months,
+                today=self._today(),
+            )
+        if batch:
+            with self._lock:
+                top = max(b.delivery_id for b in batch)
+                self._claimed_up_to = max(self._claimed_up_to, top)
+        return batch
 
     def _fence_size(self) -> int:
         """How many messages to mark started at once: about ``fence_window`` seconds'

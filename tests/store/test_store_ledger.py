@@ -202,6 +202,64 @@ def test_claim_marks_sending_and_skips_people_who_left(app, store, issue) -> Non
     assert ledger.claim_batch(store, 100) == []  # nothing left that is due
 
 
+def test_a_claim_starts_above_the_mark_it_is_given(app, store, issue) -> None:
+    """``after`` skips every row at or below it; a released row below the mark is found
+    again by a claim over the whole queue (after = 0)."""
+    people(app)
+    plan(store, issue)
+    ids = [c.delivery_id for c in ledger.claim_batch(store, 100, claimer=W)]
+    ledger.record_outcomes(store, [Outcome(i, "release") for i in ids], W)
+    assert len(ids) >= 3 and ids == sorted(ids)
+    first = ledger.claim_batch(store, 1, claimer=W, after=ids[0])
+    assert [c.delivery_id for c in first] == [ids[1]]
+    ledger.record_outcomes(store, [Outcome(ids[1], "release")], W)
+    rest = ledger.claim_batch(store, 100, claimer=W, after=ids[1])
+    assert [c.delivery_id for c in rest] == ids[2:]
+    assert ledger.claim_batch(store, 100, claimer=W, after=ids[-1]) == []
+    again = ledger.claim_batch(store, 100, claimer=W)
+    assert [c.delivery_id for c in again] == ids[:2]
+
+
+def test_a_recorder_round_writes_only_rows_it_holds(app, store, issue) -> None:
+    """begin_messages writes outcomes and starts rows in one round; a row another worker
+    took over is refused (reported, left alone), the rest are written as the ORM path
+    writes them (times read back as aware UTC)."""
+    from sqlalchemy import text as sql
+
+    people(app)
+    plan(store, issue)
+    claimed = ledger.claim_batch(store, 100, claimer=W)
+    a, b, c, *rest = [x.delivery_id for x in claimed]
+    with store.engine.begin() as conn:
+        conn.execute(sql("UPDATE deliveries SET claimed_by = 'other' WHERE id = :i"), {"i": b})
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    allowed, refused = ledger.begin_messages(
+        store,
+        W,
+        start=[c, b],
+        outcomes=[
+            Outcome(a, "sent", "250 ok", "<a@x>"),
+            Outcome(b, "sent", "250 ok", "<b@x>"),
+        ],
+    )
+    assert refused == [b] and allowed == {c}
+    allowed, refused = ledger.begin_messages(
+        store,
+        W,
+        start=[],
+        outcomes=[Outcome(c, "retry", "451 later", "<c@x>", next_attempt_at=later)],
+    )
+    assert (allowed, refused) == (set(), [])
+    got = {r.message_id: r for r in ledger.list_deliveries(store, "2026-12")}
+    assert got["<a@x>"].status == "sent" and got["<a@x>"].attempts == 1
+    assert got["<a@x>"].sent_at is not None and got["<a@x>"].sent_at.tzinfo is not None
+    assert got["<c@x>"].status == "pending" and got["<c@x>"].next_attempt_at == later.replace(
+        microsecond=later.microsecond
+    )
+    assert "<b@x>" not in got  # not written: another worker holds it
+    assert ledger.send_status(store, "2026-12").counts["sending"] == 1 + len(rest)
+
+
 def test_record_outcomes_and_finish(app, store, issue) -> None:
     people(app)
     plan(store, issue)
