@@ -34,6 +34,7 @@ from newsletter.store.ledger import DeliveryRow
 from newsletter.store.views import (
     Erasure,
     Stats,
+    StatusResult,
     SubscriberFilter,
     SubscriberPage,
     SubscriberView,
@@ -68,15 +69,20 @@ __all__ = [
     "topic_counts",
     "topic_state",
     "unsubscribe",
+    "unsubscribe_link",
     "valid_id",
 ]
 
 log = logging.getLogger("newsletter.services.subscribers")
 
 # A change that stops someone's mail waits at most this long for a message to them that a
-# worker has already put on the wire (one SMTP transaction; usually milliseconds), so that
-# no message starts after the change has returned.
-WIRE_WAIT_SECONDS = 10.0
+# live worker has already put on the wire, so that no message starts after the change has
+# returned. A row is on the wire from the worker's fence step that started it to the next
+# one: about ``fence_window`` (0.1 s) of sending plus one SMTP transaction, usually well
+# under a second. Reaching the cap (a stalled SMTP server) is logged and the change
+# returns anyway: it is written, and only that message can still go out. The web server
+# answers on one of its few threads, so the cap is short.
+WIRE_WAIT_SECONDS = 2.0
 
 TopicsArg = str | Iterable[str]
 
@@ -374,20 +380,35 @@ def unsubscribe(
     """Unsubscribe someone; returns the subscriber and whether anything changed.
 
     Final the moment it returns, also for a send in progress: every delivery to them that
-    is not on the wire is skipped in the same transaction (a worker's fence then refuses
-    to start it), and a message already on the wire is waited for. So no message starts
-    after this returns (RFC 8058 one-click). Unsubscribing twice is harmless.
+    is not on the wire is skipped in the same transaction as the status and the consent
+    event (a worker's fence then refuses to start it), and only a message a live worker
+    already has on the wire is waited for. So no message starts after this returns
+    (RFC 8058 one-click). Unsubscribing twice is harmless.
     """
-    view, changed = db.change_status(
-        app.store,
-        email,
-        lambda sub: statuses.unsubscribe(sub.status, detail),
-        source=source,
-        ip=ip,
-    )
-    if changed:
-        _wait_for_wire(app, view)
-    return view, changed
+    result = _unsubscribe(app, email, source=source, ip=ip, detail=detail)
+    return result.subscriber, result.changed
+
+
+def unsubscribe_link(
+    app: App, token: str, *, source: str = "web", ip: str | None = None, detail: str | None = None
+) -> SubscriberView:
+    """The RFC 8058 one-click unsubscribe: the person the ``unsubscribe`` link ``token``
+    names leaves, as :func:`unsubscribe` (one transaction, by the token's id; nothing is
+    read before it). :class:`BadLinkError` if the link is bad or its person is gone."""
+    who = _link_payload(app, "unsubscribe", token)
+    try:
+        return _unsubscribe(app, who, source=source, ip=ip, detail=detail).subscriber
+    except SubscriberNotFoundError:
+        raise BadLinkError(gone=True) from None
+
+
+def _unsubscribe(
+    app: App, who: int | str, *, source: str, ip: str | None, detail: str | None
+) -> StatusResult:
+    result = db.unsubscribe(app.store, who, source=source, ip=ip, detail=detail)
+    if result.on_wire:
+        _wait_for_wire(app, result.subscriber)
+    return result
 
 
 def _wait_for_wire(app: App, view: SubscriberView) -> None:
@@ -453,12 +474,10 @@ def valid_id(payload: object) -> bool:
     return isinstance(payload, int) and not isinstance(payload, bool) and 0 < payload <= MAX_ID
 
 
-def from_link(app: App, purpose: str, token: str, max_age: int | None = None) -> SubscriberView:
-    """The subscriber a signed link names; :class:`BadLinkError` if it cannot be used.
-
-    Bad: tampered with, made for another purpose, signed by an unknown key, older than
-    ``max_age`` seconds, or naming a person no longer in the store.
-    """
+def _link_payload(app: App, purpose: str, token: str, max_age: int | None = None) -> int | str:
+    """What a signed link names (an id, or an address in old links); :class:`BadLinkError`
+    if it is tampered with, made for another purpose, signed by an unknown key, older
+    than ``max_age`` seconds, or names no possible id. Reads nothing from the store."""
     if len(token) > MAX_TOKEN:
         raise BadLinkError()
     try:
@@ -469,6 +488,16 @@ def from_link(app: App, purpose: str, token: str, max_age: int | None = None) ->
         raise BadLinkError() from None
     if isinstance(payload, int) and not valid_id(payload):
         raise BadLinkError()
+    return payload
+
+
+def from_link(app: App, purpose: str, token: str, max_age: int | None = None) -> SubscriberView:
+    """The subscriber a signed link names; :class:`BadLinkError` if it cannot be used.
+
+    Bad: tampered with, made for another purpose, signed by an unknown key, older than
+    ``max_age`` seconds, or naming a person no longer in the store.
+    """
+    payload = _link_payload(app, purpose, token, max_age)
     try:
         if isinstance(payload, int):
             return db.get_subscriber_by_id(app.store, payload)

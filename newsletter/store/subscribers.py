@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -30,11 +32,12 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.rules import statuses
 from newsletter.rules.addresses import lookup_key
 from newsletter.rules.bounces import COMPLAINT
 from newsletter.rules.statuses import SKIP_LEFT, SKIP_PAUSED, SOURCES, StatusChange
@@ -66,6 +69,7 @@ from newsletter.store.views import (
     Erasure,
     IssueStats,
     Stats,
+    StatusResult,
     SubscriberFilter,
     SubscriberPage,
     SubscriberView,
@@ -447,21 +451,29 @@ def change_status(
         return _view(sub), True
 
 
+def _status_values(
+    change: StatusChange, confirmed_at: dt.datetime | None, now: dt.datetime
+) -> dict[str, Any]:
+    """The subscriber columns ``change`` writes (the one place that says how)."""
+    values: dict[str, Any] = {"status": change.status, "paused_until": change.paused_until}
+    if change.confirmed or (change.confirmed_if_unset and confirmed_at is None):
+        values["confirmed_at"] = now
+    if change.left is True:
+        values["unsubscribed_at"] = now
+    elif change.left is False:
+        values["unsubscribed_at"] = None
+    return values
+
+
 def _apply(session: Session, sub: Subscriber, change: StatusChange, now: dt.datetime) -> None:
     """Write what ``change`` says to the locked row (its consent event is the caller's)."""
-    sub.status = change.status
-    sub.paused_until = change.paused_until
-    if change.confirmed or (change.confirmed_if_unset and sub.confirmed_at is None):
-        sub.confirmed_at = now
-    if change.left is True:
-        sub.unsubscribed_at = now
-    elif change.left is False:
-        sub.unsubscribed_at = None
+    for name, value in _status_values(change, sub.confirmed_at, now).items():
+        setattr(sub, name, value)
     if change.stop_queued:
         stop_queued(session, sub.id, SKIP_PAUSED if change.status == "paused" else SKIP_LEFT)
 
 
-def stop_queued(session: Session, subscriber_id: int, reason: str = SKIP_LEFT) -> None:
+def stop_queued(session: Session | Connection, subscriber_id: int, reason: str = SKIP_LEFT) -> None:
     """Skip every delivery of the person that is not on the wire yet, at once.
 
     Also rows a worker has claimed but not started: the worker's fence
@@ -469,18 +481,7 @@ def stop_queued(session: Session, subscriber_id: int, reason: str = SKIP_LEFT) -
     the two transactions commits first decides; a row already on the wire is waited for
     with :func:`wait_for_wire`.
     """
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber_id,
-            or_(
-                Delivery.status == "pending",
-                and_(Delivery.status == "sending", Delivery.wire_state.is_(None)),
-            ),
-        )
-        .values(status="skipped", skip_reason=reason, claimed_by=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_STOP_QUEUED, {"b_sid": subscriber_id, "b_reason": reason})
 
 
 def stop_mail(store: Store, email: str) -> SubscriberView:
@@ -491,28 +492,189 @@ def stop_mail(store: Store, email: str) -> SubscriberView:
         return _view(sub)
 
 
-def wait_for_wire(store: Store, subscriber_id: int, timeout: float) -> bool:
+# --- unsubscribing ------------------------------------------------------------------------
+# Core statements built once (their compiled form is cached after the first use): the
+# one-click unsubscribe runs them hundreds of times a second, and on SQLite the write
+# lock is held while they run.
+
+_PEOPLE = cast(Table, Subscriber.__table__)
+_TOPICS = cast(Table, SubscriberTopic.__table__)
+_DELIVERIES = cast(Table, Delivery.__table__)
+_LEASES = cast(Table, WorkerLease.__table__)
+_CONSENT = cast(Table, ConsentRecord.__table__)
+
+# What unsubscribe() returns of a person: every field of SubscriberView but the topics
+# (read in the same statement, see _person_columns).
+_VIEW_COLUMNS = tuple(
+    _PEOPLE.c[name]
+    for name in (
+        "id",
+        "email",
+        "name",
+        "status",
+        "all_topics",
+        "paused_until",
+        "source",
+        "created_at",
+        "confirmed_at",
+        "unsubscribed_at",
+    )
+)
+
+
+def _person_columns(dialect: str) -> tuple[Any, ...]:
+    """``_VIEW_COLUMNS`` and the person's topic slugs as one JSON array (a subquery), so
+    that the row and its topics come back from one statement."""
+    as_json = func.json_agg if dialect == "postgresql" else func.json_group_array
+    topics = (
+        select(as_json(_TOPICS.c.topic_slug))
+        .where(_TOPICS.c.subscriber_id == _PEOPLE.c.id)
+        .scalar_subquery()
+        .label("topics")
+    )
+    return (*_VIEW_COLUMNS, topics)
+
+
+_STOP_QUEUED = (
+    _DELIVERIES.update()
+    .where(
+        _DELIVERIES.c.subscriber_id == bindparam("b_sid"),
+        or_(
+            _DELIVERIES.c.status == "pending",
+            and_(_DELIVERIES.c.status == "sending", _DELIVERIES.c.wire_state.is_(None)),
+        ),
+    )
+    .values(status="skipped", skip_reason=bindparam("b_reason"), claimed_by=None)
+)
+# True while a message to the person is on the wire of a live worker (lease not expired).
+_ON_WIRE = select(
+    exists().where(
+        _DELIVERIES.c.subscriber_id == bindparam("b_sid"),
+        _DELIVERIES.c.status == "sending",
+        _DELIVERIES.c.wire_state == WIRE_STARTED,
+        exists().where(
+            _LEASES.c.worker == _DELIVERIES.c.claimed_by,
+            _LEASES.c.expires_at > bindparam("b_now"),
+        ),
+    )
+)
+
+
+# Who can leave: the statuses for which the rule (rules.statuses.unsubscribe) changes
+# something. It asks for nothing but the status, and every status that leaves gets the
+# same change (tests/store/test_unsubscribe_transaction.py checks both), so the row's
+# UPDATE can decide by itself: no read of the row comes before the write.
+LEAVING = tuple(s for s in STATUSES if statuses.unsubscribe(s) is not None)
+
+
+@functools.cache
+def _leave(dialect: str, by_id: bool) -> Any:
+    key = _PEOPLE.c.id if by_id else _PEOPLE.c.email
+    # The SET clause comes from the parameters: the columns the change writes.
+    return (
+        _PEOPLE.update()
+        .where(key == bindparam("b_who"), _PEOPLE.c.status.in_(LEAVING))
+        .returning(*_person_columns(dialect))
+    )
+
+
+@functools.cache
+def _find_person(dialect: str, by_id: bool) -> Select[Any]:
+    key = _PEOPLE.c.id if by_id else _PEOPLE.c.email
+    return select(*_person_columns(dialect)).where(key == bindparam("b_who"))
+
+
+def unsubscribe(
+    store: Store,
+    who: int | str,
+    *,
+    source: str,
+    ip: str | None = None,
+    detail: str | None = None,
+) -> StatusResult:
+    """Unsubscribe the person with id ``who`` (a signed link's id) or address ``who``.
+
+    One transaction, in this order: the row's UPDATE, made only where the status may
+    leave (:func:`newsletter.rules.statuses.unsubscribe`), locks the row and returns it;
+    the consent event; the person's deliveries not on the wire are skipped
+    (:func:`stop_queued`); and whether one is on the wire of a live worker is read, under
+    the same lock (SQLite's write lock, PostgreSQL's row locks), so a worker's fence step
+    commits either before (the row is reported on the wire: wait for it with
+    :func:`wait_for_wire`) or after (it finds the row skipped and drops it).
+
+    Nothing to change (already unsubscribed) writes nothing and reports no change;
+    :class:`SubscriberNotFoundError` for nobody. Core statements built once, no ORM unit
+    of work: on SQLite the write lock is held for a few short statements.
+    """
+    _check_source(source)
+    by_id = isinstance(who, int)
+    key = who if by_id else lookup_key(str(who))
+    change = statuses.unsubscribe(LEAVING[0], detail)
+    assert change is not None  # LEAVING holds only statuses that leave
+    while True:
+        with store.engine.begin() as conn:
+            now = utcnow()
+            row = conn.execute(
+                _leave(store.dialect, by_id), {"b_who": key, **_status_values(change, None, now)}
+            ).first()
+            if row is None:  # already unsubscribed, or nobody: nothing is written
+                row = conn.execute(_find_person(store.dialect, by_id), {"b_who": key}).first()
+                if row is None:
+                    raise SubscriberNotFoundError(
+                        f"subscriber #{who}" if by_id else str(who).strip()
+                    )
+                if row.status in LEAVING:
+                    continue  # PostgreSQL: they came back between the two statements
+                return StatusResult(_person(row), changed=False, on_wire=False)
+            conn.execute(
+                _CONSENT.insert(),
+                {
+                    "subscriber_id": row.id,
+                    "at": now,
+                    "event": change.event,
+                    "source": source,
+                    "ip": ip,
+                    "consent_version": None,
+                    "detail": change.detail,
+                },
+            )
+            stop_queued(conn, row.id, SKIP_LEFT)
+            on_wire = bool(conn.scalar(_ON_WIRE, {"b_sid": row.id, "b_now": now}))
+            return StatusResult(_person(row), changed=True, on_wire=on_wire)
+
+
+def _person(row: Any) -> SubscriberView:
+    """The view of a row of ``_person_columns``."""
+    fields = row._asdict()
+    topics = fields.pop("topics")
+    # psycopg decodes PostgreSQL's json; SQLite's JSON is text. No topics: NULL or "[]".
+    slugs = json.loads(topics) if isinstance(topics, str) else topics or []
+    return SubscriberView(**fields, topics=tuple(sorted(slugs)))
+
+
+def wait_for_wire(
+    store: Store,
+    subscriber_id: int,
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
     """Wait until no message to the subscriber is on the wire; False if ``timeout`` passed.
 
     Only a message a live worker has started is waited for: it is one SMTP transaction
     long. A row left on the wire by a stopped worker (its lease expired) is not: that
     message started before the change, and its row is skipped when it is recovered.
+    ``clock`` and ``sleep`` are for tests.
     """
-    deadline = time.monotonic() + timeout
+    deadline = clock() + timeout
     while True:
-        now = utcnow()
-        query = select(func.count()).where(
-            Delivery.subscriber_id == subscriber_id,
-            Delivery.status == "sending",
-            Delivery.wire_state == WIRE_STARTED,
-            exists().where(WorkerLease.worker == Delivery.claimed_by, WorkerLease.expires_at > now),
-        )
-        with store.transaction() as s:
-            if not s.execute(query).scalar_one():
+        with store.engine.begin() as conn:
+            if not conn.scalar(_ON_WIRE, {"b_sid": subscriber_id, "b_now": utcnow()}):
                 return True
-        if time.monotonic() >= deadline:
+        if clock() >= deadline:
             return False
-        time.sleep(0.01)
+        sleep(0.01)
 
 
 def erase(store: Store, email: str, *, source: str = "cli") -> Erasure:

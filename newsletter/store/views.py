@@ -52,6 +52,20 @@ class SubscriberView:
 
 
 @dataclass(frozen=True)
+class StatusResult:
+    """What a change that stops someone's mail did.
+
+    ``subscriber`` is the person after it, ``changed`` False when there was nothing to do,
+    ``on_wire`` True when, as it committed, a message to them was on the wire of a live
+    worker: the one thing left to wait for (no other message to them can start).
+    """
+
+    subscriber: SubscriberView
+    changed: bool
+    on_wire: bool
+
+
+@dataclass(frozen=True)
 class Erasure:
     """What :func:`newsletter.store.subscribers.erase` did.
 
