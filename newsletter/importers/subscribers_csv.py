@@ -229,7 +229,7 @@ class _Records:
             except csv.Error as exc:
                 raise self._malformed(start, reader.line_num, str(exc)) from None
             self.previous_end = reader.line_num
-            if not cells or all(not c.strip() for c in cells):
+            if not "".join(cells).strip():  # no cells, or only blank ones
                 continue
             yield start, self.previous_end, cells
 
@@ -327,14 +327,28 @@ def _topic_cell(text: str) -> tuple[bool, tuple[str, ...]]:
         raise ValueError(f"{exc.message} ({exc.hint})") from None
 
 
-def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool) -> ImportRow:
-    """One row checked; raises ValueError with the reason if it is bad."""
+def _parse_row(
+    line: int,
+    columns: list[str],
+    cells: list[str],
+    check_dns: bool,
+    names: frozenset[str] | None = None,
+) -> ImportRow:
+    """One row checked; raises ValueError with the reason if it is bad. ``names`` is
+    ``frozenset(columns)``, made once per file by a caller that has many rows."""
     if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
         raise ValueError(f"{len(cells)} cells but the header names {len(columns)} columns")
     values: dict[str, str] = {}
-    for i, col in enumerate(columns):
-        cell = cells[i].strip() if i < len(cells) else ""
-        values[col] = unneutralise(cell) if cell[:1] == "'" else cell
+    given: set[str] = set()
+    for col, cell in zip(columns, cells, strict=False):  # a short row: padded below
+        cell = cell.strip()
+        if cell:
+            given.add(col)
+            if cell[0] == "'":
+                cell = unneutralise(cell)
+        values[col] = cell
+    for col in columns[len(cells) :]:
+        values[col] = ""
     try:
         address = normalise_address(values["email"])
         if check_dns:
@@ -342,8 +356,8 @@ def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool)
     except InvalidAddressError as exc:
         raise ValueError(exc.message) from None
     row = ImportRow(line, address)
-    row.given = {c for c, v in values.items() if v != ""}
-    row.columns = frozenset(columns)
+    row.given = given
+    row.columns = frozenset(columns) if names is None else names
     if "name" in values:
         row.name = check_name(values["name"])
     status = values.get("status", "").lower()
@@ -406,6 +420,7 @@ class _RowChecker:
                 f"{name} is empty", hint="the first line must name the columns: email,..."
             )
         self.columns = _header(first[2], name)
+        self.names = frozenset(self.columns)
         self.check_dns = check_dns
         self.seen: dict[str, int] = {}
 
@@ -427,7 +442,7 @@ class _RowChecker:
         for line, end, cells in records:
             rows += 1
             try:
-                row = _parse_row(line, columns, cells, check_dns)
+                row = _parse_row(line, columns, cells, check_dns, self.names)
             except ValueError as exc:
                 raw_email = cells[email_at].strip() if email_at < len(cells) else ""
                 reason = str(exc)
