@@ -234,22 +234,29 @@ def test_atomic_with_a_bad_row_in_the_last_chunk_imports_nothing(app, tmp_path) 
 
 
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
-def test_an_address_added_by_someone_else_meanwhile_fails_the_import_whole(app, tmp_path) -> None:
-    """PostgreSQL stages new people and inserts them at the end: one added by another
-    session after the import looked for them is a clear error, and nothing is imported.
-    (On SQLite the import holds the write lock, so no one else can add anyone.)"""
+def test_an_address_added_by_someone_else_meanwhile_fails_the_import_whole(
+    app, tmp_path, monkeypatch
+) -> None:
+    """Between a chunk's look-up and its COPY another session adds one of its people:
+    the import fails with a clear error and imports nothing. (On SQLite the import
+    holds the write lock from its first chunk on, so no one else can add anyone.)"""
     from newsletter.config import load_settings
     from newsletter.services import App
+    from newsletter.store.subscriber_import import BulkImport
 
     path = tmp_path / "race.csv"
     path.write_text("email\n" + "".join(f"p{i}@example.org\n" for i in range(2000)), "utf-8")
     other = App(load_settings(overrides={"database_url": app.settings.database_url}, environ={}))
+    plan = BulkImport.plan
 
-    def meanwhile(stage: str, done: int, total: int) -> None:
-        if not list_subscribers(other).total:  # after the first chunk was staged
-            add_subscriber(other, "p3@example.org")
+    def plan_then_someone_adds_p1203(self, rows):
+        found = plan(self, rows)
+        if any(r.email == "p1203@example.org" for r in rows):
+            add_subscriber(other, "p1203@example.org")  # committed at once
+        return found
 
+    monkeypatch.setattr(BulkImport, "plan", plan_then_someone_adds_p1203)
     with other, pytest.raises(StoreError, match="added by someone else") as exc:
-        import_csv(app.store, path, ImportOptions(), meanwhile, chunk_rows=500)
+        import_csv(app.store, path, ImportOptions(), chunk_rows=500)
     assert exc.value.hint
-    assert [v.email for v in list_subscribers(app).items] == ["p3@example.org"]
+    assert [v.email for v in list_subscribers(app).items] == ["p1203@example.org"]
