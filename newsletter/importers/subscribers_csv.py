@@ -185,7 +185,7 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-Reopen = Callable[[], Iterable[str]]
+Reopen = Callable[[], TextIO]  # the lines again, from the start (closed after use)
 
 
 class _Records:
@@ -244,7 +244,8 @@ class _Records:
                 "the cell runs on over the rows after it?",
             )
         if "unexpected end of data" in reason:
-            line = _open_quote_line(self.reopen(), self.delimiter, start)
+            with self.reopen() as again:
+                line = _open_quote_line(again, self.delimiter, start)
             return CsvError(
                 f"{name}: line {line}: a quoted cell starts here and its closing quote never "
                 "comes; nothing was imported",
@@ -467,7 +468,7 @@ def read_rows(
     """Check every row of a CSV text: (good rows, bad rows with reasons, number of data
     rows). Nothing is written; :func:`import_csv` reads a file in chunks instead."""
 
-    def lines() -> Iterable[str]:
+    def lines() -> TextIO:
         return io.StringIO(text, newline="")
 
     checker = _RowChecker(_Records(lines(), name, lines), name, check_dns)
@@ -530,7 +531,7 @@ def import_csv(
     except OSError as exc:
         raise CsvError(f"cannot read {path}: {exc.strerror}", hint="check the path") from None
 
-    def reopen() -> Iterable[str]:
+    def reopen() -> TextIO:
         # Only for an error message, after the whole file was read once.
         return path.open(encoding=enc, newline="")
 
