@@ -152,8 +152,9 @@ class BulkImport:
         self.cancelled = False
         self._pg = store.dialect == "postgresql"
         # An empty suppression list (read once, under the transaction) spares hashing
-        # every new address; people on it were put there long before, by an erasure
-        # or a complaint, so none can appear while the import runs.
+        # every new address. An entry made while the import runs would be for someone
+        # then in the store (an erasure or a complaint needs the person), whom the
+        # import's own look-up finds.
         self._suppressions = bool(session.scalar(select(exists().select_from(Suppression))))
 
     def cancel(self) -> None:
