@@ -1,10 +1,13 @@
 """CSV import and export of subscribers.
 
-Import reads the whole file first and checks every row, so that every bad row is reported
-with its physical line number (the header is line 1; blank lines are skipped but counted)
-before anything is written; then the good rows are written in batches, in one
-transaction (:func:`newsletter.store.subscribers.import_rows`), with the rules below
-deciding what each row does to someone already in the store. Export writes every field;
+Import streams: the file is decoded, read and checked one chunk of rows at a time
+(:data:`CHUNK_ROWS`), and each chunk is written before the next is read, all inside one
+transaction (:func:`newsletter.store.subscriber_import.bulk_import`). So memory does not
+grow with the file, and the import is still all or nothing: a file the CSV grammar or the
+encoding cannot read, found at any line, rolls back every chunk written before it. Every
+bad row is reported with its physical line number (the header is line 1; blank lines are
+skipped but counted); the good rows are imported, or with ``atomic`` none. The rules below
+decide what each row does to someone already in the store. Export writes every field;
 cells a spreadsheet would run as a formula are prefixed with ``'``, and import removes
 that prefix again, so export-then-import into an empty store gives the same store back.
 """
@@ -14,7 +17,10 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import functools
 import io
+import itertools
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,9 +40,10 @@ from newsletter.rules.statuses import (
     imported,
     resubscribe,
 )
+from newsletter.store import subscriber_import as subscribers_import
 from newsletter.store import subscribers
 from newsletter.store.db import Store
-from newsletter.store.subscribers import ImportPlan, ImportRow, ImportWrite
+from newsletter.store.subscriber_import import ImportPlan, ImportRow, ImportWrite
 
 COLUMNS = (
     "email",
@@ -59,6 +66,9 @@ _ESCAPED = re.compile(r"^'*[=+\-@\t\r]")
 MAX_CELL = csv.field_size_limit()  # characters in one cell (the csv module's limit, 128 KB)
 _TRUE = ("1", "true", "yes", "y", "t")
 _FALSE = ("0", "false", "no", "n", "f", "")
+# Rows checked and written at a time: large enough that per-chunk queries cost little,
+# small enough that a chunk's rows and objects are a few megabytes.
+CHUNK_ROWS = 10_000
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -118,8 +128,8 @@ def unneutralise(cell: str) -> str:
 # --- reading -----------------------------------------------------------------------------
 
 
-def decode_csv(data: bytes, name: str, encoding: str | None = None) -> str:
-    """The text of a CSV file: UTF-8 (a BOM is fine) unless ``encoding`` says otherwise."""
+def _codec(encoding: str | None) -> tuple[str, str]:
+    """(the encoding to decode with, its name for messages): UTF-8 unless told."""
     enc = encoding or "utf-8"
     try:
         codec = codecs.lookup(enc)
@@ -127,17 +137,42 @@ def decode_csv(data: bytes, name: str, encoding: str | None = None) -> str:
         raise CsvError(
             f"unknown encoding {enc!r}", hint="e.g. --encoding utf-8, cp1252 or latin-1"
         ) from None
-    if codec.name == "utf-8":
-        enc = "utf-8-sig"  # drops the byte-order mark Excel writes
-    try:
-        return data.decode(enc)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise CsvError(
-            f"{name}: line {line}: not valid {codec.name} (byte 0x{data[exc.start]:02x})",
-            hint="save the file as UTF-8, or say its encoding, e.g. --encoding cp1252 "
-            "(Excel on Windows) or --encoding latin-1",
-        ) from None
+    # utf-8-sig drops the byte-order mark Excel writes.
+    return ("utf-8-sig" if codec.name == "utf-8" else enc), codec.name
+
+
+def _not_decodable(name: str, codec_name: str, line: int, byte: int) -> CsvError:
+    return CsvError(
+        f"{name}: line {line}: not valid {codec_name} (byte 0x{byte:02x})",
+        hint="save the file as UTF-8, or say its encoding, e.g. --encoding cp1252 "
+        "(Excel on Windows) or --encoding latin-1",
+    )
+
+
+def _decode_error(path: Path, enc: str, codec_name: str) -> CsvError:
+    """The error naming the line of the first byte of ``path`` that ``enc`` cannot decode.
+
+    Only called once decoding has failed: the file is read again in blocks, counting
+    line feeds in the bytes before the bad one, as :func:`decode_csv` does.
+    """
+    decoder = codecs.getincrementaldecoder(enc)()
+    line_feeds = 0
+    with path.open("rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            pending = decoder.getstate()[0]  # bytes of a character the last block cut
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                # The decoder saw the pending bytes and this block (less a BOM it dropped).
+                seen = bytes(exc.object)
+                line = line_feeds - pending.count(b"\n") + seen[: exc.start].count(b"\n") + 1
+                return _not_decodable(path.name, codec_name, line, seen[exc.start])
+            if not block:
+                break
+            line_feeds += block.count(b"\n")
+    # Not reached for a file that failed to decode; kept as a plain answer all the same.
+    return CsvError(f"{path.name}: not valid {codec_name}")  # pragma: no cover
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -150,67 +185,94 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _records(text: str, delimiter: str, name: str) -> Iterator[tuple[int, int, list[str]]]:
+Reopen = Callable[[], TextIO]  # the lines again, from the start (closed after use)
+
+
+class _Records:
     """(first physical line, last physical line, cells) of every non-blank record.
 
-    A file the CSV grammar cannot read (a quote never closed, text after a closing quote,
-    a cell over the size limit) is a :class:`CsvError` naming the line: nothing of such a
-    file is imported, as a quote out of place would shift every row after it.
+    ``lines`` are the physical lines with their ends (a file opened with
+    ``newline=""``), read as they are needed; ``reopen`` gives them again from the start,
+    which only an error message needs. A file the CSV grammar cannot read (a quote never
+    closed, text after a closing quote, a cell over the size limit) is a
+    :class:`CsvError` naming the line: nothing of such a file is imported, as a quote
+    out of place would shift every row after it.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    previous_end = 0
-    while True:
-        start = previous_end + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise _malformed(text, delimiter, name, start, reader.line_num, str(exc)) from None
-        previous_end = reader.line_num
-        if not cells or all(not c.strip() for c in cells):
-            continue
-        yield start, previous_end, cells
 
-
-def _malformed(text: str, delimiter: str, name: str, start: int, at: int, reason: str) -> CsvError:
-    """The error for a record the csv module could not read (``reason`` is its message)."""
-    if "field larger than field limit" in reason:
-        return CsvError(
-            f"{name}: line {start}: a cell is longer than {MAX_CELL // 1024} KB "
-            f"({MAX_CELL} characters); nothing was imported",
-            hint="no subscriber field is that long: is a closing quote missing, so that "
-            "the cell runs on over the rows after it?",
+    def __init__(self, lines: Iterable[str], name: str, reopen: Reopen) -> None:
+        self.name = name
+        self.reopen = reopen
+        lines = iter(lines)
+        # The delimiter is sniffed from the first line that is not blank; the lines read
+        # for it go to the reader first.
+        head: list[str] = []
+        first = ""
+        for physical in lines:
+            head.append(physical)
+            if physical.strip():
+                first = next(p for p in physical.splitlines() if p.strip())
+                break
+        self.delimiter = sniff_delimiter(first)
+        self.reader = csv.reader(
+            itertools.chain(head, lines), delimiter=self.delimiter, strict=True
         )
-    if "unexpected end of data" in reason:
-        line = _open_quote_line(text, delimiter, start)
+        self.previous_end = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int, list[str]]]:
+        reader = self.reader
+        while True:
+            start = self.previous_end + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise self._malformed(start, reader.line_num, str(exc)) from None
+            self.previous_end = reader.line_num
+            if not "".join(cells).strip():  # no cells, or only blank ones
+                continue
+            yield start, self.previous_end, cells
+
+    def _malformed(self, start: int, at: int, reason: str) -> CsvError:
+        """The error for a record the csv module could not read (``reason`` is its message)."""
+        name = self.name
+        if "field larger than field limit" in reason:
+            return CsvError(
+                f"{name}: line {start}: a cell is longer than {MAX_CELL // 1024} KB "
+                f"({MAX_CELL} characters); nothing was imported",
+                hint="no subscriber field is that long: is a closing quote missing, so that "
+                "the cell runs on over the rows after it?",
+            )
+        if "unexpected end of data" in reason:
+            with self.reopen() as again:
+                line = _open_quote_line(again, self.delimiter, start)
+            return CsvError(
+                f"{name}: line {line}: a quoted cell starts here and its closing quote never "
+                "comes; nothing was imported",
+                hint='close the quote; a quote inside a quoted cell is written twice ("")',
+            )
+        if "expected after" in reason:
+            return CsvError(
+                f"{name}: line {at}: text after the closing quote of a cell; nothing was imported",
+                hint="quote the whole cell and write each quote inside it twice, "
+                'e.g. "Ann ""Bo"" Lee"',
+            )
         return CsvError(
-            f"{name}: line {line}: a quoted cell starts here and its closing quote never "
-            "comes; nothing was imported",
-            hint='close the quote; a quote inside a quoted cell is written twice ("")',
+            f"{name}: line {at}: not readable as CSV ({reason}); nothing was imported",
+            hint="save the file as CSV (comma, semicolon or tab separated) and check its quotes",
         )
-    if "expected after" in reason:
-        return CsvError(
-            f"{name}: line {at}: text after the closing quote of a cell; nothing was imported",
-            hint='quote the whole cell and write each quote inside it twice, e.g. "Ann ""Bo"" Lee"',
-        )
-    return CsvError(
-        f"{name}: line {at}: not readable as CSV ({reason}); nothing was imported",
-        hint="save the file as CSV (comma, semicolon or tab separated) and check its quotes",
-    )
 
 
-def _open_quote_line(text: str, delimiter: str, start: int) -> int:
+def _open_quote_line(lines: Iterable[str], delimiter: str, start: int) -> int:
     """The line where the quoted cell left open at the end of the file starts.
 
     Scans from physical line ``start`` (the first line of the record the csv module
     could not finish) with the grammar it uses: a quote opens a cell only as the cell's
     first character, and ``""`` inside a quoted cell is one quote.
     """
-    lines = io.StringIO(text, newline="").readlines()
     line, opened_at = start, start
     at_cell_start, quoted, after_quote = True, False, False
-    for physical in lines[start - 1 :]:
+    for physical in itertools.islice(lines, start - 1, None):
         for char in physical:
             if quoted:
                 if char == '"':
@@ -255,14 +317,39 @@ def _parse_time(value: str) -> dt.datetime:
     return when.astimezone(dt.UTC)
 
 
-def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool) -> ImportRow:
-    """One row checked; raises ValueError with the reason if it is bad."""
+@functools.lru_cache(maxsize=1024)
+def _topic_cell(text: str) -> tuple[bool, tuple[str, ...]]:
+    """(every topic?, slugs) of a topics cell. Cached: a file repeats a few choices."""
+    if means_all_topics(text):
+        return True, ()
+    try:
+        return False, tuple(resolve_topics(text)) if text else ()
+    except UnknownTopicError as exc:
+        raise ValueError(f"{exc.message} ({exc.hint})") from None
+
+
+def _parse_row(
+    line: int,
+    columns: list[str],
+    cells: list[str],
+    check_dns: bool,
+    names: frozenset[str] | None = None,
+) -> ImportRow:
+    """One row checked; raises ValueError with the reason if it is bad. ``names`` is
+    ``frozenset(columns)``, made once per file by a caller that has many rows."""
     if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
         raise ValueError(f"{len(cells)} cells but the header names {len(columns)} columns")
-    values = {
-        col: unneutralise(cells[i].strip()) if i < len(cells) else ""
-        for i, col in enumerate(columns)
-    }
+    values: dict[str, str] = {}
+    given: set[str] = set()
+    for col, cell in zip(columns, cells, strict=False):  # a short row: padded below
+        cell = cell.strip()
+        if cell:
+            given.add(col)
+            if cell[0] == "'":
+                cell = unneutralise(cell)
+        values[col] = cell
+    for col in columns[len(cells) :]:
+        values[col] = ""
     try:
         address = normalise_address(values["email"])
         if check_dns:
@@ -270,8 +357,8 @@ def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool)
     except InvalidAddressError as exc:
         raise ValueError(exc.message) from None
     row = ImportRow(line, address)
-    row.given = {c for c, v in values.items() if v != ""}
-    row.columns = frozenset(columns)
+    row.given = given
+    row.columns = frozenset(columns) if names is None else names
     if "name" in values:
         row.name = check_name(values["name"])
     status = values.get("status", "").lower()
@@ -292,13 +379,11 @@ def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool)
             raise ValueError(f"all_topics is {values['all_topics']!r}; write true or false")
         row.all_topics = flag in _TRUE if flag else None
     topics_text = values.get("topics", "")
-    if means_all_topics(topics_text):
+    every, slugs = _topic_cell(topics_text)
+    if every:
         row.all_topics, row.topics = True, []
     elif topics_text:
-        try:
-            row.topics = resolve_topics(topics_text)
-        except UnknownTopicError as exc:
-            raise ValueError(f"{exc.message} ({exc.hint})") from None
+        row.topics = list(slugs)
     if row.all_topics:
         row.topics = []
     for col in ("paused_until", "created_at", "confirmed_at", "unsubscribed_at"):
@@ -315,44 +400,91 @@ def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool)
     return row
 
 
+@dataclass
+class _Chunk:
+    """Up to ``CHUNK_ROWS`` data rows, checked: the good ones and the bad ones."""
+
+    good: list[ImportRow]
+    bad: list[RowProblem]
+    rows: int  # data rows read, good and bad
+
+
+class _RowChecker:
+    """Checks rows one chunk at a time, remembering across chunks only what must be
+    global: the address and first line of every good row, to report duplicates."""
+
+    def __init__(self, records: _Records, name: str, check_dns: bool) -> None:
+        self.records = iter(records)
+        first = next(self.records, None)
+        if first is None:
+            raise CsvError(
+                f"{name} is empty", hint="the first line must name the columns: email,..."
+            )
+        self.columns = _header(first[2], name)
+        self.names = frozenset(self.columns)
+        self.check_dns = check_dns
+        # Address (as bytes: a third smaller than str for ASCII) -> line of its first good
+        # row. The one structure that grows with the file: about 120 bytes a row.
+        self.seen: dict[bytes, int] = {}
+
+    def chunks(self, size: int = 0) -> Iterator[_Chunk]:
+        """The file's data rows, checked, ``size`` (default ``CHUNK_ROWS``) at a time."""
+        size = size or CHUNK_ROWS
+        while True:
+            chunk = self._check(itertools.islice(self.records, size))
+            if not chunk.rows:
+                return
+            yield chunk
+
+    def _check(self, records: Iterable[tuple[int, int, list[str]]]) -> _Chunk:
+        columns, check_dns, seen = self.columns, self.check_dns, self.seen
+        email_at = columns.index("email")
+        good: list[ImportRow] = []
+        bad: list[RowProblem] = []
+        rows = 0
+        for line, end, cells in records:
+            rows += 1
+            try:
+                row = _parse_row(line, columns, cells, check_dns, self.names)
+            except ValueError as exc:
+                raw_email = cells[email_at].strip() if email_at < len(cells) else ""
+                reason = str(exc)
+                if end > line and isinstance(exc, InvalidNameError):
+                    reason += f" (the row runs from line {line} to {end}: is a quote not closed?)"
+                bad.append(RowProblem(line, raw_email, reason))
+                continue
+            first = seen.setdefault(row.email.encode(), line)
+            if first != line:
+                raw_email = cells[email_at].strip()
+                bad.append(RowProblem(line, raw_email, f"duplicate of line {first}"))
+            else:
+                good.append(row)
+        return _Chunk(good, bad, rows)
+
+
 def read_rows(
     text: str, name: str, check_dns: bool = False, progress: ProgressFn | None = None
 ) -> tuple[list[ImportRow], list[RowProblem], int]:
-    """Check every row: (good rows, bad rows with reasons, number of data rows)."""
-    first_line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    records = list(_records(text, sniff_delimiter(first_line), name))
-    if not records:
-        raise CsvError(f"{name} is empty", hint="the first line must name the columns: email,...")
-    columns = _header(records[0][2], name)
+    """Check every row of a CSV text: (good rows, bad rows with reasons, number of data
+    rows). Nothing is written; :func:`import_csv` reads a file in chunks instead."""
+
+    def lines() -> TextIO:
+        return io.StringIO(text, newline="")
+
+    checker = _RowChecker(_Records(lines(), name, lines), name, check_dns)
     good: list[ImportRow] = []
     bad: list[RowProblem] = []
-    seen: dict[str, int] = {}
-    total = len(records) - 1
-    for n, (line, end, cells) in enumerate(records[1:], 1):
-        raw_email = (
-            cells[columns.index("email")].strip() if columns.index("email") < len(cells) else ""
-        )
-        try:
-            row = _parse_row(line, columns, cells, check_dns)
-        except ValueError as exc:
-            reason = str(exc)
-            if end > line and isinstance(exc, InvalidNameError):
-                reason += f" (the row runs from line {line} to {end}: is a quote not closed?)"
-            bad.append(RowProblem(line, raw_email, reason))
-        else:
-            if row.email in seen:
-                bad.append(RowProblem(line, raw_email, f"duplicate of line {seen[row.email]}"))
-            else:
-                seen[row.email] = line
-                good.append(row)
-        if progress and n % 2000 == 0:
-            progress("checking", n, total)
-    if progress:
-        progress("checking", total, total)
+    total = 0
+    for chunk in checker.chunks():
+        good += chunk.good
+        bad += chunk.bad
+        total += chunk.rows
+        if progress:
+            progress("checking", total, total)
     return good, bad, total
 
 
-# --- writing -----------------------------------------------------------------------------
+# --- importing ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -382,29 +514,53 @@ def import_csv(
     path: str | Path,
     options: ImportOptions = ImportOptions(),
     progress: ProgressFn | None = None,
+    *,
+    chunk_rows: int = 0,
 ) -> ImportReport:
     """Import subscribers from a CSV file; see the module docstring and
-    :class:`ImportOptions` for the rules."""
-    encoding, on_duplicate, atomic = options.encoding, options.on_duplicate, options.atomic
-    dry_run, resubscribe, check_dns = options.dry_run, options.resubscribe, options.check_dns
+    :class:`ImportOptions` for the rules. ``chunk_rows`` (default ``CHUNK_ROWS``) is how
+    many rows are checked and written at a time; it changes nothing but memory."""
+    on_duplicate, atomic, dry_run = options.on_duplicate, options.atomic, options.dry_run
     if on_duplicate not in ("skip", "update"):
         raise CsvError(f"on_duplicate must be skip or update, not {on_duplicate!r}")
     path = Path(path)
+    enc, codec_name = _codec(options.encoding)
     try:
-        data = path.read_bytes()
+        binary = path.open("rb")
+        size = os.fstat(binary.fileno()).st_size
     except OSError as exc:
         raise CsvError(f"cannot read {path}: {exc.strerror}", hint="check the path") from None
-    text = decode_csv(data, path.name, encoding)
-    good, bad, total = read_rows(text, path.name, check_dns, progress)
-    report = ImportReport(rows=total, errors=bad, dry_run=dry_run)
-    if atomic and bad:
-        report.atomic_aborted = True
-        return report
-    rules = _ImportRules(good, report, on_duplicate, resubscribe, options.force_resubscribe)
-    write, changed = subscribers.import_rows(
-        store, good, rules.decide, file_name=path.name, dry_run=dry_run, progress=progress
-    )
-    rules.count_updates(write, changed)
+
+    def reopen() -> TextIO:
+        # Only for an error message, after the whole file was read once.
+        return path.open(encoding=enc, newline="")
+
+    report = ImportReport(dry_run=dry_run)
+    rules = _ImportRules(report, on_duplicate, options.resubscribe, options.force_resubscribe)
+    with io.TextIOWrapper(binary, encoding=enc, newline="") as text:
+        try:
+            records = _Records(text, path.name, reopen)
+            checker = _RowChecker(records, path.name, options.check_dns)
+            with subscribers_import.bulk_import(store, path.name, dry_run=dry_run) as bulk:
+                for chunk in checker.chunks(chunk_rows):
+                    report.rows += chunk.rows
+                    report.errors += chunk.bad
+                    # With --atomic the first bad row ends the writing; the rest of the
+                    # file is still checked, so that every bad row is reported.
+                    if not (atomic and report.errors):
+                        changed = bulk.write(rules.decide(chunk.good, bulk.plan(chunk.good)))
+                        rules.count_updates(changed)
+                    if progress:
+                        progress("importing", min(binary.tell(), size), size)
+                if atomic and report.errors:
+                    bulk.cancel()
+        except UnicodeDecodeError:
+            raise _decode_error(path, enc, codec_name) from None
+    if atomic and report.errors:
+        # Nothing was imported: the report says only what was wrong.
+        report = ImportReport(
+            rows=report.rows, errors=report.errors, dry_run=dry_run, atomic_aborted=True
+        )
     report.errors.sort(key=lambda p: p.line)
     report.skipped.sort(key=lambda p: p.line)
     return report
@@ -415,25 +571,26 @@ class _ImportRules:
 
     def __init__(
         self,
-        rows: list[ImportRow],
         report: ImportReport,
         on_duplicate: str,
         resubscribe: bool,
         force: bool = False,
     ) -> None:
-        self.rows = rows
         self.report = report
         self.update = on_duplicate == "update"
         self.resubscribe = resubscribe
         self.force = force
-        self.resubscribing: set[int] = set()  # indexes into ImportWrite.updates
+        self.resubscribing: set[int] = set()  # indexes into the chunk's ImportWrite.updates
 
-    def decide(self, plan: ImportPlan) -> ImportWrite:
+    def decide(self, rows: list[ImportRow], plan: ImportPlan) -> ImportWrite:
+        """What one chunk's rows do. The file's addresses are distinct (duplicates are
+        rejected while reading), so no chunk's decisions depend on another's."""
         report = self.report
+        self.resubscribing = set()
         new: list[tuple[ImportRow, str]] = []
         lift: list[str] = []
         updates: list[tuple[ImportRow, StatusChange | None, bool]] = []
-        for row in self.rows:
+        for row in rows:
             current = plan.existing.get(row.email)
             if current is None:
                 reason = plan.suppressed.get(row.email)
@@ -514,7 +671,8 @@ class _ImportRules:
                 report.unchanged += 1
         return ImportWrite(new, lift, updates)
 
-    def count_updates(self, write: ImportWrite, changed: list[bool]) -> None:
+    def count_updates(self, changed: list[bool]) -> None:
+        """Count the chunk's updates (resubscriptions were counted when decided)."""
         for i, did in enumerate(changed):
             if i in self.resubscribing:
                 continue

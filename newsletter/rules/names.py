@@ -39,7 +39,9 @@ def check_name(text: str) -> str:
     space. Raises :class:`InvalidNameError` with the reason for a control character
     (anything but a tab) or a name longer than :data:`MAX_NAME` characters.
     """
-    for position, char in enumerate(text, 1):
+    # A printable text (nearly every name) has no character of the refused categories;
+    # only the others are looked at character by character.
+    for position, char in enumerate("" if text.isprintable() else text, 1):
         if char != "\t" and unicodedata.category(char) in _REFUSED_CATEGORIES:
             what = _CHAR_NAMES.get(char, "a control character")
             raise InvalidNameError(

@@ -10,25 +10,22 @@ row locked. Results are plain dataclasses (:mod:`newsletter.store.views`), never
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     Select,
-    Table,
     and_,
     bindparam,
     case,
     delete,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -39,7 +36,6 @@ from sqlalchemy.orm import Session
 
 from newsletter.rules import statuses
 from newsletter.rules.addresses import lookup_key
-from newsletter.rules.bounces import COMPLAINT
 from newsletter.rules.statuses import SKIP_LEFT, SKIP_PAUSED, SOURCES, StatusChange
 from newsletter.store.db import UPGRADE_HINT, Store, checkpoint
 from newsletter.store.errors import (
@@ -51,7 +47,6 @@ from newsletter.store.models import (
     ID_CHUNK,
     STATUSES,
     WIRE_STARTED,
-    Bounce,
     ConsentRecord,
     Delivery,
     SignupRequest,
@@ -827,298 +822,3 @@ def export_batches(store: Store, size: int = CHUNK) -> Iterator[tuple[int, list[
             yield total, [_view(sub, topics[sub.id]) for sub in subs]
             last_id = subs[-1].id
             s.expunge_all()  # keep memory flat on large stores
-
-
-@dataclass
-class ImportRow:
-    """One checked row of an import: the address in its stored form, topics as slugs.
-
-    ``None`` means the file says nothing about that field; ``given`` names the columns
-    with a value in this row and ``columns`` those of the file.
-    """
-
-    line: int
-    email: str
-    name: str | None = None
-    status: str | None = None
-    topics: list[str] | None = None
-    all_topics: bool | None = None
-    paused_until: dt.date | None = None
-    source: str | None = None
-    created_at: dt.datetime | None = None
-    confirmed_at: dt.datetime | None = None
-    unsubscribed_at: dt.datetime | None = None
-    given: set[str] = field(default_factory=set)
-    columns: frozenset[str] = frozenset()
-
-
-@dataclass
-class ImportPlan:
-    """What a bulk import found in the store, read under the import's transaction."""
-
-    existing: dict[str, SubscriberView]  # address -> subscriber
-    suppressed: dict[str, str]  # addresses on the suppression list -> reason
-    complained: set[str] = field(default_factory=set)  # people who reported spam
-
-
-@dataclass(frozen=True)
-class ImportWrite:
-    """What to write for an import, decided from an :class:`ImportPlan`.
-
-    ``new`` rows are inserted with their consent event ("subscribed" or "resubscribed");
-    ``lift`` addresses leave the suppression list; ``updates`` apply a row to a person
-    already in the store: (row, status change or None, apply the row's fields?).
-    """
-
-    new: list[tuple[ImportRow, str]]
-    lift: list[str]
-    updates: list[tuple[ImportRow, StatusChange | None, bool]]
-
-
-class _RollBack(Exception):
-    """Raised inside the transaction to undo a dry run."""
-
-
-def import_rows(
-    store: Store,
-    rows: list[ImportRow],
-    decide: Callable[[ImportPlan], ImportWrite],
-    *,
-    file_name: str,
-    dry_run: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> tuple[ImportWrite, list[bool]]:
-    """Write checked CSV rows in one transaction (rolled back for a dry run).
-
-    ``decide`` (the importer's rules) sees who is already in the store and who is
-    suppressed, and says what to write. Returns what it decided and, for each of its
-    ``updates``, whether it changed anything.
-    """
-    changed: list[bool] = []
-    try:
-        with store.transaction() as s:
-            plan = _import_plan(store, s, rows)
-            write = decide(plan)
-            now = utcnow()
-            _insert_new(s, write.new, now, file_name, progress, len(rows))
-            hashes = [email_hash(store, s, a) for a in write.lift]
-            for chunk in _chunks(hashes):
-                s.execute(delete(Suppression).where(Suppression.email_hash.in_(chunk)))
-            if write.updates:
-                by_email = {
-                    sub.email: sub
-                    for chunk in _chunks([r.email for r, _c, _f in write.updates])
-                    for sub in s.scalars(select(Subscriber).where(Subscriber.email.in_(chunk)))
-                }
-                for row, change, apply_fields in write.updates:
-                    changed.append(
-                        _update_existing(
-                            s, by_email[row.email], row, change, apply_fields, now, file_name
-                        )
-                    )
-                    _lift_if_back(store, s, by_email[row.email])
-            if dry_run:
-                raise _RollBack
-    except _RollBack:
-        pass
-    return write, changed
-
-
-def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _import_plan(store: Store, s: Session, rows: list[ImportRow]) -> ImportPlan:
-    existing: dict[str, SubscriberView] = {}
-    for chunk in _chunks([r.email for r in rows]):
-        for sub in s.scalars(select(Subscriber).where(Subscriber.email.in_(chunk))):
-            existing[sub.email] = _view(sub, ())
-    fresh = [r.email for r in rows if r.email not in existing]
-    hashes = {email_hash(store, s, e): e for e in fresh}
-    suppressed: dict[str, str] = {}
-    for chunk in _chunks(list(hashes)):
-        suppressed.update(
-            (hashes[h], reason)
-            for h, reason in s.execute(
-                select(Suppression.email_hash, Suppression.reason).where(
-                    Suppression.email_hash.in_(chunk)
-                )
-            )
-        )
-    complained: set[str] = set()
-    by_id = {v.id: e for e, v in existing.items()}
-    for chunk in _chunks(list(by_id)):
-        complained.update(
-            by_id[i]
-            for i in s.scalars(
-                select(Bounce.subscriber_id)
-                .where(Bounce.subscriber_id.in_(chunk), Bounce.kind == COMPLAINT)
-                .distinct()
-            )
-        )
-    return ImportPlan(existing, suppressed, complained)
-
-
-def _insert_new(
-    s: Session,
-    new_rows: list[tuple[ImportRow, str]],
-    now: dt.datetime,
-    file_name: str,
-    progress: Callable[[str, int, int], None] | None,
-    total: int,
-) -> None:
-    """Multi-row INSERTs for new subscribers, their topics and consent records."""
-    sub_table = Subscriber.__table__
-    done = 0
-    for chunk in _chunks(new_rows):
-        params = []
-        for row, _event in chunk:
-            status = row.status or "active"
-            params.append(
-                {
-                    "email": row.email,
-                    "name": row.name or "",
-                    "status": status,
-                    "all_topics": bool(row.all_topics)
-                    if row.all_topics is not None
-                    else not row.topics,
-                    "paused_until": row.paused_until if status == "paused" else None,
-                    "source": row.source or "import",
-                    "created_at": row.created_at or now,
-                    # A column in the file is taken as it is, even empty (exports round-trip).
-                    "confirmed_at": row.confirmed_at
-                    if "confirmed_at" in row.columns
-                    else (None if status == "pending" else now),
-                    "unsubscribed_at": row.unsubscribed_at
-                    if "unsubscribed_at" in row.columns
-                    else (now if status == "unsubscribed" else None),
-                }
-            )
-        # Ids come back from one query by key range, not RETURNING: rows written
-        # meanwhile by others (the web sign-up) are ignored by the lookup by address.
-        before = s.scalar(select(func.coalesce(func.max(sub_table.c.id), 0)))
-        _bulk_insert(s, sub_table, params)
-        found = s.execute(select(sub_table.c.email, sub_table.c.id).where(sub_table.c.id > before))
-        id_of = {email: sid for email, sid in found}
-        ids = [id_of[p["email"]] for p in params]
-        # An all-topics row stores no topic rows.
-        topic_params = [
-            {"subscriber_id": sid, "topic_slug": slug}
-            for sid, (row, _e), p in zip(ids, chunk, params, strict=True)
-            if not p["all_topics"]
-            for slug in (row.topics or [])
-        ]
-        _bulk_insert(s, SubscriberTopic.__table__, topic_params)
-        _bulk_insert(
-            s,
-            ConsentRecord.__table__,
-            [
-                {
-                    "subscriber_id": sid,
-                    "at": now,
-                    "event": event,
-                    "source": "import",
-                    "ip": None,
-                    "consent_version": None,
-                    "detail": f"imported from {file_name}"
-                    + (f" ({p['status']})" if p["status"] != "active" else ""),
-                }
-                for sid, (_row, event), p in zip(ids, chunk, params, strict=True)
-            ],
-        )
-        done += len(chunk)
-        if progress:
-            progress("writing", done, total)
-
-
-def _bulk_insert(s: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """``executemany`` straight on the driver, with the columns' own bind conversions.
-
-    SQLAlchemy's executemany builds each row's parameters in Python; for 10^5 rows that
-    alone would take most of the import's time budget. The statement is still generated
-    by SQLAlchemy, and each value passes through the same type conversion it would apply.
-    """
-    if not rows:
-        return
-    conn = s.connection()
-    dialect = conn.dialect
-    names = list(rows[0])
-    # Values repeat (every row of an import shares its time stamp), so each column's
-    # conversion is cached; every value is hashable (str, int, bool, date, datetime, None).
-    procs = [
-        functools.lru_cache(maxsize=256)(proc) if proc is not None else None
-        for proc in (table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
-    ]
-    mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
-    data = [
-        tuple(v if p is None else p(v) for v, p in zip(row.values(), procs, strict=True))
-        for row in rows
-    ]
-    conn.exec_driver_sql(sql, data)
-
-
-def _update_existing(
-    s: Session,
-    sub: Subscriber,
-    row: ImportRow,
-    change: StatusChange | None,
-    apply_fields: bool,
-    now: dt.datetime,
-    file_name: str,
-) -> bool:
-    """Apply a row (and the status change decided for it) to someone in the store; True
-    if anything changed."""
-    changed = False
-    detail = f"imported from {file_name}"
-    # Coming back is recorded before the row's fields, any other change after them.
-    resubscribing = change is not None and change.event == "resubscribed"
-    if change is not None and resubscribing:
-        _apply(s, sub, change, now)
-        why = f"{detail}: {change.detail}" if change.detail else detail
-        _add_event(s, sub.id, change.event, now, why)
-        changed = True
-    if not apply_fields:
-        return changed
-    if "name" in row.given and row.name != sub.name:
-        sub.name = row.name or ""
-        changed = True
-    if row.topics is not None or row.all_topics is not None:
-        before = (sub.all_topics, sorted(t.topic_slug for t in sub.topics))
-        all_topics = bool(row.all_topics) if row.all_topics is not None else not row.topics
-        slugs = [] if all_topics else sorted(set(row.topics or []))
-        if before != (all_topics, slugs):
-            sub.all_topics = all_topics
-            s.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == sub.id))
-            s.expire(sub, ["topics"])
-            if slugs:
-                s.execute(
-                    insert(cast(Table, SubscriberTopic.__table__)),
-                    [{"subscriber_id": sub.id, "topic_slug": t} for t in slugs],
-                )
-            _add_event(s, sub.id, "topics_changed", now, detail)
-            changed = True
-    if change is not None and not resubscribing:
-        _apply(s, sub, change, now)
-        if change.event:
-            _add_event(s, sub.id, change.event, now, detail)
-        changed = True
-    return changed
-
-
-def _add_event(s: Session, sid: int, event: str, now: dt.datetime, detail: str | None) -> None:
-    s.execute(
-        insert(cast(Table, ConsentRecord.__table__)),
-        [
-            {
-                "subscriber_id": sid,
-                "at": now,
-                "event": event,
-                "source": "import",
-                "ip": None,
-                "consent_version": None,
-                "detail": detail,
-            }
-        ],
-    )
