@@ -10,16 +10,18 @@ row locked. Results are plain dataclasses (:mod:`newsletter.store.views`), never
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Select,
+    Table,
     and_,
     bindparam,
     case,
