@@ -152,13 +152,18 @@ def send(
 
     out = console()
     ctx = app.app()
-    prepared = sends.prepare(ctx, month, replan=replan)
+    # With --yes a new send is planned at once: its table comes from the plan, not from
+    # a counting pass of its own before it (at a million people that pass took as long
+    # as planning, before the first message could go).
+    prepared = sends.prepare(ctx, month, replan=replan, count=not (yes and not dry_run))
     preview, issue = prepared.preview, prepared.issue
     out.print(f"[bold]{issue.month_name}[/bold]: {esc(preview.subject)}")
     if preview.finished:
         out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
         return
-    out.print(_preview_table(preview, f"Send of {issue.month} ({preview.status})"))
+    counted = preview.outstanding >= 0
+    if counted:
+        out.print(_preview_table(preview, f"Send of {issue.month} ({preview.status})"))
     for warning in prepared.warnings:
         out.print(f"[yellow]warning:[/yellow] {esc(warning)}")
     if prepared.changed and not replan:
@@ -178,6 +183,8 @@ def send(
     if not yes and not click.confirm(f"Send {preview.outstanding} messages now?", default=False):
         raise click.ClickException("cancelled; nothing was sent")
     preview = sends.plan(ctx, month, issue=issue, replan=replan)
+    if not counted:
+        out.print(_preview_table(preview, f"Send of {issue.month} (planned)"))
     # An unreachable server pauses the send; smtp_outage_wait (two minutes) after it went
     # away `send` hands it over to `newsletter worker` (exit status 75) instead of hanging.
     options = sends.WorkerOptions(

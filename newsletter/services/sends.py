@@ -114,12 +114,15 @@ def _preview_of(status: SendStatus) -> SendPreview:
     )
 
 
-def prepare(app: App, month: str, *, replan: bool = False) -> SendPlan:
+def prepare(app: App, month: str, *, replan: bool = False, count: bool = True) -> SendPlan:
     """Read the issue of ``month`` once and show what its send looks like; changes nothing.
 
     A send not planned yet is previewed from the issue file; a planned one from its
     ledger, with ``changed`` set when the file no longer matches the planned version.
-    ``replan``: refused at once for a send that is over.
+    ``replan``: refused at once for a send that is over. ``count`` False leaves a new
+    send's counts out (``outstanding`` is then -1): counting who gets which variant is
+    a pass over every subscriber, as long as planning itself, which a caller that plans
+    at once (``send --yes``) need not wait for twice.
     """
     issue = sendable_issue(app, month)
     warnings = []
@@ -128,6 +131,17 @@ def prepare(app: App, month: str, *, replan: bool = False) -> SendPlan:
         warnings.append(warning)
     state = send_state(app, issue.month)
     if state is None:
+        if not count:
+            preview = SendPreview(
+                month=issue.month,
+                subject=issue.effective_subject,
+                status="new",
+                titles=tuple(s.title for s in issue.summaries),
+                variants={},
+                skipped={},
+                outstanding=-1,
+            )
+            return SendPlan(issue, preview, warnings=warnings)
         variants, skipped = ledger.preview_plan(
             app.store, issue.summary_topics, app.settings.no_match_policy, app.today()
         )

@@ -126,6 +126,24 @@ def test_send_delivers_each_digest_once_with_every_header(project, smtp_server) 
     assert len(smtp_server.messages) == 5
 
 
+def test_send_yes_plans_without_counting_twice(project, smtp_server, monkeypatch) -> None:
+    """With --yes a new send is planned at once: no separate counting pass over every
+    subscriber first (at a million people it took as long as planning). The table shows
+    the plan's own counts; without --yes (or with --dry-run) the preview still counts."""
+    calls = []
+    real = ledger.preview_plan
+    monkeypatch.setattr(ledger, "preview_plan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = ["-c", str(project / "newsletter.toml")]
+    dry = CliRunner().invoke(cli, [*config, "send", MONTH, "--dry-run", "--yes"])
+    assert dry.exit_code == 0, dry.output
+    assert calls == [1] and f"Send of {MONTH} (new)" in dry.output
+    out = CliRunner().invoke(cli, [*config, "send", MONTH, "--yes"])
+    assert out.exit_code == 0, out.output
+    assert calls == [1]  # not counted again
+    assert f"Send of {MONTH} (planned)" in out.output
+    assert len(smtp_server.messages) == 5
+
+
 def ledger_rows(settings):
     with open_store(settings) as store:
         return ledger.list_deliveries(store, MONTH)
