@@ -385,7 +385,14 @@ class DeliveryWorker:
                 if item.delivery_id not in cleared:
                     # The fence step: write what was sent so far (after a SIGKILL only
                     # the messages on the wire go again) and start the next few.
-                    group = [b.delivery_id for b in batch[i : i + self._fence_size()]]
+                    size = self._fence_size()
+                    if self.transport.paced:
+                        # Wait for the rate limit first, one message at a time: a row
+                        # marked started must really be going out, not waiting for its
+                        # slot while an unsubscribe waits for it.
+                        size = 1
+                        self.transport.reserve()
+                    group = [b.delivery_id for b in batch[i : i + size]]
                     allowed = self._record(outcomes, counts, start=group)
                     outcomes, counts = [], dict.fromkeys(counts, 0)
                     cleared.update(allowed)

@@ -200,6 +200,20 @@ class Transport(abc.ABC):
     def _deliver(self, message: OutgoingMessage) -> SendOutcome:
         """Deliver an already validated (and, with a signer, signed) message."""
 
+    @property
+    def paced(self) -> bool:
+        """Whether :meth:`send` may wait for a rate limit (see :meth:`reserve`)."""
+        return False
+
+    def reserve(self) -> None:  # noqa: B027 - deliberately a no-op by default
+        """Wait for, and take, the rate-limit slot of the next message this thread sends.
+
+        A worker calls it before it marks a message started (the wire fence), so a
+        message never waits for its slot while it counts as being on the wire: an
+        unsubscribe waits only for messages really going out. :meth:`send` then uses
+        the slot instead of waiting again. A no-op for transports without a rate limit.
+        """
+
     def flush(self) -> None:  # noqa: B027 - deliberately a no-op by default
         """Deliver whatever this transport holds back to send in batches.
 

@@ -289,6 +289,7 @@ class SmtpTransport(Transport):
         self.pool_size = pool_size
         self.timeout = timeout
         self.rate_limiter = rate_limiter or RateLimiter()
+        self._prepaid = threading.local()  # slots taken by reserve(), per sender thread
         self.signer = signer
         self.idle_check_after = idle_check_after
         self.local_hostname = local_hostname
@@ -331,10 +332,23 @@ class SmtpTransport(Transport):
 
     # ----------------------------------------------------------------- delivery
 
+    @property
+    def paced(self) -> bool:
+        """True when ``rate_per_second`` or ``rate_per_hour`` is set."""
+        return not self.rate_limiter.unlimited
+
+    def reserve(self) -> None:
+        """Take the rate-limit slot of this thread's next message now (see Transport)."""
+        self.rate_limiter.acquire()
+        self._prepaid.n = getattr(self._prepaid, "n", 0) + 1
+
     def _deliver(self, message: OutgoingMessage) -> SendOutcome:
         if self._closed:
             raise TransportClosedError("the SMTP transport was closed")
-        self.rate_limiter.acquire()
+        if getattr(self._prepaid, "n", 0) > 0:
+            self._prepaid.n -= 1  # reserved before the fence
+        else:
+            self.rate_limiter.acquire()
         with self._slot():
             for attempt in range(2):
                 try:
