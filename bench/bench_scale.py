@@ -197,6 +197,51 @@ with App(load_settings()) as app, app.store.engine.begin() as c:
 """
 
 
+class LockWaits:
+    """Samples PostgreSQL's sessions of the scratch database for lock waits."""
+
+    def __init__(self, server: str, database: str) -> None:
+        import threading
+
+        self.samples = self.waiting = 0
+        self.what: dict[str, int] = {}  # lock wait and statement -> samples
+        self._done = threading.Event()
+        self._conn = pg_admin(server)
+        self._database = database
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(0.02):
+            rows = self._conn.execute(
+                "SELECT wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) "
+                "FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                (self._database,),
+            ).fetchall()
+            self.samples += 1
+            self.waiting += 1 if rows else 0
+            for event, query in rows:
+                key = f"{event}: {query}"
+                self.what[key] = self.what.get(key, 0) + 1
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._conn.close()
+
+
+def send_started(folder: Path, env: dict[str, str]) -> bool:
+    code = (
+        "from sqlalchemy import text\n"
+        "from newsletter.config import load_settings\n"
+        "from newsletter.services import App\n"
+        "with App(load_settings()) as app, app.store.engine.connect() as c:\n"
+        "    q = \"SELECT count(*) FROM sends WHERE status = 'sending'\"\n"
+        "    print(c.execute(text(q)).scalar())\n"
+    )
+    return python(code, folder, env).strip() != "0"
+
+
 def average_size(folder: Path, env: dict[str, str]) -> int:
     code = (
         "from newsletter.config import load_settings\n"
@@ -324,8 +369,11 @@ def main() -> None:
             text=True,
         )
         helpers = []
+        waits = LockWaits(args.database, scratch) if admin is not None else None
         if args.processes > 1:
-            time.sleep(0.5)
+            # The extra workers join once the send is planned (before, nothing is due).
+            while main_proc.poll() is None and not send_started(folder, env):
+                time.sleep(0.2)
             helpers = [
                 subprocess.Popen(
                     [NEWSLETTER, "worker", "--once"],
@@ -351,6 +399,14 @@ def main() -> None:
         _, err = main_proc.communicate()
         for h in helpers:
             h.wait()
+        if waits is not None:
+            waits.stop()
+            print(
+                f"lock waits (pg_stat_activity every 20 ms): {waits.waiting} of "
+                f"{waits.samples} samples saw a backend waiting on a lock"
+            )
+            for what, n in sorted(waits.what.items(), key=lambda kv: -kv[1]):
+                print(f"  {n} x {what}")
         elapsed = time.perf_counter() - start
         cpu = child_cpu() - cpu0
         if main_proc.returncode != 0:
