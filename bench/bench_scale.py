@@ -388,9 +388,8 @@ def main() -> None:
                 for _ in range(args.processes - 1)
             ]
         if args.first_only:
-            probe = FIRST.replace("print(json", "print(json") + ""
             while main_proc.poll() is None:
-                seen = json.loads(python(probe, folder, env).strip().splitlines()[-1])
+                seen = json.loads(python(FIRST, folder, env).strip().splitlines()[-1])
                 if seen["first"]:
                     first_at = dt.datetime.fromisoformat(seen["first"])
                     first_s = first_at.replace(tzinfo=dt.UTC).timestamp() - t0

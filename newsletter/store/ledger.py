@@ -25,9 +25,9 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -84,7 +84,6 @@ from newsletter.store.views import (
 )
 
 SummaryTopics = Sequence[frozenset[str]]
-T = TypeVar("T")
 DEFAULT_POLICY = BouncePolicy()
 
 
@@ -809,22 +808,22 @@ def begin_messages(
     when = now or _now()
     written = list(outcomes)
     if not any(o.bounce for o in written):
-        # The common round: plain statements on a plain connection (a worker's recorder
-        # runs one round per couple of messages, so the ORM's cost per round would be
+        # The common step: plain statements on a plain connection (a worker takes a
+        # step every few messages, so the ORM's cost per step would be a large share of
         # the send's). Bounces, and on SQLite a row no longer held, take the path below.
         fast = retrying(lambda: _fast_round(store, claimer, start, written, when))
         if fast is not None:
             return fast
     d = Delivery
 
-    def step(precise: bool) -> tuple[set[int], list[int]]:
+    def step() -> tuple[set[int], list[int]]:
         with store.transaction() as session:
             if store.dialect == "postgresql":
                 # Losing this commit in a power cut only makes rows look unsent and
                 # unstarted, which a re-send after a crash allows anyway; other sessions
                 # see it at once.
                 session.execute(text("SET LOCAL synchronous_commit = off"))
-            refused = _write_outcomes(session, written, claimer, when, precise, policy)
+            refused = _write_outcomes(session, written, claimer, when, policy)
             if not start:
                 return set(), refused
             allowed = set(
@@ -843,7 +842,7 @@ def begin_messages(
             )
             return allowed, refused
 
-    return _with_precision(step)
+    return retrying(step)
 
 
 _SQLITE_OUTCOME = {
@@ -899,10 +898,11 @@ def _fast_round(
     outcomes: list[Outcome],
     now: dt.datetime,
 ) -> tuple[set[int], list[int]] | None:
-    """One round of the recorder in plain SQL: the outcomes, then the wire fence.
+    """One fence step in plain SQL: the outcomes, then the wire fence.
 
     Returns None (nothing written) on SQLite when some outcome was for a row this
-    worker no longer holds: :func:`begin_messages` then takes its precise path.
+    worker no longer holds: :func:`begin_messages` then takes its precise path, which
+    says which rows.
     """
     try:
         return _fast_round_in(store, claimer, start, outcomes, now)
@@ -1000,14 +1000,7 @@ def record_outcomes(
     (after this one stopped renewing its lease) or that an unsubscribe skipped is left
     alone. Returns the ids refused for that reason (the caller logs them).
     """
-    when = now or _now()
-    written = list(outcomes)
-
-    def write(precise: bool) -> list[int]:
-        with store.transaction() as session:
-            return _write_outcomes(session, written, claimer, when, precise, policy)
-
-    return _with_precision(write)
+    return begin_messages(store, claimer, [], outcomes, now, policy)[1]
 
 
 def _write_outcomes(
@@ -1015,7 +1008,6 @@ def _write_outcomes(
     outcomes: list[Outcome],
     claimer: str,
     now: dt.datetime,
-    precise: bool = True,
     policy: BouncePolicy = DEFAULT_POLICY,
 ) -> list[int]:
     if not outcomes:
@@ -1049,18 +1041,6 @@ def _write_outcomes(
     }
     conn = session.connection()
     mine_now = and_(d.c.claimed_by == claimer, d.c.status == "sending")
-    if conn.dialect.name == "sqlite" and not precise:
-        # The common case, one statement per status: the transaction holds SQLite's write
-        # lock from the first write on, and the condition is in each row's WHERE. If a
-        # row was not ours any more, the caller runs the step again with ``precise``.
-        written = 0
-        for status, rows in by_status.items():
-            stmt = d.update().where(d.c.id == bindparam("b_id"), mine_now)
-            written += rowcount(conn.execute(stmt.values(**values[status]), rows))
-        if written != len(ids):
-            raise _NotAllHeldError()
-        _bounces(session, outcomes, set(ids), policy, now)
-        return []
     # Lock the rows this worker still holds before writing, so that nobody takes one over
     # between the check and the write: on PostgreSQL row locks in id order (the same order
     # in every worker), on SQLite the write lock (a no-op write takes it).
@@ -1097,16 +1077,7 @@ def _bounces(
 
 
 class _NotAllHeldError(Exception):
-    """Some outcome was for a row this worker no longer holds: redo the step precisely."""
-
-
-def _with_precision(step: Callable[[bool], T]) -> T:
-    """Run ``step(precise=False)``; if it found a row that was not held, run it again
-    (its transaction was rolled back) with ``precise=True``, which names those rows."""
-    try:
-        return retrying(lambda: step(False))
-    except _NotAllHeldError:
-        return retrying(lambda: step(True))
+    """Some outcome was for a row this worker no longer holds: take the precise path."""
 
 
 def finish_sends(store: Store, now: dt.datetime | None = None) -> list[str]:
