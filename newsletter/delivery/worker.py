@@ -40,6 +40,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -69,7 +70,10 @@ class WorkerOptions:
 
     threads: int = 0  # 0: as many as smtp_pool_size
     batch_size: int = 200  # rows claimed at once (claims cost more than sends)
-    record_every: int = 50  # most messages between two writes of outcomes (fence steps)
+    record_every: int = 50  # most rows marked started at once (a fence step)
+    # Messages per sender thread that may go out before the first of them is recorded;
+    # a SIGKILL repeats at most 2 x threads x pipeline_depth messages.
+    pipeline_depth: int = 2
     once: bool = True  # drain what is due now and return; False: keep polling
     limit: int | None = None  # stop after this many messages handed to the transport
     months: list[str] | None = None  # only these sends (None: every running send)
@@ -175,6 +179,113 @@ class _Messages:
             )
 
 
+class _Ticket:
+    """One submission to the recorder: filled in when its transaction has committed."""
+
+    __slots__ = ("allowed", "done", "error", "outcomes", "refused", "start")
+
+    def __init__(self, start: list[int], outcomes: list[Outcome]) -> None:
+        self.start = start
+        self.outcomes = outcomes
+        self.allowed: set[int] = set()
+        self.refused: list[int] = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def wait(self) -> set[int]:
+        """Wait for the commit; returns the ids of ``start`` the fence lets go."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.allowed
+
+
+class _Recorder:
+    """Group commit of outcomes and fence steps for all sender threads of a worker.
+
+    Sender threads submit what they have (outcomes of messages sent, rows they want to
+    start) and go on; one thread writes whatever has accumulated in one transaction as
+    soon as the previous one has ended (:func:`~newsletter.store.ledger.begin_messages`).
+    A busy send thus commits often with a few messages each, an idle one not at all.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        claimer: str,
+        policy: BouncePolicy,
+        before_commit: Callable[[], None],
+        after_commit: Callable[[list[Outcome], set[int]], None],
+    ) -> None:
+        self.store = store
+        self.claimer = claimer
+        self.policy = policy
+        self._before = before_commit
+        self._after = after_commit
+        self._cond = threading.Condition()
+        self._queue: list[_Ticket] = []
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="recorder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, outcomes: list[Outcome], start: list[int] | None = None) -> _Ticket:
+        ticket = _Ticket(start or [], outcomes)
+        with self._cond:
+            if self._failed is not None or self._closed:
+                ticket.error = self._failed or RuntimeError("the recorder has stopped")
+                ticket.done.set()
+                return ticket
+            self._queue.append(ticket)
+            self._cond.notify()
+        return ticket
+
+    def close(self) -> None:
+        """Write what is queued, then stop."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _main(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                tickets, self._queue = self._queue, []
+            outcomes = [o for t in tickets for o in t.outcomes]
+            start = [i for t in tickets for i in t.start]
+            try:
+                if outcomes:
+                    # A transport that sends in batches delivers what it holds before the
+                    # outcomes become the record (a no-op for SMTP and the outbox).
+                    self._before()
+                allowed, refused = ledger.begin_messages(
+                    self.store, self.claimer, start, outcomes, policy=self.policy
+                )
+                self._after(outcomes, set(refused))
+            except BaseException as exc:  # every waiting sender thread sees it
+                with self._cond:
+                    self._failed = exc
+                    tickets += self._queue
+                    self._queue = []
+                for t in tickets:
+                    t.error = exc
+                    t.done.set()
+                continue
+            gone = set(refused)
+            for t in tickets:
+                if t.start:
+                    t.allowed = allowed.intersection(t.start)
+                if gone:
+                    t.refused = [o.delivery_id for o in t.outcomes if o.delivery_id in gone]
+                t.done.set()
+
+
 class DeliveryWorker:
     """Drains the ledger through one transport with a few sender threads."""
 
@@ -241,6 +352,10 @@ class DeliveryWorker:
             threading.Thread(target=self._thread_main, name=f"sender-{i}", daemon=True)
             for i in range(n)
         ]
+        self._recorder = _Recorder(
+            self.store, self.worker_id, self._policy, self.transport.flush, self._recorded
+        )
+        self._recorder.start()
         try:
             for t in threads:
                 t.start()
@@ -248,6 +363,7 @@ class DeliveryWorker:
                 while t.is_alive():
                     t.join(0.2)
         finally:
+            self._recorder.close()
             beating.set()
             heart.join()
             if not self._lease_lost:
@@ -368,58 +484,92 @@ class DeliveryWorker:
         return max(1, min(self.options.record_every, int(self.options.fence_window / pace)))
 
     def _send_batch(self, batch: list[Claimed]) -> None:
-        outcomes: list[Outcome] = []  # not written yet
-        counts = {"sent": 0, "retry": 0, "failed": 0, "release": 0}
-        done: set[int] = set()  # rows with an outcome (written or to be), or dropped
-        cleared: set[int] = set()  # rows the fence let on the wire
-        i = 0
+        """Send a claimed batch: each message through the fence, each outcome to the
+        recorder, with at most ``2 x pipeline_depth`` of this thread's messages on the
+        wire or waiting for their record at any moment (what a SIGKILL can repeat)."""
+        depth = self.options.pipeline_depth
+        window = 2 * depth
+        waiting = deque(batch)  # no start asked for yet
+        ready: deque[Claimed] = deque()  # the fence let them go
+        asked: _Ticket | None = None  # a fence step in the recorder
+        asked_rows: list[Claimed] = []
+        unrecorded: deque[_Ticket] = deque()  # one message's outcome each
+        finished: set[int] = set()  # rows with an outcome submitted, or kept off the wire
+        error: BaseException | None = None
         try:
-            while i < len(batch):
-                item = batch[i]
-                if self.stop.is_set() or not self._available.is_set() or self._error:
-                    outcomes.append(Outcome(item.delivery_id, "release"))
-                    counts["release"] += 1
-                    done.add(item.delivery_id)
-                    i += 1
+            while not (self.stop.is_set() or not self._available.is_set() or self._error):
+                if asked is not None and (not ready or asked.done.is_set()):
+                    self._admit(asked_rows, asked.wait(), ready, finished)
+                    asked = None
+                if not ready:
+                    if not waiting:
+                        break
+                    asked, asked_rows = self._ask(waiting)
                     continue
-                if item.delivery_id not in cleared:
-                    # The fence step: write what was sent so far (after a SIGKILL only
-                    # the messages on the wire go again) and start the next few.
-                    size = self._fence_size()
-                    if self.transport.paced:
-                        # Wait for the rate limit first, one message at a time: a row
-                        # marked started must really be going out, not waiting for its
-                        # slot while an unsubscribe waits for it.
-                        size = 1
-                        self.transport.reserve()
-                    group = [b.delivery_id for b in batch[i : i + size]]
-                    allowed = self._record(outcomes, counts, start=group)
-                    outcomes, counts = [], dict.fromkeys(counts, 0)
-                    cleared.update(allowed)
-                    refused = [g for g in group if g not in allowed]
-                    if refused:  # unsubscribed (or taken over) since the claim
-                        done.update(refused)
-                        with self._lock:
-                            self.report.stopped_by_unsubscribe += len(refused)
-                    if item.delivery_id not in allowed:
-                        i += 1
-                        continue
+                if (
+                    asked is None
+                    and waiting
+                    and len(ready) <= depth
+                    and not self.transport.paced
+                    and self._fence_size() > 1
+                ):
+                    # Sending fast: ask for the next rows while these go out, so the thread
+                    # rarely waits. (Sending slowly, or paced by a rate limit, each message
+                    # waits for its own step: a row started ahead would go out even after a
+                    # takeover, or wait for its slot while an unsubscribe waits for it.)
+                    asked, asked_rows = self._ask(waiting)
+                while unrecorded and (unrecorded[0].done.is_set() or len(unrecorded) >= window):
+                    unrecorded.popleft().wait()
+                item = ready.popleft()
                 began = time.monotonic()
                 outcome = self._send_one(item)
                 took = time.monotonic() - began
                 self._pace = took if self._pace <= 0 else 0.8 * self._pace + 0.2 * took
-                outcomes.append(outcome)
-                counts[outcome.status] += 1
-                done.add(item.delivery_id)
-                i += 1
-        except BaseException:
-            # Whatever was not sent goes back to the queue before the error propagates.
-            done.update(o.delivery_id for o in outcomes)
-            back = [Outcome(b.delivery_id, "release") for b in batch if b.delivery_id not in done]
-            counts["release"] += len(back)
-            self._record(outcomes + back, counts)
-            raise
-        self._record(outcomes, counts)
+                unrecorded.append(self._recorder.submit([outcome]))
+                finished.add(item.delivery_id)
+        except BaseException as exc:  # whatever was not sent goes back first
+            error = exc
+        # The rest goes back to the queue (also the rows of a fence step still in the
+        # recorder: it writes them in order, so a release after a start clears it).
+        back = [Outcome(b.delivery_id, "release") for b in batch if b.delivery_id not in finished]
+        pending = list(unrecorded)
+        if asked is not None:
+            pending.append(asked)
+        if back:
+            pending.append(self._recorder.submit(back))
+        for ticket in pending:
+            try:
+                ticket.wait()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def _ask(self, waiting: deque[Claimed]) -> tuple[_Ticket, list[Claimed]]:
+        """Ask the recorder to mark the next few rows started (a fence step)."""
+        size = self._fence_size()
+        if self.transport.paced:
+            # Wait for the rate limit first, one message at a time: a row marked started
+            # must really be going out, not waiting for its slot while an unsubscribe
+            # waits for it.
+            size = 1
+            self.transport.reserve()
+        group = [waiting.popleft() for _ in range(min(size, len(waiting)))]
+        return self._recorder.submit([], [g.delivery_id for g in group]), group
+
+    def _admit(
+        self, group: list[Claimed], allowed: set[int], ready: deque[Claimed], finished: set[int]
+    ) -> None:
+        refused = 0
+        for g in group:
+            if g.delivery_id in allowed:
+                ready.append(g)
+            else:  # unsubscribed (or taken over) since the claim
+                finished.add(g.delivery_id)
+                refused += 1
+        if refused:
+            with self._lock:
+                self.report.stopped_by_unsubscribe += refused
 
     def _send_one(self, item: Claimed) -> Outcome:
         template = self._messages.template(item)
@@ -439,28 +589,15 @@ class DeliveryWorker:
         result = self.transport.send(msg)
         return self._outcome(item, result, msg.message_id, began)
 
-    def _record(
-        self, outcomes: list[Outcome], counts: dict[str, int], start: list[int] | None = None
-    ) -> set[int]:
-        """Write ``outcomes`` and mark ``start`` on the wire (one transaction); returns
-        the ids of ``start`` the fence lets go."""
-        # A transport that sends in batches delivers what it holds before the outcomes
-        # become the record (a no-op for SMTP and the outbox).
-        if outcomes:
-            self.transport.flush()
-        allowed, refused = ledger.begin_messages(
-            self.store, self.worker_id, start or [], outcomes, policy=self._policy
-        )
+    def _recorded(self, outcomes: list[Outcome], refused: set[int]) -> None:
+        """Count what the recorder has just committed (called in its thread)."""
         if refused:
             log.warning(
                 "did not record %d outcomes: another worker took those deliveries over "
                 "(this one had stopped renewing its lease)",
                 len(refused),
             )
-            gone = set(refused)
-            for o in outcomes:
-                if o.delivery_id in gone:
-                    counts[o.status] -= 1
+        counts = Counter(o.status for o in outcomes if o.delivery_id not in refused)
         with self._lock:
             self.report.sent += counts["sent"]
             self.report.retry += counts["retry"]
@@ -472,7 +609,6 @@ class DeliveryWorker:
             self.report.elapsed = time.monotonic() - self._start
         if self.on_progress is not None and outcomes:
             self.on_progress(self.report)
-        return allowed
 
     def _outcome(
         self, item: Claimed, result: SendOutcome, message_id: str, began: float

@@ -6,11 +6,13 @@ several real processes drain it at once and are SIGKILLed at random points (a se
 Kill points are picked by the number of messages the server has received, never by
 sleeping. After each kill another process is started, until the send is done. Then, per
 recipient, against the server's log: missing 0, wrong 0, and duplicates within the bound
-the worker documents (``newsletter/delivery/worker.py``): after a SIGKILL at most the
-messages of the fence step on the wire go out again, never more than ``record_every`` per
-sender thread. So ``total duplicates <= kills * threads * record_every``, and every extra
+the worker documents (``newsletter/delivery/worker.py``): outcomes go to the store by group
+commit, and a sender thread never has more than ``2 x pipeline_depth`` messages on the wire
+or waiting for their record, so a SIGKILL repeats at most ``2 x threads x pipeline_depth``
+messages (8 with the defaults). So ``total duplicates <= kills * bound``, and every extra
 copy must follow a kill (a copy with no crash between it and the first is a bug). The
-duplicates per kill are printed (typically 0-7 here: a step is about 100 ms of sending).
+duplicates per kill are printed. A second test kills one process at a time at full speed
+(no delay at the server), where each kill's copies are its own, and checks every kill.
 
 Also: PostgreSQL connections cut by ``pg_terminate_backend`` during a send, and a SQLite
 write lock held by another process for longer than the busy timeout during a send.
@@ -55,9 +57,9 @@ MONTH = SAMPLE_MONTH
 PEOPLE = 600
 KILLS = 20
 THREADS = 2  # --workers of every process
-#: What one SIGKILL may send twice: a fence step is at most record_every messages per
-#: sender thread (the CLI does not change record_every).
-BOUND = THREADS * WorkerOptions().record_every
+#: What one SIGKILL may send twice: the messages of each sender thread on the wire or
+#: waiting for their record (the CLI does not change pipeline_depth).
+BOUND = 2 * THREADS * WorkerOptions().pipeline_depth
 RUN_LIMIT = 150.0  # seconds one database's run may take before the test gives up
 
 
@@ -229,6 +231,47 @@ def test_sigkilled_senders_and_workers_lose_nothing(
         fleet.cleanup()
     print(f"{len(fleet.all)} processes, done in {time.monotonic() - started:.1f} s")
     check_end_state(smtp_server, chaos_project, bulk_people(PEOPLE), KILLS, boundaries)
+
+
+FAST_PEOPLE = 2400
+
+
+def test_each_sigkill_at_full_speed_repeats_only_the_messages_in_flight(
+    isolated_env: Path, store_url: str, smtp_server: SmtpTestServer
+) -> None:
+    """One process at a time, at full speed, killed 20 times at random points: the copies
+    each kill causes are that process's messages in flight, never more than BOUND."""
+    rng = random.Random(chaos_seed())
+    project = write_send_project(isolated_env / "fast", store_url, smtp_server.url)
+    people = bulk_people(FAST_PEOPLE)
+    add_many(settings_of(project), people, isolated_env)
+    settings = settings_of(project)
+    fleet = Fleet(project)
+    boundaries: list[int] = []
+    started = time.monotonic()
+    try:
+        proc = fleet.start("send")
+        while len(boundaries) < KILLS:
+            target = len(smtp_server.messages) + rng.randint(10, 80)
+            wait_for(
+                lambda t=target, p=proc: len(smtp_server.messages) >= t or p.poll() is not None,
+                f"message {target} (kill {len(boundaries) + 1})",
+                fleet,
+                60,
+            )
+            assert proc.poll() is None, (
+                f"the process ended before kill {len(boundaries) + 1}: {proc!r}\n{proc.output()}"
+            )
+            fleet.kill(proc)
+            boundaries.append(len(smtp_server.messages))
+            proc = fleet.start(rng.choice(["send", "worker --once"]))
+        # Twenty process starts on a loaded machine take a while: a limit, not a margin.
+        finish(fleet, settings, 4 * RUN_LIMIT - (time.monotonic() - started))
+    finally:
+        fleet.cleanup()
+    found = check_end_state(smtp_server, project, people, KILLS, boundaries)
+    per_kill = duplicates_per_kill(found, boundaries)
+    assert max(per_kill[:-1]) <= BOUND, per_kill
 
 
 # --- the database goes away --------------------------------------------------------------
