@@ -1,13 +1,14 @@
 """Workers: claim due deliveries from the ledger, send them, record what happened.
 
 One worker process runs ``threads`` sender threads over one transport (whose connection
-pool they share). Each thread loops: claim a batch, assemble each message from its
-variant's ready bytes, hand it to the transport. It works through the batch in small
-steps (see the fence below): each step writes the outcomes of the messages sent since the
-last one and marks the next few started, in one transaction. That bounds what a crash can
-repeat: after a SIGKILL at most the messages of the step on the wire go out again (about
-``fence_window`` seconds' worth, at most ``record_every``), with the same Message-ID;
-claimed rows not yet sent are put back and sent once.
+pool they share) and one recorder thread. Each sender thread loops: claim a batch,
+assemble each message from its variant's ready bytes, hand it to the transport, hand the
+outcome to the recorder and go on. The recorder writes outcomes by group commit, in
+steps that also mark the next rows started (see the fence below). A sender thread never
+has more than ``2 x pipeline_depth`` messages on the wire or waiting for their record,
+so after a SIGKILL at most ``2 x threads x pipeline_depth`` messages (8 with the
+defaults) go out again, with the same Message-ID; claimed rows not yet sent are put back
+and sent once.
 
 - **Leases.** A worker registers a lease and renews it from a heartbeat thread every
   ``heartbeat_every`` seconds. Its claims are its own while the lease lives: another
@@ -15,9 +16,9 @@ claimed rows not yet sent are put back and sent once.
   renewal), or at once when the claimer was a process of this host that no longer runs.
   Outcomes are written only for rows the worker still holds; a stale holder's late
   outcomes are refused and logged, and a worker that finds its lease expired stops.
-- **The wire fence.** Before messages go on the wire the thread marks them started
-  (:func:`~newsletter.store.ledger.begin_messages`), a few at a time: as many as it sends
-  in ``fence_window`` seconds (one at a time when sending is slow). An unsubscribe skips
+- **The wire fence.** Before messages go on the wire the recorder marks them started
+  (:class:`~newsletter.store.ledger.FenceWriter`), a few at a time: as many as a thread
+  sends in ``fence_window`` seconds (one at a time when sending is slow). An unsubscribe skips
   every row of the person not yet started, in its own transaction; the fence refuses
   those, and the unsubscribe waits for a started one. So no message starts after an
   unsubscribe has returned.
@@ -74,6 +75,8 @@ class WorkerOptions:
     # Messages per sender thread that may go out before the first of them is recorded;
     # a SIGKILL repeats at most 2 x threads x pipeline_depth messages.
     pipeline_depth: int = 2
+    # Seconds an outcome may wait for its commit when no thread needs it sooner.
+    record_linger: float = 0.01
     once: bool = True  # drain what is due now and return; False: keep polling
     limit: int | None = None  # stop after this many messages handed to the transport
     months: list[str] | None = None  # only these sends (None: every running send)
@@ -204,9 +207,13 @@ class _Recorder:
     """Group commit of outcomes and fence steps for all sender threads of a worker.
 
     Sender threads submit what they have (outcomes of messages sent, rows they want to
-    start) and go on; one thread writes whatever has accumulated in one transaction as
-    soon as the previous one has ended (:func:`~newsletter.store.ledger.begin_messages`).
-    A busy send thus commits often with a few messages each, an idle one not at all.
+    start) and go on; one thread writes whatever has accumulated in one transaction
+    (:class:`~newsletter.store.ledger.FenceWriter`). It writes as soon as the previous
+    commit has ended when someone needs it: a thread asks for rows to start, or nears its
+    window of unrecorded messages (:meth:`hurry`), or what waits is ``linger`` seconds
+    old. Otherwise it lets outcomes gather, because each commit has a fixed cost (on
+    SQLite about as much as sending a message) and the window bounds what a crash repeats
+    either way.
     """
 
     def __init__(
@@ -216,10 +223,12 @@ class _Recorder:
         policy: BouncePolicy,
         before_commit: Callable[[], None],
         after_commit: Callable[[list[Outcome], set[int]], None],
+        linger: float,
     ) -> None:
-        self.store = store
-        self.claimer = claimer
-        self.policy = policy
+        self._writer = ledger.FenceWriter(store, claimer, policy)
+        self._linger = linger
+        self._hurry = False
+        self._since = 0.0  # when the oldest queued submission came
         self._before = before_commit
         self._after = after_commit
         self._cond = threading.Condition()
@@ -238,9 +247,20 @@ class _Recorder:
                 ticket.error = self._failed or RuntimeError("the recorder has stopped")
                 ticket.done.set()
                 return ticket
+            if not self._queue:
+                self._since = time.monotonic()
             self._queue.append(ticket)
-            self._cond.notify()
+            if ticket.start or self._linger <= 0:
+                self._hurry = True
+                self._cond.notify()
         return ticket
+
+    def hurry(self) -> None:
+        """Write what is queued as soon as the previous commit has ended."""
+        with self._cond:
+            if not self._hurry:
+                self._hurry = True
+                self._cond.notify()
 
     def close(self) -> None:
         """Write what is queued, then stop."""
@@ -250,13 +270,26 @@ class _Recorder:
         self._thread.join()
 
     def _main(self) -> None:
+        try:
+            self._write_all()
+        finally:
+            self._writer.close()
+
+    def _write_all(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue:
-                    return
+                while True:
+                    if not self._queue:
+                        if self._closed:
+                            return
+                        self._cond.wait()
+                        continue
+                    left = self._linger - (time.monotonic() - self._since)
+                    if self._hurry or self._closed or left <= 0:
+                        break
+                    self._cond.wait(left)
                 tickets, self._queue = self._queue, []
+                self._hurry = False
             outcomes = [o for t in tickets for o in t.outcomes]
             start = [i for t in tickets for i in t.start]
             try:
@@ -264,9 +297,7 @@ class _Recorder:
                     # A transport that sends in batches delivers what it holds before the
                     # outcomes become the record (a no-op for SMTP and the outbox).
                     self._before()
-                allowed, refused = ledger.begin_messages(
-                    self.store, self.claimer, start, outcomes, policy=self.policy
-                )
+                allowed, refused = self._writer.step(start, outcomes)
                 self._after(outcomes, set(refused))
             except BaseException as exc:  # every waiting sender thread sees it
                 with self._cond:
@@ -317,6 +348,7 @@ class DeliveryWorker:
         self._down_since: float | None = None
         self._pace = 0.0  # seconds per message in one thread, smoothed
         self._claimed_up_to = 0  # the highest delivery id claimed: the next claim's start
+        self._progress_at = 0.0  # when on_progress was last called
         self._policy = BouncePolicy(
             settings.bounce_soft_threshold, settings.bounce_soft_window_days
         )
@@ -353,7 +385,12 @@ class DeliveryWorker:
             for i in range(n)
         ]
         self._recorder = _Recorder(
-            self.store, self.worker_id, self._policy, self.transport.flush, self._recorded
+            self.store,
+            self.worker_id,
+            self._policy,
+            self.transport.flush,
+            self._recorded,
+            self.options.record_linger,
         )
         self._recorder.start()
         try:
@@ -526,6 +563,8 @@ class DeliveryWorker:
                 took = time.monotonic() - began
                 self._pace = took if self._pace <= 0 else 0.8 * self._pace + 0.2 * took
                 unrecorded.append(self._recorder.submit([outcome]))
+                if len(unrecorded) >= window - 1:
+                    self._recorder.hurry()  # before this thread has to wait for it
                 finished.add(item.delivery_id)
         except BaseException as exc:  # whatever was not sent goes back first
             error = exc
@@ -537,6 +576,7 @@ class DeliveryWorker:
             pending.append(asked)
         if back:
             pending.append(self._recorder.submit(back))
+        self._recorder.hurry()
         for ticket in pending:
             try:
                 ticket.wait()
@@ -607,7 +647,10 @@ class DeliveryWorker:
             if counts["release"] and self._budget is not None:
                 self._budget += counts["release"]
             self.report.elapsed = time.monotonic() - self._start
-        if self.on_progress is not None and outcomes:
+        # Progress at most 20 times a second (the recorder commits far more often).
+        now = time.monotonic()
+        if self.on_progress is not None and outcomes and now - self._progress_at >= 0.05:
+            self._progress_at = now
             self.on_progress(self.report)
 
     def _outcome(

@@ -20,11 +20,13 @@ until the send is re-planned (:func:`replan_send`, for the rows not yet sent).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -45,6 +47,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from newsletter.rules.bounces import HARD, BouncePolicy
@@ -60,7 +63,7 @@ from newsletter.rules.statuses import (
 )
 from newsletter.rules.variants import choose_variant
 from newsletter.store.bounces import NewBounce, record_bounces
-from newsletter.store.db import Store, retrying, rowcount
+from newsletter.store.db import Store, is_transient, retrying, rowcount, store_fault
 from newsletter.store.errors import SendNotFoundError, StoreError
 from newsletter.store.models import (
     WIRE_STARTED,
@@ -814,6 +817,19 @@ def begin_messages(
         fast = retrying(lambda: _fast_round(store, claimer, start, written, when))
         if fast is not None:
             return fast
+    return _precise_step(store, claimer, start, written, when, policy)
+
+
+def _precise_step(
+    store: Store,
+    claimer: str,
+    start: Sequence[int],
+    written: list[Outcome],
+    when: dt.datetime,
+    policy: BouncePolicy,
+) -> tuple[set[int], list[int]]:
+    """A fence step through the ORM: bounces (recorded with the outcome), and on SQLite
+    outcomes for rows no longer held (it says which)."""
     d = Delivery
 
     def step() -> tuple[set[int], list[int]]:
@@ -845,6 +861,98 @@ def begin_messages(
     return retrying(step)
 
 
+class FenceWriter:
+    """The fence steps of one worker's recorder, on a connection of its own.
+
+    The recorder commits every few messages, so a step must cost little. It runs on a
+    driver connection held for the worker's life (no pool checkout, ping or result
+    objects per step): on PostgreSQL one statement in autocommit mode (one round trip),
+    with ``synchronous_commit`` off for this connection (a power cut can only make rows
+    look unsent and unstarted, which a re-send after a crash allows anyway); on SQLite one
+    short transaction. Steps with bounces, and on SQLite outcomes for rows no longer held,
+    take the precise path of :func:`begin_messages`. One recorder thread uses it.
+    """
+
+    def __init__(self, store: Store, claimer: str, policy: BouncePolicy = DEFAULT_POLICY):
+        self.store = store
+        self.claimer = claimer
+        self.policy = policy
+        self._raw: Any = None
+
+    def _connection(self) -> Any:
+        if self._raw is None:
+            raw: Any = self.store.engine.raw_connection()
+            if self.store.dialect == "postgresql":
+                raw.driver_connection.autocommit = True
+                with raw.cursor() as cur:
+                    cur.execute("SET synchronous_commit = off")
+            self._raw = raw
+        return self._raw
+
+    def close(self) -> None:
+        """Give the connection up. On PostgreSQL it is discarded, so its session settings
+        never reach another user of the pool."""
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        if self.store.dialect == "postgresql":
+            raw.invalidate()
+        raw.close()
+
+    def step(
+        self,
+        start: Sequence[int],
+        outcomes: Iterable[Outcome] = (),
+        now: dt.datetime | None = None,
+    ) -> tuple[set[int], list[int]]:
+        """As :func:`begin_messages`: write ``outcomes``, then mark ``start`` on the wire;
+        returns the ids of ``start`` that may go and the ids of ``outcomes`` refused."""
+        when = now or _now()
+        written = list(outcomes)
+        if not any(o.bounce for o in written):
+            for attempt in range(5):
+                try:
+                    fast = self._fast(start, written, when)
+                except _TransientError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.005 * 2**attempt)
+                    continue
+                if fast is None:
+                    break
+                return fast
+        return _precise_step(self.store, self.claimer, start, written, when, self.policy)
+
+    def _fast(
+        self, start: Sequence[int], outcomes: list[Outcome], now: dt.datetime
+    ) -> tuple[set[int], list[int]] | None:
+        raw = self._connection()
+        try:
+            with contextlib.closing(raw.cursor()) as cur:
+                if self.store.dialect == "postgresql":
+                    return _pg_step_raw(cur, self.claimer, start, outcomes, now)
+                try:
+                    result = _sqlite_step_raw(cur, self.claimer, start, outcomes, now)
+                except _NotAllHeldError:
+                    raw.rollback()
+                    return None
+                raw.commit()
+                return result
+        except Exception as exc:
+            gone = self.store.dialect == "postgresql" and raw.driver_connection.closed
+            self.close()  # a connection that failed is not used again
+            if is_transient(exc):
+                raise _TransientError() from exc
+            fault = store_fault(self.store.url, exc, connected=True, disconnect=bool(gone))
+            if fault is not None:
+                raise fault from None
+            raise
+
+
+class _TransientError(Exception):
+    """A fence step the database rolled back for a transient reason (a deadlock)."""
+
+
 _SQLITE_OUTCOME = {
     "sent": "status = 'sent', attempts = attempts + 1, last_reply = ?, message_id = ?, sent_at = ?",
     "retry": "status = 'pending', attempts = attempts + 1, last_reply = ?, message_id = ?, "
@@ -871,12 +979,16 @@ WHERE d.id = v.id AND d.claimed_by = %(claimer)s AND d.status = 'sending'
 RETURNING d.id
 """
 
-_PG_START = """
+_PG_STEP = (
+    "WITH done AS ("
+    + _PG_OUTCOMES.strip()
+    + """), started AS (
 UPDATE deliveries SET wire_state = 1
-WHERE id = ANY(%(ids)s::integer[]) AND claimed_by = %(claimer)s AND status = 'sending'
+WHERE id = ANY(%(start)s::integer[]) AND claimed_by = %(claimer)s AND status = 'sending'
   AND wire_state IS NULL
-RETURNING id
-"""
+RETURNING id)
+SELECT 0, id FROM done UNION ALL SELECT 1, id FROM started"""
+)
 
 _STORED_STATUS = {"sent": "sent", "retry": "pending", "failed": "failed", "release": "pending"}
 
@@ -922,69 +1034,124 @@ def _fast_round_in(
             # Losing this commit in a power cut only makes rows look unsent and unstarted,
             # which a re-send after a crash allows anyway; other sessions see it at once.
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            refused: list[int] = []
-            if outcomes:
-                ids = [o.delivery_id for o in outcomes]
-                tried = [0 if o.status == "release" else 1 for o in outcomes]
-                done = set(
-                    conn.exec_driver_sql(
-                        _PG_OUTCOMES,
-                        {
-                            "now": _naive(now),
-                            "ids": ids,
-                            "statuses": [_STORED_STATUS[o.status] for o in outcomes],
-                            "tried": tried,
-                            "replies": [(o.reply or "")[:1000] for o in outcomes],
-                            "mids": [o.message_id for o in outcomes],
-                            "nexts": [_naive(o.next_attempt_at) for o in outcomes],
-                            "claimer": claimer,
-                        },
-                    ).scalars()
-                )
-                refused = [i for i in ids if i not in done]
-            allowed: set[int] = set()
-            if start:
-                allowed = set(
-                    conn.exec_driver_sql(
-                        _PG_START, {"ids": list(start), "claimer": claimer}
-                    ).scalars()
-                )
-            return allowed, refused
-        by_status: dict[str, list[tuple[Any, ...]]] = {}
-        stamp = _sqlite_time(now)
-        for o in outcomes:
-            tail = (o.delivery_id, claimer)
-            if o.status == "release":
-                row: tuple[Any, ...] = tail
-            elif o.status == "sent":
-                row = ((o.reply or "")[:1000], o.message_id, stamp, *tail)
-            elif o.status == "retry":
-                row = ((o.reply or "")[:1000], o.message_id, _sqlite_time(o.next_attempt_at), *tail)
-            else:
-                row = ((o.reply or "")[:1000], o.message_id, *tail)
-            by_status.setdefault(o.status, []).append(row)
-        written = 0
-        for status, rows in by_status.items():
-            result = conn.exec_driver_sql(
-                f"UPDATE deliveries SET {_SQLITE_OUTCOME[status]}, claimed_by = NULL, "
-                "wire_state = NULL WHERE id = ? AND claimed_by = ? AND status = 'sending'",
-                rows,
-            )
-            written += result.rowcount
-        if written != len(outcomes):
-            raise _NotAllHeldError()
-        allowed = set()
-        if start:
-            marks = ", ".join("?" * len(start))
-            allowed = set(
-                conn.exec_driver_sql(
-                    f"UPDATE deliveries SET wire_state = 1 WHERE id IN ({marks}) "
-                    "AND claimed_by = ? AND status = 'sending' AND wire_state IS NULL "
-                    "RETURNING id",
-                    (*start, claimer),
-                ).scalars()
-            )
-        return allowed, []
+            return _pg_step(conn, claimer, start, outcomes, now)
+        return _sqlite_step(conn, claimer, start, outcomes, now)
+
+
+def _pg_params(
+    claimer: str, start: Sequence[int], outcomes: list[Outcome], now: dt.datetime
+) -> dict[str, Any]:
+    ids = [o.delivery_id for o in outcomes]
+    # A row released in this step is not started in it (one statement must not update a
+    # row twice); written in two steps it would not be started either.
+    gone = set(ids)
+    return {
+        "now": _naive(now),
+        "ids": ids,
+        "statuses": [_STORED_STATUS[o.status] for o in outcomes],
+        "tried": [0 if o.status == "release" else 1 for o in outcomes],
+        "replies": [(o.reply or "")[:1000] for o in outcomes],
+        "mids": [o.message_id for o in outcomes],
+        "nexts": [_naive(o.next_attempt_at) for o in outcomes],
+        "claimer": claimer,
+        "start": [i for i in start if i not in gone],
+    }
+
+
+def _pg_result(rows: Iterable[Any], outcomes: list[Outcome]) -> tuple[set[int], list[int]]:
+    done: set[int] = set()
+    allowed: set[int] = set()
+    for kind, delivery_id in rows:
+        (done if kind == 0 else allowed).add(delivery_id)
+    return allowed, [o.delivery_id for o in outcomes if o.delivery_id not in done]
+
+
+def _pg_step(
+    conn: Connection,
+    claimer: str,
+    start: Sequence[int],
+    outcomes: list[Outcome],
+    now: dt.datetime,
+) -> tuple[set[int], list[int]]:
+    """Outcomes and the wire fence in one statement (one round trip)."""
+    params = _pg_params(claimer, start, outcomes, now)
+    return _pg_result(conn.exec_driver_sql(_PG_STEP, params).all(), outcomes)
+
+
+def _pg_step_raw(
+    cur: Any, claimer: str, start: Sequence[int], outcomes: list[Outcome], now: dt.datetime
+) -> tuple[set[int], list[int]]:
+    cur.execute(_PG_STEP, _pg_params(claimer, start, outcomes, now))
+    return _pg_result(cur.fetchall(), outcomes)
+
+
+def _sqlite_outcome_rows(
+    claimer: str, outcomes: list[Outcome], now: dt.datetime
+) -> dict[str, list[tuple[Any, ...]]]:
+    by_status: dict[str, list[tuple[Any, ...]]] = {}
+    stamp = _sqlite_time(now)
+    for o in outcomes:
+        tail = (o.delivery_id, claimer)
+        if o.status == "release":
+            row: tuple[Any, ...] = tail
+        elif o.status == "sent":
+            row = ((o.reply or "")[:1000], o.message_id, stamp, *tail)
+        elif o.status == "retry":
+            row = ((o.reply or "")[:1000], o.message_id, _sqlite_time(o.next_attempt_at), *tail)
+        else:
+            row = ((o.reply or "")[:1000], o.message_id, *tail)
+        by_status.setdefault(o.status, []).append(row)
+    return by_status
+
+
+def _sqlite_outcome_sql(status: str) -> str:
+    return (
+        f"UPDATE deliveries SET {_SQLITE_OUTCOME[status]}, claimed_by = NULL, "
+        "wire_state = NULL WHERE id = ? AND claimed_by = ? AND status = 'sending'"
+    )
+
+
+def _sqlite_start_sql(n: int) -> str:
+    return (
+        f"UPDATE deliveries SET wire_state = 1 WHERE id IN ({', '.join('?' * n)}) "
+        "AND claimed_by = ? AND status = 'sending' AND wire_state IS NULL RETURNING id"
+    )
+
+
+def _sqlite_step(
+    conn: Connection,
+    claimer: str,
+    start: Sequence[int],
+    outcomes: list[Outcome],
+    now: dt.datetime,
+) -> tuple[set[int], list[int]]:
+    """Outcomes, then the wire fence, inside the caller's transaction; raises
+    :class:`_NotAllHeldError` when some outcome was for a row no longer held."""
+    written = 0
+    for status, rows in _sqlite_outcome_rows(claimer, outcomes, now).items():
+        written += conn.exec_driver_sql(_sqlite_outcome_sql(status), rows).rowcount
+    if written != len(outcomes):
+        raise _NotAllHeldError()
+    if not start:
+        return set(), []
+    marked = conn.exec_driver_sql(_sqlite_start_sql(len(start)), (*start, claimer))
+    return set(marked.scalars()), []
+
+
+def _sqlite_step_raw(
+    cur: Any, claimer: str, start: Sequence[int], outcomes: list[Outcome], now: dt.datetime
+) -> tuple[set[int], list[int]]:
+    """As :func:`_sqlite_step` on a driver cursor (the caller commits)."""
+    written = 0
+    for status, rows in _sqlite_outcome_rows(claimer, outcomes, now).items():
+        cur.executemany(_sqlite_outcome_sql(status), rows)
+        written += cur.rowcount
+    if written != len(outcomes):
+        raise _NotAllHeldError()
+    if not start:
+        return set(), []
+    cur.execute(_sqlite_start_sql(len(start)), (*start, claimer))
+    return {r[0] for r in cur.fetchall()}, []
 
 
 def record_outcomes(

@@ -26,7 +26,7 @@ from tests.support.services import SAMPLE_MONTH, add_people, plan_issue_send
 
 pytestmark = pytest.mark.slow
 
-PEOPLE = 30
+PEOPLE = 80  # at 0.3 s a message, A is still sending while B starts on a loaded machine
 
 
 def _wait_for(condition, what: str, limit: float = 120.0) -> None:

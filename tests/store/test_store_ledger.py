@@ -220,12 +220,22 @@ def test_a_claim_starts_above_the_mark_it_is_given(app, store, issue) -> None:
     assert [c.delivery_id for c in again] == ids[:2]
 
 
-def test_a_recorder_round_writes_only_rows_it_holds(app, store, issue) -> None:
-    """begin_messages writes outcomes and starts rows in one round; a row another worker
+def _steps(store, how: str):
+    """A fence step through begin_messages, or through a recorder's FenceWriter."""
+    if how == "begin_messages":
+        return lambda start, outcomes: ledger.begin_messages(store, W, start, outcomes)
+    writer = ledger.FenceWriter(store, W)
+    return writer.step
+
+
+@pytest.mark.parametrize("how", ["begin_messages", "writer"])
+def test_a_recorder_round_writes_only_rows_it_holds(app, store, issue, how) -> None:
+    """A fence step writes outcomes and starts rows in one round; a row another worker
     took over is refused (reported, left alone), the rest are written as the ORM path
     writes them (times read back as aware UTC)."""
     from sqlalchemy import text as sql
 
+    step = _steps(store, how)
     people(app)
     plan(store, issue)
     claimed = ledger.claim_batch(store, 100, claimer=W)
@@ -233,22 +243,11 @@ def test_a_recorder_round_writes_only_rows_it_holds(app, store, issue) -> None:
     with store.engine.begin() as conn:
         conn.execute(sql("UPDATE deliveries SET claimed_by = 'other' WHERE id = :i"), {"i": b})
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
-    allowed, refused = ledger.begin_messages(
-        store,
-        W,
-        start=[c, b],
-        outcomes=[
-            Outcome(a, "sent", "250 ok", "<a@x>"),
-            Outcome(b, "sent", "250 ok", "<b@x>"),
-        ],
+    allowed, refused = step(
+        [c, b], [Outcome(a, "sent", "250 ok", "<a@x>"), Outcome(b, "sent", "250 ok", "<b@x>")]
     )
     assert refused == [b] and allowed == {c}
-    allowed, refused = ledger.begin_messages(
-        store,
-        W,
-        start=[],
-        outcomes=[Outcome(c, "retry", "451 later", "<c@x>", next_attempt_at=later)],
-    )
+    allowed, refused = step([], [Outcome(c, "retry", "451 later", "<c@x>", next_attempt_at=later)])
     assert (allowed, refused) == (set(), [])
     got = {r.message_id: r for r in ledger.list_deliveries(store, "2026-12")}
     assert got["<a@x>"].status == "sent" and got["<a@x>"].attempts == 1
@@ -258,6 +257,44 @@ def test_a_recorder_round_writes_only_rows_it_holds(app, store, issue) -> None:
     )
     assert "<b@x>" not in got  # not written: another worker holds it
     assert ledger.send_status(store, "2026-12").counts["sending"] == 1 + len(rest)
+
+
+def test_a_writer_step_that_releases_a_row_does_not_start_it(app, store, issue) -> None:
+    """A worker that gives rows back while their fence step is still queued: the release
+    and the start meet in one step, and the row ends pending and not on the wire."""
+    people(app)
+    plan(store, issue)
+    a, b = [x.delivery_id for x in ledger.claim_batch(store, 2, claimer=W)]
+    writer = ledger.FenceWriter(store, W)
+    try:
+        allowed, refused = writer.step([a, b], [Outcome(a, "release")])
+    finally:
+        writer.close()
+    assert (allowed, refused) == ({b}, [])
+    with store.engine.connect() as conn:
+        got = dict(
+            conn.exec_driver_sql(
+                "SELECT id, status || ':' || coalesce(wire_state, 0) FROM deliveries "
+                f"WHERE id IN ({a}, {b})"
+            ).all()
+        )
+    assert got == {a: "pending:0", b: "sending:1"}
+
+
+def test_a_writer_keeps_its_connection_settings_to_itself(app, store, issue) -> None:
+    """On PostgreSQL the writer turns synchronous_commit off for its own connection; that
+    connection never goes back to the pool for other work."""
+    if store.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    people(app)
+    plan(store, issue)
+    [a] = [x.delivery_id for x in ledger.claim_batch(store, 1, claimer=W)]
+    writer = ledger.FenceWriter(store, W)
+    assert writer.step([a], []) == ({a}, [])
+    writer.close()
+    for _ in range(3):  # whichever pooled connection comes next
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
 
 
 def test_record_outcomes_and_finish(app, store, issue) -> None:
