@@ -237,3 +237,16 @@ def test_tagged_addresses_share_one_limit(client, web_settings):
     assert r.status_code == 429
     assert_security_headers(r)
     assert signup("other@example.org").status_code == 200
+
+
+def test_pages_use_system_fonts_and_load_nothing_from_other_hosts(client):
+    import re
+
+    css = client.get("/static/site.css").get_data(as_text=True)
+    for word in ("@import", "@font-face", "url("):
+        assert word not in css
+    assert re.search(r"font(?:-family)?:[^;]*system-ui", css)
+    for path in PAGES:
+        html = client.get(path).get_data(as_text=True)
+        for attr in re.findall(r'<(?:link|script|img)\b[^>]*\b(?:href|src)="([^"]*)"', html):
+            assert attr.startswith("/"), f"{path} loads {attr}"
