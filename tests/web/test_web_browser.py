@@ -5,8 +5,10 @@ The server runs in a thread on a free port; emails go through the real aiosmtpd 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,8 @@ from newsletter.tokens import make_token
 from tests.web.conftest import subscriber, wait_jobs
 
 pytestmark = pytest.mark.browser
+# Read at import: the autouse isolated_env fixture clears the environment of each test.
+SHOTS_DIR = os.environ.get("SHOTS_DIR")
 LINK = re.compile(r"https://news\.example\.org(/[^\s\"<>]+)")
 
 
@@ -28,6 +32,14 @@ def server(app):
     yield f"http://127.0.0.1:{srv.effective_port}"
     srv.close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: SHOTS_DIR=folder to keep them and look, else a temp dir."""
+    folder = Path(SHOTS_DIR or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _id(settings, email: str) -> int:
@@ -76,6 +88,52 @@ def test_sign_up_confirm_and_welcome(browser, server, app, smtp_server, web_sett
     welcome = smtp_server.messages[-1].parsed()
     assert welcome["To"] == "browser.reader@example.org"
     assert "Therapist Empathy and Client Outcome" in welcome.get_body(("plain",)).get_content()
+    page.close()
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_ticking_a_topic_unticks_all_topics(
+    browser, server, app, smtp_server, web_settings, shots, width
+):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []  # script errors and refusals by the Content-Security-Policy
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and "favicon" not in m.location.get("url", "")
+            else None
+        ),
+    )
+    page.goto(f"{server}/subscribe")
+    all_box = page.get_by_label("All topics")
+    assert all_box.is_checked()  # the default
+    page.get_by_label("Empathy").check()
+    assert not all_box.is_checked()
+    page.get_by_label("Training").check()
+    all_box.check()  # back to everything: the ticks go
+    assert not page.get_by_label("Empathy").is_checked()
+    assert not page.get_by_label("Training").is_checked()
+    page.get_by_label("Empathy").check()
+    page.get_by_label("Training").check()
+    page.get_by_label("Email address").fill(f"picker{width}@example.org")
+    page.get_by_label("I agree").check()
+    page.screenshot(path=str(shots / f"signup-picker-{width}.png"), full_page=True)
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your email").wait_for()
+    assert errors == []  # the script ran under the page's Content-Security-Policy
+    wait_jobs(app)
+    (msg,) = [m.parsed() for m in smtp_server.messages]
+    path = LINK.search(msg.get_body(("plain",)).get_content()).group(1)
+    page.goto(server + path)
+    page.get_by_text("Your topics: Empathy; Training").wait_for()
+    page.screenshot(path=str(shots / f"confirm-{width}.png"), full_page=True)
+    page.get_by_role("button", name="Confirm my subscription").click()
+    page.get_by_role("heading", name="You are subscribed").wait_for()
+    page.screenshot(path=str(shots / f"confirmed-{width}.png"), full_page=True)
+    sub = subscriber(web_settings, f"picker{width}@example.org")
+    assert (sub.all_topics, sub.topics) == (False, ("empathy", "training"))
     page.close()
 
 
