@@ -122,6 +122,7 @@ def test_ticking_a_topic_unticks_all_topics(
     page.screenshot(path=str(shots / f"signup-picker-{width}.png"), full_page=True)
     page.get_by_role("button", name="Subscribe").click()
     page.get_by_role("heading", name="Check your email").wait_for()
+    page.screenshot(path=str(shots / f"check-email-{width}.png"), full_page=True)
     assert errors == []  # the script ran under the page's Content-Security-Policy
     wait_jobs(app)
     (msg,) = [m.parsed() for m in smtp_server.messages]
@@ -199,4 +200,59 @@ def test_every_page_fits_a_phone(browser, server, web_settings, tmp_path):
     page.get_by_role("button", name="Subscribe").click()
     page.get_by_text("Enter your email address.").first.wait_for()
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+    page.close()
+
+
+def _gap_under_header(page) -> float:
+    """Pixels between the header bar and the first thing of the page's content."""
+    return page.evaluate(
+        """() => document.querySelector('main > :first-child').getBoundingClientRect().top
+                 - document.querySelector('header.site').getBoundingClientRect().bottom"""
+    )
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_headings_keep_clear_of_the_header_bar(browser, server, web_settings, shots, width):
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    for n, path in enumerate(_pages(web_settings)):
+        page.goto(server + path)
+        assert _gap_under_header(page) >= 16, path
+        if "/confirm/" in path or "/topic/" in path:
+            page.screenshot(path=str(shots / f"page{n:02d}-{width}.png"))
+    # The page after unsubscribing, reached with the unsubscribe page's button.
+    t = make_token(web_settings, "unsubscribe", _id(web_settings, "solo@example.org"))
+    page.goto(f"{server}/unsubscribe/{t}")
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.get_by_role("heading", name="You are unsubscribed").wait_for()
+    assert _gap_under_header(page) >= 16
+    page.screenshot(path=str(shots / f"unsubscribed-{width}.png"))
+    page.close()
+
+
+def test_the_unsubscribe_page_links_to_the_preferences(browser, server, web_settings, shots):
+    t = make_token(web_settings, "unsubscribe", _id(web_settings, "ann@example.org"))
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(f"{server}/unsubscribe/{t}")
+    page.screenshot(path=str(shots / "unsubscribe-375.png"))
+    page.get_by_role("link", name="choose your topics or pause").click()
+    page.get_by_role("heading", name="Your preferences").wait_for()
+    assert page.get_by_label("Empathy").is_checked()  # Ann's own page
+    assert subscriber(web_settings, "ann@example.org").status == "active"  # nothing changed
+    page.close()
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_pause_and_unsubscribe_come_before_the_topic_boxes(
+    browser, server, web_settings, shots, width
+):
+    t = make_token(web_settings, "preferences", _id(web_settings, "ann@example.org"))
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto(f"{server}/preferences/{t}")
+    top = lambda locator: locator.bounding_box()["y"]  # noqa: E731
+    first_topic = top(page.locator('input[name="topics"]').first)
+    assert top(page.get_by_role("button", name="Pause")) < first_topic
+    assert top(page.get_by_role("button", name="Unsubscribe")) < first_topic
+    if width == 375:  # both within the first screen and a half of a phone
+        assert top(page.get_by_role("button", name="Unsubscribe")) < 1.5 * 740
+    page.screenshot(path=str(shots / f"preferences-{width}.png"), full_page=True)
     page.close()

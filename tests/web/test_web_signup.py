@@ -39,7 +39,13 @@ def not_in_store(settings, address: str) -> bool:
 def test_signup_confirm_welcome(app, client, smtp_server, web_settings):
     r = signup(client, email="New.Reader@Example.org", name="Nina", topics=["empathy"])
     assert r.status_code == 200
-    assert "Check your email" in r.get_data(as_text=True)
+    sent = " ".join(r.get_data(as_text=True).split())
+    assert "Check your email" in sent
+    # Plain words: where the message went, what to do with it, and what if nothing came.
+    assert "can be subscribed" not in sent
+    assert "Open it and press the link inside to confirm your subscription" in sent
+    assert "No newsletter comes until you confirm" in sent
+    assert "spam or junk folder" in sent
     assert_security_headers(r)
     wait_jobs(app)
     # Nobody is added before the address's owner confirms.
