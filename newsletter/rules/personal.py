@@ -17,6 +17,11 @@ FIELDS = (
     "web_view_url",
 )
 
+#: The id the links of a test message carry when it is not sent as a subscriber
+#: (``send-test`` without ``--subscriber``). No subscriber has it: the web pages answer
+#: such a link with a page saying it came from a test, not with an error.
+TEST_SUBSCRIBER_ID = 0
+
 NAME_FALLBACK = "colleague"
 ALL_TOPICS = "all topics"
 _TITLES = frozenset({"dr", "prof", "mr", "mrs", "ms", "mx", "miss"})

@@ -29,7 +29,7 @@ from newsletter.rules.names import MAX_NAME, InvalidNameError, check_name
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services import signup as signups
 from newsletter.services import subscribers as people
-from newsletter.services.subscribers import BadLinkError, SubscriberView
+from newsletter.services.subscribers import BadLinkError, LinkFromTestError, SubscriberView
 from newsletter.web.context import client_ip, csrf_ok, page, web
 from newsletter.web.security import ip_key
 from newsletter.web.topic_groups import topic_groups
@@ -42,6 +42,9 @@ MAX_EMAIL = 320
 
 @subscriber_pages.errorhandler(BadLinkError)
 def _bad_link(exc: BadLinkError):
+    if isinstance(exc, LinkFromTestError):
+        # Not an error: the author is trying the links of a test message.
+        return page("test_link.html", purpose=exc.purpose)
     return page("bad_link.html", 404 if exc.gone else 400, expired=exc.expired, form={}, errors={})
 
 

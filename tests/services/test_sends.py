@@ -322,6 +322,37 @@ def test_send_test_is_marked_and_not_recorded(project, smtp_server) -> None:
     assert "has not been sent or planned" in cli_run(project, "deliveries", "status", MONTH).output
 
 
+def test_send_test_as_a_subscriber(project, smtp_server) -> None:
+    from newsletter.tokens import read_token
+
+    out = cli_run(
+        project, "send-test", MONTH, "--to", "author@example.org", "--subscriber", "pdt@example.org"
+    )
+    assert out.exit_code == 0, out.output
+    assert "as pdt@example.org" in out.output and "act for them" in out.output
+    [msg] = received(smtp_server)["author@example.org"]
+    assert msg["Subject"].startswith("[TEST] ")
+    assert summaries_in(msg) == SAMPLE_PEOPLE["pdt@example.org"][1]  # their variant
+    text = msg.get_body(("plain",)).get_content()
+    token = text.split("/preferences/")[1].split()[0]
+    with App(settings_of(project)) as app:
+        pdt = subscribers.get_subscriber(app, "pdt@example.org")
+        assert read_token(app.settings, "preferences", token) == pdt.id
+    assert "has not been sent or planned" in cli_run(project, "deliveries", "status", MONTH).output
+    both = cli_run(
+        project,
+        "send-test",
+        MONTH,
+        "--to",
+        "a@example.org",
+        "--topics",
+        "CBT",
+        "--subscriber",
+        "pdt@example.org",
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+
+
 def test_deliveries_status_and_list_json(project, smtp_server) -> None:
     import json
 
