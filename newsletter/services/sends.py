@@ -318,7 +318,13 @@ def send_test(
             f"{who} gets nothing from {issue.month}",
             hint="no_match_policy is 'skip'; choose topics that one of the summaries has",
         )
-    template = build_message_template(variant, app.settings, issue_month=issue.month, test=True)
+    template = build_message_template(
+        variant,
+        app.settings,
+        issue_month=issue.month,
+        test=True,
+        summary_topics=variant.summary_topics,
+    )
     if subscriber:
         person = recipient  # their own name, address, topics and links
     else:
