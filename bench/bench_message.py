@@ -52,7 +52,7 @@ def stdlib_message(variant, settings, recipient: Recipient) -> bytes:
     """The same message through the standard library's EmailMessage path."""
     from datetime import UTC, datetime
 
-    values = recipient_values(settings, recipient, variant.web_view_url)
+    values = recipient_values(settings, recipient, variant.web_view_url, variant.summary_topics)
     msg = EmailMessage(policy=SMTP)
     msg["From"] = f"{settings.newsletter_name} <{settings.sender_address}>"
     msg["To"] = f"{recipient.name} <{recipient.email}>"
@@ -113,7 +113,8 @@ def main() -> None:
 
     ours = per_item_us(lambda r: assemble(template, r), recipients)
     values_only = per_item_us(
-        lambda r: recipient_values(settings, r, variant.web_view_url), recipients
+        lambda r: recipient_values(settings, r, variant.web_view_url, variant.summary_topics),
+        recipients,
     )
     stdlib = per_item_us(
         lambda r: stdlib_message(variant, settings, r), recipients[: args.stdlib_n], chunk=50

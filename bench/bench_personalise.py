@@ -66,10 +66,13 @@ def main() -> None:
         )
         for i in range(args.n)
     ]
-    values = [recipient_values(settings, r, variant.web_view_url) for r in recipients]
+    values = [
+        recipient_values(settings, r, variant.web_view_url, variant.summary_topics)
+        for r in recipients
+    ]
 
     def personalise(r: Recipient) -> tuple[str, str]:
-        v = recipient_values(settings, r, variant.web_view_url)
+        v = recipient_values(settings, r, variant.web_view_url, variant.summary_topics)
         return variant.html.fill(v), variant.text.fill(v)
 
     total = per_item_us(personalise, recipients)

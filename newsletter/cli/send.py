@@ -282,23 +282,40 @@ def worker(
 @click.argument("month")
 @click.option("--to", "to", required=True, help="Address to send the test to.")
 @click.option("--topics", default=None, help='Variant of these topics, e.g. "CBT; Empathy".')
+@click.option(
+    "--subscriber",
+    metavar="EMAIL",
+    default=None,
+    help="Send what this subscriber would get, with their working links (needs the store).",
+)
 @click.pass_obj
-def send_test(app: AppContext, month: str, to: str, topics: str | None) -> None:
+def send_test(
+    app: AppContext, month: str, to: str, topics: str | None, subscriber: str | None
+) -> None:
     """Send one test message of MONTH (subject marked [TEST]; not recorded).
+
+    Without --subscriber, the links in the test open a page saying they come from a
+    test. With --subscriber EMAIL, the test is what that subscriber would get: their
+    name, their topics, and links that act for them (its Unsubscribe unsubscribes them).
 
     \b
     Example:
         newsletter send-test 2026-12 --to me@example.org
         newsletter send-test 2026-12 --to me@example.org --topics "Training"
+        newsletter send-test 2026-12 --to me@example.org --subscriber ann@example.org
     """
     from newsletter.services import sends
 
-    result = sends.send_test(app.app(), month, to, topics)
+    if topics and subscriber:
+        raise click.UsageError("give --topics or --subscriber, not both")
+    result = sends.send_test(app.app(), month, to, topics, subscriber)
     if result.status != "sent":
         raise click.ClickException(
             f"test message to {to} not sent ({result.status}): {result.reply}"
         )
     click.echo(f"sent {result.variant!r} variant to {to}: {result.subject} {result.message_id}")
+    if subscriber:
+        click.echo(f"as {subscriber}: its links act for them (Unsubscribe would unsubscribe them)")
 
 
 @click.group()

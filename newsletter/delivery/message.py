@@ -54,11 +54,12 @@ from html import escape
 from typing import Protocol
 
 from newsletter.config import Settings
-from newsletter.delivery.personalise import Recipient, recipient_values
+from newsletter.delivery.personalise import Recipient, SummaryTopics, recipient_values
 from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.errors import ConfigError, MissingSettingError, NewsletterError
 from newsletter.rules.addresses import is_sendable
 from newsletter.rules.links import page_url
+from newsletter.rules.personal import FEWER_FIELDS, MARKUP_FIELDS
 from newsletter.store.views import MessageHeaders, PartContent
 from newsletter.tokens import verp_address, verp_tag
 
@@ -188,6 +189,8 @@ class MessageTemplate:
     dev_redirect: str
     unsubscribe_mailto: str
     base_url: str  # where List-Unsubscribe points
+    # Topic slugs of each summary of the issue, by position: the "fewer emails" lines.
+    summary_topics: SummaryTopics
     # The whole message as static pieces with the holes at the odd positions: first the
     # personal header fields, then the values. ``hole_keys`` name each value hole: the
     # field name in the text part, "html:" + name in the HTML part (except tokens, which
@@ -502,6 +505,7 @@ def build_message_template(
     test: bool = False,
     unsubscribe_mailto: str | None = None,
     bulk: bool = True,
+    summary_topics: SummaryTopics | None = None,
 ) -> MessageTemplate:
     """Pre-encode ``variant`` as a message for :func:`assemble`; once per variant and send.
 
@@ -510,7 +514,10 @@ def build_message_template(
     sign links and Message-IDs and ``dev_redirect``. ``issue_month`` ("2026-10") goes
     into the Message-IDs; ``test`` prefixes the subject with "[TEST] ".
     ``unsubscribe_mailto`` (default: the headers') adds a ``mailto:`` address to
-    List-Unsubscribe. ``bulk`` (digests) adds List-Id and List-Unsubscribe-Post. Raises
+    List-Unsubscribe. ``bulk`` (digests) adds List-Id and List-Unsubscribe-Post.
+    ``summary_topics``: each summary's topic slugs by position in the issue (a digest's
+    "fewer emails on" lines are made from them per recipient; default: the variant's own
+    ``summary_topics`` when it has them, as a freshly rendered one does). Raises
     :class:`~newsletter.errors.ConfigError` for missing or bad sender settings and
     :class:`HeaderInjectionError` for a subject with a line break.
     """
@@ -595,6 +602,7 @@ def build_message_template(
         dev_redirect=dev_redirect,
         unsubscribe_mailto=unsubscribe_mailto,
         base_url=headers.base_url,
+        summary_topics=dict(summary_topics or getattr(variant, "summary_topics", None) or {}),
         pieces=tuple(pieces),
         hole_keys=hole_keys,
         _plan=_encoding_plan(hole_keys),
@@ -613,8 +621,10 @@ def _encoding_plan(keys: tuple[str, ...]) -> tuple[tuple[str, str, Callable[[str
         html = key.startswith("html:")
         name = key.removeprefix("html:")
         # Values unique to a recipient skip the caches (a miss costs more than encoding).
-        unique = name in _UNIQUE_FIELDS or _is_token(name)
-        if html:
+        unique = name in _UNIQUE_FIELDS or _is_token(name) or name in FEWER_FIELDS
+        if html and name in MARKUP_FIELDS:  # links made (and escaped) by personalise
+            plan.append((key, name, encode_value))
+        elif html:
             plan.append((key, name, _html_value if unique else _cached_html))
         else:
             plan.append((key, name, encode_value if unique else _cached_text))
@@ -745,7 +755,9 @@ def assemble(template: MessageTemplate, recipient: Recipient) -> OutgoingMessage
     if not isinstance(sid, int) or isinstance(sid, bool):
         raise TypeError("assemble() needs the recipient's subscriber_id (an int)")
     check_address("recipient address", recipient.email)
-    values = recipient_values(template.settings, recipient, template.web_view_url)
+    values = recipient_values(
+        template.settings, recipient, template.web_view_url, template.summary_topics
+    )
     return _assemble(template, recipient, message_id(template, sid), values)
 
 
@@ -764,7 +776,9 @@ def assemble_test(
     """
     check_address("test address", to_address)
     person = recipient or Recipient(email=to_address, name=name)
-    values = recipient_values(template.settings, person, template.web_view_url)
+    values = recipient_values(
+        template.settings, person, template.web_view_url, template.summary_topics
+    )
     mid = f"<test.{secrets.token_hex(10)}@{template.domain}>"
     shown = Recipient(email=to_address, name=name if name is not None else person.name)
     return _assemble(template, shown, mid, values)

@@ -178,7 +178,11 @@ class _Messages:
         snapshot = ledger.load_snapshot(self.store, send_id, revision)
         for mask, variant in snapshot.variants.items():
             self._templates[(send_id, revision, mask)] = build_message_template(
-                variant, self.settings, issue_month=snapshot.month, headers=snapshot.headers
+                variant,
+                self.settings,
+                issue_month=snapshot.month,
+                headers=snapshot.headers,
+                summary_topics=dict(enumerate(snapshot.summary_topics, 1)),
             )
 
 

@@ -22,9 +22,19 @@ from newsletter.content.model import MAX_SUBJECT, Issue, Summary, build_subject
 from newsletter.render.errors import NoMatchingVariantError
 from newsletter.render.prepared import PreparedPart, marker, prepare
 from newsletter.render.templates import mjml_to_html, render_template
-from newsletter.render.text import WIDTH, References, aligned, markdown_to_text, wrap
+from newsletter.render.text import (
+    GLUE,
+    WIDTH,
+    Footnotes,
+    References,
+    aligned,
+    glued,
+    markdown_to_text,
+    wrap,
+    wrap_items,
+)
 from newsletter.rules.links import archive_url, page_url
-from newsletter.rules.personal import FIELDS
+from newsletter.rules.personal import FIELDS, fewer_field
 from newsletter.rules.variants import VariantKey, choose_variant, possible_variants
 
 HTML_TEMPLATE = "issue.mjml.j2"
@@ -54,6 +64,16 @@ class Variant:
     def is_teaser(self) -> bool:
         """True for the short note sent when no summary matches."""
         return self.key.is_teaser
+
+    @property
+    def summary_topics(self) -> dict[int, frozenset[str]]:
+        """The topic slugs of this variant's summaries, by position in the issue (what the
+        "fewer emails on" fields are filled from)."""
+        positions = self.key.pick(range(1, self.key.count + 1))
+        return {
+            n: frozenset(t.slug for t in s.topics)
+            for n, s in zip(positions, self.summaries, strict=True)
+        }
 
 
 @dataclass(frozen=True)
@@ -138,10 +158,14 @@ def topic_link(settings: Settings, slug: str) -> str:
 @dataclass(frozen=True)
 class _SummaryView:
     key: str
-    number: int
+    number: int  # its place in this digest (a reader of summary 3 alone sees it as 1)
+    position: int  # its place in the issue
     title: str
     citation: str | None
-    topics: tuple[tuple[str, str], ...]  # (name, "fewer emails" link)
+    topics: tuple[tuple[str, str], ...]  # (name, "fewer emails" link for any reader)
+    # The reader's own "fewer emails on" line, a hole filled per recipient (HTML, text).
+    fewer_html: Any
+    fewer_text: Any
     research: str | None
     body: str  # Markdown source, for the text part
     implications: str
@@ -155,9 +179,13 @@ def _context(
     issue: Issue, chosen: tuple[Summary, ...], subject: str, settings: Settings
 ) -> dict[str, Any]:
     def view(n: int, s: Summary) -> _SummaryView:
+        position = positions[s.key]
         return _SummaryView(
             key=s.key,
             number=n,
+            position=position,
+            fewer_html=fields[fewer_field("html", position)],
+            fewer_text=fields[fewer_field("text", position)],
             title=s.title,
             citation=s.citation,
             topics=tuple((t.name, topic_link(settings, t.slug)) for t in s.topics),
@@ -171,7 +199,7 @@ def _context(
             archive_url=archive_url(settings.base_url, issue.month, s.key),
         )
 
-    numbered = {s.key: n for n, s in enumerate(issue.summaries, 1)}
+    positions = {s.key: n for n, s in enumerate(issue.summaries, 1)}
     others = [s for s in issue.summaries if s not in chosen]
     fields = {name: Markup(marker(name)) for name in FIELDS}
     base = settings.base_url
@@ -183,9 +211,9 @@ def _context(
         "preheader": _preheader(issue, chosen),
         "intro": issue.intro,
         "intro_html": markdown_html(issue.intro) if issue.intro else None,
-        "summaries": [view(numbered[s.key], s) for s in chosen],
-        "all_summaries": [view(numbered[s.key], s) for s in issue.summaries],
-        "also_in_issue": [view(numbered[s.key], s) for s in others]
+        "summaries": [view(n, s) for n, s in enumerate(chosen, 1)],
+        "all_summaries": [view(positions[s.key], s) for s in issue.summaries],
+        "also_in_issue": [view(positions[s.key], s) for s in others]
         if settings.also_in_issue
         else [],
         "field": fields,
@@ -210,7 +238,10 @@ def common_context(settings: Settings) -> dict[str, Any]:
         # Helpers for the text templates.
         "width": WIDTH,
         "wrap": wrap,
-        "references": References,
+        "wrap_items": wrap_items,
+        "glue": GLUE,  # a space wrap() never breaks at: title ~ glue ~ refs.ref(url)
+        # One numbering of links for the whole message: each call starts a section.
+        "references": Footnotes().section,
         "markdown_text": markdown_to_text,
         "link_list": link_list,
         "aligned": aligned,
@@ -225,8 +256,9 @@ def markdown_html(source: str) -> Any:
 
 
 def link_list(pairs: Iterable[tuple[str, str]], refs: References) -> str:
-    """``label [n]; label [m]`` for (label, url) pairs, numbering the URLs in ``refs``."""
-    return "; ".join(f"{label} {refs.ref(url)}" for label, url in pairs)
+    """``label [n]; label [m]`` for (label, url) pairs, numbering the URLs in ``refs``;
+    each label stays on one line with its number when wrapped."""
+    return "; ".join(glued(f"{label} {refs.ref(url)}") for label, url in pairs)
 
 
 def _preheader(issue: Issue, chosen: tuple[Summary, ...]) -> str:
@@ -245,6 +277,7 @@ def _preheader(issue: Issue, chosen: tuple[Summary, ...]) -> str:
 def tidy_text(text: str) -> str:
     """At most one blank line in a row, no trailing spaces, one final newline."""
     # Templates are easier to edit with generous blank lines; the email gets at most one.
+    text = text.replace(GLUE, " ")  # a glue a template left outside wrap()
     lines = [line.rstrip() for line in text.strip("\n").split("\n")]
     out: list[str] = []
     for line in lines:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
 
+from newsletter.rules.personal import MARKUP_FIELDS
+
 # A per-process nonce makes markers impossible to guess, so issue content that happens to
 # look like a marker stays text instead of becoming a hole.
 _NONCE = secrets.token_hex(6)
@@ -42,7 +44,8 @@ class PreparedPart:
 
     ``segments`` has one more item than ``names``: the output is
     ``segments[0] + value(names[0]) + segments[1] + ... + segments[-1]``. HTML parts
-    escape every value; text parts insert values as they are.
+    escape every value but the markup of ``MARKUP_FIELDS`` (made escaped by
+    delivery.personalise); text parts insert values as they are.
     """
 
     kind: str
@@ -69,7 +72,9 @@ class PreparedPart:
         """The part with ``values`` put in (HTML-escaped for HTML parts)."""
         try:
             if self.kind == "html":
-                escaped = {k: escape(values[k]) for k in self._unique}
+                escaped = {
+                    k: values[k] if k in MARKUP_FIELDS else escape(values[k]) for k in self._unique
+                }
                 filled = [escaped[n] for n in self.names]
             else:
                 filled = [values[n] for n in self.names]

@@ -7,6 +7,7 @@ the files it changes.
 
 from __future__ import annotations
 
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -68,12 +69,44 @@ def _template_location(exc: BaseException, name: str) -> str:
     return where
 
 
+# What would make a reader's mail program fetch something from another host as soon as the
+# email is opened: a stylesheet or font link, an @import, a url() in a style, a script.
+_EXTERNAL = re.compile(
+    r"<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//"
+    r"|@import\b"
+    r"|@font-face\b"
+    r"|url\(\s*[\"']?(?:https?:)?//"
+    r"|<script\b",
+    re.IGNORECASE,
+)
+
+
+def external_resources(html: str) -> list[str]:
+    """The places in ``html`` that load a font, stylesheet or script (none in our email)."""
+    return [m.group(0) for m in _EXTERNAL.finditer(html)]
+
+
 def mjml_to_html(mjml: str, template: str) -> str:
-    """Convert MJML to HTML; :class:`TemplateError` naming the template if it is invalid."""
+    """Convert MJML to HTML; :class:`TemplateError` naming the template if it is invalid.
+
+    No web fonts: MJML would link Google Fonts for a font-family naming Roboto, Open Sans
+    and a few others, and every reader's mail program would then tell Google their IP
+    address when opening the email. The templates use system font stacks, and an HTML
+    that still loads a font, stylesheet or script from elsewhere (an ``mj-font`` in a
+    project's template, say) is refused.
+    """
     try:
-        return mjml2html(mjml, disable_comments=True)
+        html = mjml2html(mjml, disable_comments=True, fonts={})
     except (ValueError, RuntimeError) as exc:
         raise TemplateError(
             f"{template}: the MJML it produced is not valid: {exc}",
             hint="check that every mj-* tag is closed and nested as MJML requires",
         ) from None
+    found = external_resources(html)
+    if found:
+        raise TemplateError(
+            f"{template}: the email would load {found[0]!r}... from another host, which "
+            "tells that host the IP address of every reader who opens it",
+            hint="use a system font stack (no mj-font, @import, @font-face or <script>)",
+        )
+    return html

@@ -6,6 +6,8 @@ Used by the text part of every email (render) and, per recipient, for the topic 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 WIDTH = 72
 
 
@@ -28,10 +30,17 @@ def _fill(words: list[str], width: int, first: str, rest: str) -> str:
     return "\n".join(lines)
 
 
+#: A space that :func:`wrap` never breaks a line at (it comes out as a plain space): it keeps
+#: a link's "[3]" with the word before it and a topic name on one line. The content of an
+#: issue cannot hold it (control characters are refused there).
+GLUE = "\x02"
+
+
 def wrap(text: str, width: int = WIDTH, indent: str = "", subsequent: str | None = None) -> str:
     """Wrap ``text`` to ``width`` columns, keeping its hard line breaks.
 
     Long words (URLs, placeholders) are never broken: they stand on a line of their own.
+    Words joined by :data:`GLUE` stay on one line.
     """
     out = []
     for line in text.split("\n"):
@@ -39,4 +48,22 @@ def wrap(text: str, width: int = WIDTH, indent: str = "", subsequent: str | None
             out.append("")
             continue
         out.append(_fill(line.split(), width, indent, indent if subsequent is None else subsequent))
-    return "\n".join(out)
+    joined = "\n".join(out)
+    return joined.replace(GLUE, " ") if GLUE in joined else joined
+
+
+def glued(text: str) -> str:
+    """``text`` with its spaces made :data:`GLUE`: :func:`wrap` keeps it on one line."""
+    return GLUE.join(text.split())
+
+
+def wrap_items(
+    items: Iterable[str],
+    sep: str = "; ",
+    width: int = WIDTH,
+    indent: str = "",
+    subsequent: str | None = None,
+) -> str:
+    """``items`` joined by ``sep`` and wrapped, breaking lines only between items (an item
+    longer than a line stands on its own)."""
+    return wrap(sep.join(glued(i) for i in items), width, indent, subsequent)

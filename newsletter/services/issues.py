@@ -207,7 +207,7 @@ class PersonalMessage:
 
 def personalise(app: App, variant: Variant, recipient: Recipient) -> PersonalMessage:
     """``variant`` filled in for ``recipient``."""
-    values = recipient_values(app.settings, recipient, variant.web_view_url)
+    values = recipient_values(app.settings, recipient, variant.web_view_url, variant.summary_topics)
     return PersonalMessage(variant.subject, variant.html.fill(values), variant.text.fill(values))
 
 
@@ -272,7 +272,9 @@ def live_preview(app: App, month: str, variant_name: str = "all") -> LivePreview
 
 def sample_values(app: App, variant: Variant) -> dict[str, str]:
     """Field values of a typical recipient, to measure or preview a variant."""
-    return recipient_values(app.settings, SAMPLE_RECIPIENT, variant.web_view_url)
+    return recipient_values(
+        app.settings, SAMPLE_RECIPIENT, variant.web_view_url, variant.summary_topics
+    )
 
 
 def html_size(app: App, variant: Variant) -> int:

@@ -30,6 +30,7 @@ from newsletter.errors import NewsletterError
 from newsletter.render import BuiltIssue
 from newsletter.rules.bounces import rate_warnings
 from newsletter.rules.links import insecure_warning
+from newsletter.rules.personal import TEST_SUBSCRIBER_ID
 from newsletter.rules.statuses import is_finished
 from newsletter.rules.variants import VariantKey
 from newsletter.services import issues
@@ -291,27 +292,50 @@ class TestSendResult:
     reply: str
 
 
-def send_test(app: App, month: str, to: str, topics: str | None = None) -> TestSendResult:
+def send_test(
+    app: App,
+    month: str,
+    to: str,
+    topics: str | None = None,
+    subscriber: str | None = None,
+) -> TestSendResult:
     """Send one test message of ``month`` to ``to`` (not recorded in the ledger).
 
-    ``topics`` picks the variant a subscriber of those topics would get (default: all).
-    Drafts may be tested.
+    ``subscriber`` (an address in the store): the message that person would get, with
+    their name, topics and working links (which act for them). Otherwise ``topics`` picks
+    the variant a reader of those topics would get (default: all), and the links carry
+    :data:`~newsletter.rules.personal.TEST_SUBSCRIBER_ID`: they open a page saying they
+    came from a test. Drafts may be tested.
     """
     check_address("test address", to)
     issue = issues.load_issue(app, month)
     built = issues.build(app, issue)
-    recipient = issues.preview_recipient(app, topics)
+    recipient = issues.preview_recipient(app, topics, subscriber)
     variant = built.variant_for(recipient.topics, recipient.all_topics)
     if variant is None:
+        who = recipient.email if subscriber else "a subscriber of those topics"
         raise NewsletterError(
-            f"a subscriber of those topics gets nothing from {issue.month}",
+            f"{who} gets nothing from {issue.month}",
             hint="no_match_policy is 'skip'; choose topics that one of the summaries has",
         )
-    template = build_message_template(variant, app.settings, issue_month=issue.month, test=True)
-    person = Recipient(
-        email=to, subscriber_id=0, topics=recipient.topics, all_topics=recipient.all_topics
+    template = build_message_template(
+        variant,
+        app.settings,
+        issue_month=issue.month,
+        test=True,
+        summary_topics=variant.summary_topics,
     )
-    msg = assemble_test(template, to, recipient=person)
+    if subscriber:
+        person = recipient  # their own name, address, topics and links
+    else:
+        person = Recipient(
+            email=to,
+            subscriber_id=TEST_SUBSCRIBER_ID,
+            topics=recipient.topics,
+            all_topics=recipient.all_topics,
+        )
+    # The To: line names the test address only, never the subscriber's name.
+    msg = assemble_test(template, to, name="", recipient=person)
     outcome = app.transport.send(msg)
     return TestSendResult(
         to, template.subject, variant.name, msg.message_id, outcome.status, outcome.reply

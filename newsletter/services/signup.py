@@ -139,7 +139,8 @@ def request_signup(
     requests are purged first. Returns what was done (``request``, ``preferences_link``
     or ``ignored``), for logs and tests. A name the rule of :mod:`newsletter.rules.names`
     refuses raises :class:`~newsletter.rules.names.InvalidNameError` before anything is
-    stored or sent.
+    stored or sent. Named ``topics`` win over ``all_topics`` (a form may send both: its
+    "All topics" box starts ticked); no topics means every topic.
     """
     name = check_name(name)
     now = app.now()
@@ -155,12 +156,12 @@ def request_signup(
         return "preferences_link"
     if action == statuses.SIGNUP_IGNORE:
         return "ignored"  # bounced: never mail it from a web form
-    slugs = [] if all_topics else resolve_topics(topics)
+    slugs = resolve_topics(topics)
     request = signups.add_request(
         app.store,
         address,
         name=name,
-        all_topics=all_topics or not slugs,
+        all_topics=not slugs,
         topics=slugs,
         ip=ip,
         consent_version=app.settings.consent_version,
@@ -180,6 +181,20 @@ class Confirmation:
     status: str  # "pending" for a request
     request: SignupRequestView | None = None
     subscriber: SubscriberView | None = None
+
+    @property
+    def all_topics(self) -> bool:
+        """True when the sign-up asks for every topic."""
+        chosen = self.request or self.subscriber
+        return chosen.all_topics if chosen is not None else True
+
+    @property
+    def topic_names(self) -> list[str]:
+        """Display names of the topics asked for (empty for every topic)."""
+        chosen = self.request or self.subscriber
+        if chosen is None or chosen.all_topics:
+            return []
+        return topic_names(chosen.topics)
 
 
 def confirmation_from_link(app: App, token: str) -> Confirmation:

@@ -20,6 +20,7 @@ from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules import statuses
 from newsletter.rules.addresses import normalise_address
 from newsletter.rules.names import check_name
+from newsletter.rules.personal import TEST_SUBSCRIBER_ID
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services.app import App
 from newsletter.store import ledger
@@ -47,6 +48,7 @@ __all__ = [
     "WIRE_WAIT_SECONDS",
     "BadLinkError",
     "Erasure",
+    "LinkFromTestError",
     "SubscriberRecord",
     "SubscriberView",
     "TopicState",
@@ -463,6 +465,16 @@ class BadLinkError(NewsletterError):
         self.gone = gone
 
 
+class LinkFromTestError(BadLinkError):
+    """A link of a test message sent to someone who is not a subscriber: it names nobody,
+    on purpose (see :data:`newsletter.rules.personal.TEST_SUBSCRIBER_ID`)."""
+
+    def __init__(self, purpose: str) -> None:
+        super().__init__()
+        self.args = ("this link is from a test message",)
+        self.purpose = purpose
+
+
 MAX_TOKEN = 512
 #: Store keys are 64-bit signed integers: a signed id outside 1..MAX_ID names nobody (and
 #: would overflow the database driver).
@@ -486,6 +498,8 @@ def _link_payload(app: App, purpose: str, token: str, max_age: int | None = None
         raise BadLinkError(expired=True) from None
     except BadTokenError:
         raise BadLinkError() from None
+    if payload == TEST_SUBSCRIBER_ID and not isinstance(payload, bool):
+        raise LinkFromTestError(purpose)
     if isinstance(payload, int) and not valid_id(payload):
         raise BadLinkError()
     return payload

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, abort, request, url_for
 
 from newsletter.content.model import Topic
-from newsletter.content.taxonomy import load_taxonomy
+from newsletter.content.taxonomy import load_taxonomy, topic_names
 from newsletter.errors import NewsletterError
 from newsletter.rules.addresses import InvalidAddressError, mailbox_key, normalise_address
 from newsletter.rules.months import add_months
@@ -29,7 +29,7 @@ from newsletter.rules.names import MAX_NAME, InvalidNameError, check_name
 from newsletter.rules.statuses import SubscriberStateError
 from newsletter.services import signup as signups
 from newsletter.services import subscribers as people
-from newsletter.services.subscribers import BadLinkError, SubscriberView
+from newsletter.services.subscribers import BadLinkError, LinkFromTestError, SubscriberView
 from newsletter.web.context import client_ip, csrf_ok, page, web
 from newsletter.web.security import ip_key
 from newsletter.web.topic_groups import topic_groups
@@ -42,6 +42,9 @@ MAX_EMAIL = 320
 
 @subscriber_pages.errorhandler(BadLinkError)
 def _bad_link(exc: BadLinkError):
+    if isinstance(exc, LinkFromTestError):
+        # Not an error: the author is trying the links of a test message.
+        return page("test_link.html", purpose=exc.purpose)
     return page("bad_link.html", 404 if exc.gone else 400, expired=exc.expired, form={}, errors={})
 
 
@@ -66,6 +69,16 @@ def _chosen_topics(field: str = "topics") -> list[str]:
     if len(slugs) > len(names) or any(s not in names for s in slugs):
         abort(400, "The form named a topic that does not exist.")
     return list(dict.fromkeys(slugs))
+
+
+def _topic_choice() -> tuple[bool, list[str]]:
+    """(all topics?, slugs) as the form asks: ticked topics win over "All topics".
+
+    The box is ticked by default, and without the page's script ticking a topic leaves
+    it ticked: whoever ticked topics meant them.
+    """
+    slugs = _chosen_topics()
+    return (request.form.get("all_topics") == "1" and not slugs), slugs
 
 
 # --- preferences -------------------------------------------------------------------------
@@ -103,8 +116,7 @@ def preferences_save(token: str):
     app, ip = web().app, client_ip()
     try:
         if action == "save":
-            all_topics = request.form.get("all_topics") == "1"
-            slugs = _chosen_topics()
+            all_topics, slugs = _topic_choice()
             if sub.status == "unsubscribed":
                 return _preferences_page(
                     sub, token, 400, notice="You are unsubscribed: subscribe again first."
@@ -282,11 +294,12 @@ def _check_email(raw: str, errors: dict[str, str]) -> str:
 @subscriber_pages.post("/subscribe")
 def signup_post():
     """Validate the form, then answer "check your email" whatever the address."""
+    all_topics, topics = _topic_choice()
     form = {
         "email": request.form.get("email", ""),
         "name": request.form.get("name", ""),
-        "all_topics": request.form.get("all_topics") == "1",
-        "topics": _chosen_topics(),
+        "all_topics": all_topics,
+        "topics": topics,
         "consent": request.form.get("consent") == "1",
     }
     if not csrf_ok():
@@ -308,8 +321,7 @@ def signup_post():
         return page("signup_sent.html", email=address)
     if _rate_limited(address):
         return page("error.html", 429, **_too_many())
-    topics = [] if form["all_topics"] else form["topics"]
-    app, all_topics, ip = web().app, form["all_topics"], client_ip()
+    app, ip = web().app, client_ip()
     web().submit(lambda: signups.request_signup(app, address, name, topics, all_topics, ip))
     return page("signup_sent.html", email=address)
 
@@ -345,6 +357,7 @@ def confirm_post(token: str):
         "confirmed.html",
         sub=sub,
         already=not confirmed,
+        topic_names=topic_names(sub.topics),
         preferences_token=signups.link_token(app, "preferences", sub),
     )
 

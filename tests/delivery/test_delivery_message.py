@@ -203,7 +203,9 @@ def test_decoded_parts_equal_the_filled_variant(built: BuiltIssue, settings: Set
         template = build_message_template(variant, settings, issue_month="2026-10")
         with fixed_clock(FIXED_TIME):
             out = assemble(template, recipient)
-            values = recipient_values(settings, recipient, variant.web_view_url)
+            values = recipient_values(
+                settings, recipient, variant.web_view_url, variant.summary_topics
+            )
         text, html = parts(parse(out.data))
         assert decoded(text) == variant.text.fill(values), variant.name
         assert decoded(html) == variant.html.fill(values), variant.name
@@ -449,7 +451,7 @@ def test_send_test_can_preview_one_subscribers_values(variant: Variant, settings
     template = build_message_template(variant, settings, issue_month="2026-10", test=True)
     with fixed_clock(FIXED_TIME):
         out = assemble_test(template, "author@example.org", recipient=ALEX)
-        values = recipient_values(settings, ALEX, variant.web_view_url)
+        values = recipient_values(settings, ALEX, variant.web_view_url, variant.summary_topics)
     msg = parse(out.data)
     assert msg["To"].addresses[0].addr_spec == "author@example.org"
     assert decoded(parts(msg)[0]) == variant.text.fill(values)
@@ -556,7 +558,7 @@ def test_sent_through_a_real_smtp_server(smtp_server: SmtpTestServer, variant: V
     recipient = dataclasses.replace(ALEX, name="Zoë Ñúñez")
     with fixed_clock(FIXED_TIME):
         out = assemble(template, recipient)
-        values = recipient_values(settings, recipient, variant.web_view_url)
+        values = recipient_values(settings, recipient, variant.web_view_url, variant.summary_topics)
     with open_transport(settings) as transport:
         outcome = transport.send(out)
     assert outcome.sent

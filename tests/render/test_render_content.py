@@ -76,7 +76,8 @@ def test_first_name_fallback(overlapping_issue, settings, name, greeting):
 
 
 def _is_reference_line(line: str) -> bool:
-    return bool(re.match(r"^\[\d+\] (https?://)\S+$", line))
+    """A numbered reference, or an address alone on its line (never wrapped)."""
+    return bool(re.match(r"^(\[\d+\] |  )(https?://)\S+$", line))
 
 
 @pytest.mark.parametrize("month", ["2026-09", "2026-10", "2026-11"])
@@ -162,7 +163,12 @@ def test_email_quality(kit, make_settings, month):
         for path in ("/preferences/", "/unsubscribe/"):
             assert any(path in h for h in page.hrefs)
         if not variant.is_teaser:
-            assert any("/topic/" in h for h in page.hrefs)
+            # Under each summary: links for the reader's own topics only (Ann follows
+            # Empathy), or, for a summary they got without one, a link to the preferences.
+            assert msg.html.count("Fewer emails") == len(variant.summaries)
+            topic_links = [h for h in page.hrefs if "/topic/" in h]
+            assert all(h.endswith("/empathy") for h in topic_links)
+            assert bool(topic_links) == any("empathy" in t for t in variant.summary_topics.values())
         assert "Exampletown EX1 2AB" in msg.html and "Exampletown EX1 2AB" in msg.text
 
 

@@ -322,6 +322,74 @@ def test_send_test_is_marked_and_not_recorded(project, smtp_server) -> None:
     assert "has not been sent or planned" in cli_run(project, "deliveries", "status", MONTH).output
 
 
+def test_send_test_as_a_subscriber(project, smtp_server) -> None:
+    from newsletter.tokens import read_token
+
+    out = cli_run(
+        project, "send-test", MONTH, "--to", "author@example.org", "--subscriber", "pdt@example.org"
+    )
+    assert out.exit_code == 0, out.output
+    assert "as pdt@example.org" in out.output and "act for them" in out.output
+    [msg] = received(smtp_server)["author@example.org"]
+    assert msg["Subject"].startswith("[TEST] ")
+    assert summaries_in(msg) == SAMPLE_PEOPLE["pdt@example.org"][1]  # their variant
+    text = msg.get_body(("plain",)).get_content()
+    token = text.split("/preferences/")[1].split()[0]
+    with App(settings_of(project)) as app:
+        pdt = subscribers.get_subscriber(app, "pdt@example.org")
+        assert read_token(app.settings, "preferences", token) == pdt.id
+    assert "has not been sent or planned" in cli_run(project, "deliveries", "status", MONTH).output
+    both = cli_run(
+        project,
+        "send-test",
+        MONTH,
+        "--to",
+        "a@example.org",
+        "--topics",
+        "CBT",
+        "--subscriber",
+        "pdt@example.org",
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def _fewer_links(msg) -> tuple[list[str], list[str]]:
+    """The topic slugs of the "fewer emails on" links, in the HTML and the text part."""
+    import re
+
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    pattern = r"https://[^\s\"<>]+/topic/[^/\s\"<>]+/([a-z0-9-]+)"
+    return re.findall(pattern, html), re.findall(pattern, text)
+
+
+def test_fewer_emails_links_name_only_the_readers_own_topics(project, smtp_server) -> None:
+    """Through a real send (snapshot, worker, SMTP): a reader of Therapist Factors and
+    Training gets the summary on Therapist Factors, Training and Practice-Based Research
+    with links for their two topics only; a reader of every topic gets all three."""
+    add_people(
+        settings_of(project),
+        {"tf-training@example.org": "Therapist Factors; Training", "every@example.org": None},
+    )
+    out = cli_run(project, "send", MONTH, "--yes")
+    assert out.exit_code == 0, out.output
+    got = received(smtp_server)
+    [mine] = got["tf-training@example.org"]
+    assert summaries_in(mine) == {"s2"}
+    html, text = _fewer_links(mine)
+    assert html == text == ["therapist-factors", "training"]
+    [every] = got["every@example.org"]
+    html, text = _fewer_links(every)
+    s2 = ["therapist-factors", "training", "practice-based-research-and-practice-research-networks"]
+    assert set(s2) <= set(html) and html == text
+    assert "alliance-and-therapeutic-relationship" not in html  # on no summary of the issue
+    # Each link works for its reader: it names a topic they have, so it can remove it.
+    with App(settings_of(project)) as app:
+        person = subscribers.get_subscriber(app, "tf-training@example.org")
+        for slug in _fewer_links(mine)[0]:
+            assert subscribers.topic_state(person, slug).has_topic
+
+
 def test_deliveries_status_and_list_json(project, smtp_server) -> None:
     import json
 

@@ -12,7 +12,7 @@ RecipientFields = Recipient  # the name these tests grew up with
 
 def personalise(variant: Variant, recipient: Recipient, settings: Settings) -> PersonalMessage:
     """``variant`` filled in for ``recipient`` (what the preview and the worker show)."""
-    values = recipient_values(settings, recipient, variant.web_view_url)
+    values = recipient_values(settings, recipient, variant.web_view_url, variant.summary_topics)
     return PersonalMessage(variant.subject, variant.html.fill(values), variant.text.fill(values))
 
 

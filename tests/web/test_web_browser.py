@@ -5,8 +5,10 @@ The server runs in a thread on a free port; emails go through the real aiosmtpd 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,8 @@ from newsletter.tokens import make_token
 from tests.web.conftest import subscriber, wait_jobs
 
 pytestmark = pytest.mark.browser
+# Read at import: the autouse isolated_env fixture clears the environment of each test.
+SHOTS_DIR = os.environ.get("SHOTS_DIR")
 LINK = re.compile(r"https://news\.example\.org(/[^\s\"<>]+)")
 
 
@@ -28,6 +32,14 @@ def server(app):
     yield f"http://127.0.0.1:{srv.effective_port}"
     srv.close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: SHOTS_DIR=folder to keep them and look, else a temp dir."""
+    folder = Path(SHOTS_DIR or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _id(settings, email: str) -> int:
@@ -79,6 +91,53 @@ def test_sign_up_confirm_and_welcome(browser, server, app, smtp_server, web_sett
     page.close()
 
 
+@pytest.mark.parametrize("width", [375, 1280])
+def test_ticking_a_topic_unticks_all_topics(
+    browser, server, app, smtp_server, web_settings, shots, width
+):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []  # script errors and refusals by the Content-Security-Policy
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and "favicon" not in m.location.get("url", "")
+            else None
+        ),
+    )
+    page.goto(f"{server}/subscribe")
+    all_box = page.get_by_label("All topics")
+    assert all_box.is_checked()  # the default
+    page.get_by_label("Empathy").check()
+    assert not all_box.is_checked()
+    page.get_by_label("Training").check()
+    all_box.check()  # back to everything: the ticks go
+    assert not page.get_by_label("Empathy").is_checked()
+    assert not page.get_by_label("Training").is_checked()
+    page.get_by_label("Empathy").check()
+    page.get_by_label("Training").check()
+    page.get_by_label("Email address").fill(f"picker{width}@example.org")
+    page.get_by_label("I agree").check()
+    page.screenshot(path=str(shots / f"signup-picker-{width}.png"), full_page=True)
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your email").wait_for()
+    page.screenshot(path=str(shots / f"check-email-{width}.png"), full_page=True)
+    assert errors == []  # the script ran under the page's Content-Security-Policy
+    wait_jobs(app)
+    (msg,) = [m.parsed() for m in smtp_server.messages]
+    path = LINK.search(msg.get_body(("plain",)).get_content()).group(1)
+    page.goto(server + path)
+    page.get_by_text("Your topics: Empathy; Training").wait_for()
+    page.screenshot(path=str(shots / f"confirm-{width}.png"), full_page=True)
+    page.get_by_role("button", name="Confirm my subscription").click()
+    page.get_by_role("heading", name="You are subscribed").wait_for()
+    page.screenshot(path=str(shots / f"confirmed-{width}.png"), full_page=True)
+    sub = subscriber(web_settings, f"picker{width}@example.org")
+    assert (sub.all_topics, sub.topics) == (False, ("empathy", "training"))
+    page.close()
+
+
 def test_one_click_then_the_send_skips_the_address(browser, server, smtp_server, web_settings):
     from tests.support.services import WorkerOptions, plan_issue_send, run_worker
 
@@ -117,6 +176,7 @@ def _pages(web_settings) -> list[str]:
         f"/topic/{tok('topic', solo)}/empathy",
         f"/topic/{tok('topic', ann)}/attachment",
         f"/confirm/{tok('confirm', pending.id)}",
+        f"/preferences/{tok('preferences', 0)}",  # from a test message (send-test)
         "/preferences/not-a-token",
         "/archive",
         "/archive?topic=empathy",
@@ -141,4 +201,58 @@ def test_every_page_fits_a_phone(browser, server, web_settings, tmp_path):
     page.get_by_role("button", name="Subscribe").click()
     page.get_by_text("Enter your email address.").first.wait_for()
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+    page.close()
+
+
+def _gap_under_header(page) -> float:
+    """Pixels between the header bar and the first thing of the page's content."""
+    return page.evaluate(
+        """() => document.querySelector('main > :first-child').getBoundingClientRect().top
+                 - document.querySelector('header.site').getBoundingClientRect().bottom"""
+    )
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_headings_keep_clear_of_the_header_bar(browser, server, web_settings, shots, width):
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    for n, path in enumerate(_pages(web_settings)):
+        page.goto(server + path)
+        assert _gap_under_header(page) >= 16, path
+        page.screenshot(path=str(shots / f"page{n:02d}-{width}.png"))
+    # The page after unsubscribing, reached with the unsubscribe page's button.
+    t = make_token(web_settings, "unsubscribe", _id(web_settings, "solo@example.org"))
+    page.goto(f"{server}/unsubscribe/{t}")
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.get_by_role("heading", name="You are unsubscribed").wait_for()
+    assert _gap_under_header(page) >= 16
+    page.screenshot(path=str(shots / f"unsubscribed-{width}.png"))
+    page.close()
+
+
+def test_the_unsubscribe_page_links_to_the_preferences(browser, server, web_settings, shots):
+    t = make_token(web_settings, "unsubscribe", _id(web_settings, "ann@example.org"))
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(f"{server}/unsubscribe/{t}")
+    page.screenshot(path=str(shots / "unsubscribe-375.png"))
+    page.get_by_role("link", name="choose your topics or pause").click()
+    page.get_by_role("heading", name="Your preferences").wait_for()
+    assert page.get_by_label("Empathy").is_checked()  # Ann's own page
+    assert subscriber(web_settings, "ann@example.org").status == "active"  # nothing changed
+    page.close()
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_pause_and_unsubscribe_come_before_the_topic_boxes(
+    browser, server, web_settings, shots, width
+):
+    t = make_token(web_settings, "preferences", _id(web_settings, "ann@example.org"))
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto(f"{server}/preferences/{t}")
+    top = lambda locator: locator.bounding_box()["y"]  # noqa: E731
+    first_topic = top(page.locator('input[name="topics"]').first)
+    assert top(page.get_by_role("button", name="Pause")) < first_topic
+    assert top(page.get_by_role("button", name="Unsubscribe")) < first_topic
+    if width == 375:  # both within the first screen and a half of a phone
+        assert top(page.get_by_role("button", name="Unsubscribe")) < 1.5 * 740
+    page.screenshot(path=str(shots / f"preferences-{width}.png"), full_page=True)
     page.close()

@@ -39,7 +39,13 @@ def not_in_store(settings, address: str) -> bool:
 def test_signup_confirm_welcome(app, client, smtp_server, web_settings):
     r = signup(client, email="New.Reader@Example.org", name="Nina", topics=["empathy"])
     assert r.status_code == 200
-    assert "Check your email" in r.get_data(as_text=True)
+    sent = " ".join(r.get_data(as_text=True).split())
+    assert "Check your email" in sent
+    # Plain words: where the message went, what to do with it, and what if nothing came.
+    assert "can be subscribed" not in sent
+    assert "Open it and press the link inside to confirm your subscription" in sent
+    assert "No newsletter comes until you confirm" in sent
+    assert "spam or junk folder" in sent
     assert_security_headers(r)
     wait_jobs(app)
     # Nobody is added before the address's owner confirms.
@@ -105,6 +111,63 @@ def test_signup_confirm_welcome(app, client, smtp_server, web_settings):
     assert len(subscriber(web_settings, "new.reader@example.org", history=True).events) == 2
     wait_jobs(app)
     assert len(mails_to(smtp_server, "new.reader@example.org")) == 2
+
+
+def test_ticked_topics_win_over_the_all_topics_box(app, client, smtp_server, web_settings):
+    """Without the page's script, ticking topics leaves "All topics" ticked: both arrive,
+    and the person meant the topics. Every page and the welcome mail show them."""
+    r = signup(
+        client, email="two.topics@example.org", all_topics="1", topics=["empathy", "training"]
+    )
+    assert r.status_code == 200
+    wait_jobs(app)
+    (mail,) = mails_to(smtp_server, "two.topics@example.org")
+    path = LINK.search(text_of(mail)).group(1)
+    page = client.get(path).get_data(as_text=True)
+    assert "Your topics: <strong>Empathy; Training</strong>" in page
+    assert "every topic" not in page
+    r = client.post(path, data={"csrf_token": csrf_of(page)})
+    done = r.get_data(as_text=True)
+    assert "You are subscribed" in done
+    assert "Your topics: <strong>Empathy; Training</strong>" in done
+    sub = subscriber(web_settings, "two.topics@example.org")
+    assert (sub.all_topics, sub.topics) == (False, ("empathy", "training"))
+    wait_jobs(app)
+    welcome = mails_to(smtp_server, "two.topics@example.org")[-1]
+    body = " ".join(text_of(welcome).split())
+    assert "your topics: Empathy; Training." in body
+    assert "every topic" not in body
+    assert "your topics: Empathy; Training." in " ".join(
+        welcome.get_body(("html",)).get_content().split()
+    )
+
+
+def test_the_all_topics_box_alone_means_every_topic(app, client, smtp_server, web_settings):
+    signup(client, email="everything@example.org", all_topics="1")
+    wait_jobs(app)
+    (mail,) = mails_to(smtp_server, "everything@example.org")
+    path = LINK.search(text_of(mail)).group(1)
+    page = client.get(path).get_data(as_text=True)
+    assert "Your topics: <strong>every topic</strong>" in page
+    client.post(path, data={"csrf_token": csrf_of(page)})
+    assert subscriber(web_settings, "everything@example.org").all_topics
+
+
+def test_preferences_keep_ticked_topics_over_the_all_topics_box(client, token, web_settings):
+    t = token("preferences", "all@example.org")
+    page = client.get(f"/preferences/{t}").get_data(as_text=True)
+    r = client.post(
+        f"/preferences/{t}",
+        data={
+            "csrf_token": csrf_of(page),
+            "action": "save",
+            "all_topics": "1",
+            "topics": ["attachment"],
+        },
+    )
+    assert r.status_code == 200
+    sub = subscriber(web_settings, "all@example.org")
+    assert (sub.all_topics, sub.topics) == (False, ("attachment",))
 
 
 def test_signup_for_existing_address_answers_the_same(app, client, smtp_server, web_settings):
