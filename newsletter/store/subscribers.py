@@ -10,7 +10,6 @@ row locked. Results are plain dataclasses (:mod:`newsletter.store.views`), never
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import json
@@ -39,7 +38,7 @@ from sqlalchemy.orm import Session
 from newsletter.rules import statuses
 from newsletter.rules.addresses import lookup_key
 from newsletter.rules.statuses import SKIP_LEFT, SKIP_PAUSED, SOURCES, StatusChange
-from newsletter.store.db import UPGRADE_HINT, Store, checkpoint
+from newsletter.store.db import UPGRADE_HINT, Prepared, Store, checkpoint, prepared
 from newsletter.store.errors import (
     StoreError,
     SubscriberExistsError,
@@ -564,21 +563,51 @@ _ON_WIRE = select(
 LEAVING = tuple(s for s in STATUSES if statuses.unsubscribe(s) is not None)
 
 
-@functools.cache
+# The change every leaving status gets, and the subscriber columns it writes.
+_LEFT = statuses.unsubscribe(LEAVING[0])
+assert _LEFT is not None  # LEAVING holds only statuses that leave
+_LEFT_COLUMNS = tuple(_status_values(_LEFT, None, utcnow()))
+
+
 def _leave(dialect: str, by_id: bool) -> Any:
     key = _PEOPLE.c.id if by_id else _PEOPLE.c.email
-    # The SET clause comes from the parameters: the columns the change writes.
+    # status IN LEAVING as one comparison per status: plain binds, compiled once (an IN
+    # list would be expanded again on every run).
+    may_leave = or_(*(_PEOPLE.c.status == s for s in LEAVING))
     return (
         _PEOPLE.update()
-        .where(key == bindparam("b_who"), _PEOPLE.c.status.in_(LEAVING))
+        .where(key == bindparam("b_who"), may_leave)
+        .values({name: bindparam(f"v_{name}") for name in _LEFT_COLUMNS})
         .returning(*_person_columns(dialect))
     )
 
 
-@functools.cache
 def _find_person(dialect: str, by_id: bool) -> Select[Any]:
     key = _PEOPLE.c.id if by_id else _PEOPLE.c.email
     return select(*_person_columns(dialect)).where(key == bindparam("b_who"))
+
+
+_CONSENT_EVENT = _CONSENT.insert().values(
+    {
+        name: bindparam(f"v_{name}")
+        for name in ("subscriber_id", "at", "event", "source", "ip", "consent_version", "detail")
+    }
+)
+
+
+_STATEMENTS: dict[str, Callable[[str, bool], Any]] = {
+    "leave": _leave,
+    "find": _find_person,
+    "consent": lambda _dialect, _by_id: _CONSENT_EVENT,
+    "stop": lambda _dialect, _by_id: _STOP_QUEUED,
+    "on_wire": lambda _dialect, _by_id: _ON_WIRE,
+}
+
+
+def _statement(store: Store, name: str, by_id: bool = True) -> Prepared:
+    """One of the unsubscribe's statements, compiled once for the store's database."""
+    build = _STATEMENTS[name]
+    return prepared(store, f"unsubscribe.{name}.{by_id}", lambda: build(store.dialect, by_id))
 
 
 def unsubscribe(
@@ -600,49 +629,52 @@ def unsubscribe(
     :func:`wait_for_wire`) or after (it finds the row skipped and drops it).
 
     Nothing to change (already unsubscribed) writes nothing and reports no change;
-    :class:`SubscriberNotFoundError` for nobody. Core statements built once, no ORM unit
-    of work: on SQLite the write lock is held for a few short statements.
+    :class:`SubscriberNotFoundError` for nobody. The statements are compiled once and
+    run as prepared SQL (:class:`~newsletter.store.db.Prepared`), no ORM unit of work:
+    on SQLite the write lock is held for a few short statements.
     """
     _check_source(source)
     by_id = isinstance(who, int)
     key = who if by_id else lookup_key(str(who))
     change = statuses.unsubscribe(LEAVING[0], detail)
     assert change is not None  # LEAVING holds only statuses that leave
+    leave, find = _statement(store, "leave", by_id), _statement(store, "find", by_id)
     while True:
         with store.engine.begin() as conn:
             now = utcnow()
-            row = conn.execute(
-                _leave(store.dialect, by_id), {"b_who": key, **_status_values(change, None, now)}
-            ).first()
+            values = _status_values(change, None, now)
+            row = leave.row(
+                leave.run(conn, {"b_who": key, **{f"v_{k}": v for k, v in values.items()}})
+            )
             if row is None:  # already unsubscribed, or nobody: nothing is written
-                row = conn.execute(_find_person(store.dialect, by_id), {"b_who": key}).first()
+                row = find.row(find.run(conn, {"b_who": key}))
                 if row is None:
                     raise SubscriberNotFoundError(
                         f"subscriber #{who}" if by_id else str(who).strip()
                     )
-                if row.status in LEAVING:
+                if row["status"] in LEAVING:
                     continue  # PostgreSQL: they came back between the two statements
                 return StatusResult(_person(row), changed=False, on_wire=False)
-            conn.execute(
-                _CONSENT.insert(),
+            _statement(store, "consent").run(
+                conn,
                 {
-                    "subscriber_id": row.id,
-                    "at": now,
-                    "event": change.event,
-                    "source": source,
-                    "ip": ip,
-                    "consent_version": None,
-                    "detail": change.detail,
+                    "v_subscriber_id": row["id"],
+                    "v_at": now,
+                    "v_event": change.event,
+                    "v_source": source,
+                    "v_ip": ip,
+                    "v_consent_version": None,
+                    "v_detail": change.detail,
                 },
             )
-            stop_queued(conn, row.id, SKIP_LEFT)
-            on_wire = bool(conn.scalar(_ON_WIRE, {"b_sid": row.id, "b_now": now}))
-            return StatusResult(_person(row), changed=True, on_wire=on_wire)
+            _statement(store, "stop").run(conn, {"b_sid": row["id"], "b_reason": SKIP_LEFT})
+            on_wire = _statement(store, "on_wire").run(conn, {"b_sid": row["id"], "b_now": now})
+            return StatusResult(_person(row), changed=True, on_wire=bool(on_wire.scalar()))
 
 
-def _person(row: Any) -> SubscriberView:
-    """The view of a row of ``_person_columns``."""
-    fields = row._asdict()
+def _person(fields: dict[str, Any]) -> SubscriberView:
+    """The view of a row of ``_person_columns`` (by column name)."""
+    fields = dict(fields)
     topics = fields.pop("topics")
     # psycopg decodes PostgreSQL's json; SQLite's JSON is text. No topics: NULL or "[]".
     slugs = json.loads(topics) if isinstance(topics, str) else topics or []
