@@ -640,7 +640,7 @@ def unsubscribe(
     assert change is not None  # LEAVING holds only statuses that leave
     leave, find = _statement(store, "leave", by_id), _statement(store, "find", by_id)
     while True:
-        with store.engine.begin() as conn:
+        with store.writing() as conn:
             now = utcnow()
             values = _status_values(change, None, now)
             row = leave.row(
