@@ -531,16 +531,20 @@ def _person_columns(dialect: str) -> tuple[Any, ...]:
     return (*_VIEW_COLUMNS, topics)
 
 
+# A delivery not on the wire yet: waiting, or claimed by a worker that has not started it.
+_NOT_ON_WIRE = or_(
+    _DELIVERIES.c.status == "pending",
+    and_(_DELIVERIES.c.status == "sending", _DELIVERIES.c.wire_state.is_(None)),
+)
+_STOP_VALUES: dict[str, Any] = {
+    "status": "skipped",
+    "skip_reason": bindparam("b_reason"),
+    "claimed_by": None,
+}
 _STOP_QUEUED = (
     _DELIVERIES.update()
-    .where(
-        _DELIVERIES.c.subscriber_id == bindparam("b_sid"),
-        or_(
-            _DELIVERIES.c.status == "pending",
-            and_(_DELIVERIES.c.status == "sending", _DELIVERIES.c.wire_state.is_(None)),
-        ),
-    )
-    .values(status="skipped", skip_reason=bindparam("b_reason"), claimed_by=None)
+    .where(_DELIVERIES.c.subscriber_id == bindparam("b_sid"), _NOT_ON_WIRE)
+    .values(_STOP_VALUES)
 )
 # True while a message to the person is on the wire of a live worker (lease not expired).
 _ON_WIRE = select(
@@ -595,8 +599,36 @@ _CONSENT_EVENT = _CONSENT.insert().values(
 )
 
 
+def _leave_at_once(dialect: str, by_id: bool) -> Any:
+    """PostgreSQL: the UPDATE of ``_leave``, the consent event and the skip of the
+    person's rows not on the wire as one statement (data-modifying CTEs): one round trip
+    instead of three. The look at the wire stays a statement of its own, after this one,
+    so that it reads what a worker's fence step that this one waited for committed
+    (every statement of a CTE reads the snapshot taken when it began)."""
+    leaving = _leave(dialect, by_id).cte("leaving")
+    columns = ("subscriber_id", "at", "event", "source", "ip", "consent_version", "detail")
+    consent = _CONSENT.insert().from_select(
+        list(columns),
+        select(
+            leaving.c.id,
+            *(
+                bindparam(f"v_{name}", type_=_CONSENT.c[name].type)
+                for name in columns
+                if name != "subscriber_id"
+            ),
+        ),
+    )
+    stop = (
+        _DELIVERIES.update()
+        .where(_DELIVERIES.c.subscriber_id.in_(select(leaving.c.id)), _NOT_ON_WIRE)
+        .values(_STOP_VALUES)
+    )
+    return select(leaving).add_cte(consent.cte("consent"), stop.cte("stopped"))
+
+
 _STATEMENTS: dict[str, Callable[[str, bool], Any]] = {
     "leave": _leave,
+    "leave_at_once": _leave_at_once,
     "find": _find_person,
     "consent": lambda _dialect, _by_id: _CONSENT_EVENT,
     "stop": lambda _dialect, _by_id: _STOP_QUEUED,
@@ -638,14 +670,24 @@ def unsubscribe(
     key = who if by_id else lookup_key(str(who))
     change = statuses.unsubscribe(LEAVING[0], detail)
     assert change is not None  # LEAVING holds only statuses that leave
-    leave, find = _statement(store, "leave", by_id), _statement(store, "find", by_id)
+    at_once = store.dialect == "postgresql"
+    leave = _statement(store, "leave_at_once" if at_once else "leave", by_id)
+    find = _statement(store, "find", by_id)
     while True:
         with store.writing() as conn:
             now = utcnow()
-            values = _status_values(change, None, now)
-            row = leave.row(
-                leave.run(conn, {"b_who": key, **{f"v_{k}": v for k, v in values.items()}})
-            )
+            values = {f"v_{k}": v for k, v in _status_values(change, None, now).items()}
+            event = {
+                "v_at": now,
+                "v_event": change.event,
+                "v_source": source,
+                "v_ip": ip,
+                "v_consent_version": None,
+                "v_detail": change.detail,
+            }
+            if at_once:
+                values.update(event, b_reason=SKIP_LEFT)
+            row = leave.row(leave.run(conn, {"b_who": key, **values}))
             if row is None:  # already unsubscribed, or nobody: nothing is written
                 row = find.row(find.run(conn, {"b_who": key}))
                 if row is None:
@@ -655,19 +697,9 @@ def unsubscribe(
                 if row["status"] in LEAVING:
                     continue  # PostgreSQL: they came back between the two statements
                 return StatusResult(_person(row), changed=False, on_wire=False)
-            _statement(store, "consent").run(
-                conn,
-                {
-                    "v_subscriber_id": row["id"],
-                    "v_at": now,
-                    "v_event": change.event,
-                    "v_source": source,
-                    "v_ip": ip,
-                    "v_consent_version": None,
-                    "v_detail": change.detail,
-                },
-            )
-            _statement(store, "stop").run(conn, {"b_sid": row["id"], "b_reason": SKIP_LEFT})
+            if not at_once:
+                _statement(store, "consent").run(conn, {"v_subscriber_id": row["id"], **event})
+                _statement(store, "stop").run(conn, {"b_sid": row["id"], "b_reason": SKIP_LEFT})
             on_wire = _statement(store, "on_wire").run(conn, {"b_sid": row["id"], "b_now": now})
             return StatusResult(_person(row), changed=True, on_wire=bool(on_wire.scalar()))
 
