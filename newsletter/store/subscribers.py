@@ -546,10 +546,13 @@ _STOP_QUEUED = (
     .where(_DELIVERIES.c.subscriber_id == bindparam("b_sid"), _NOT_ON_WIRE)
     .values(_STOP_VALUES)
 )
-# True while a message to the person is on the wire of a live worker (lease not expired).
-_ON_WIRE = select(
-    exists().where(
-        _DELIVERIES.c.subscriber_id == bindparam("b_sid"),
+
+
+def _on_wire_of(subscriber_id: Any) -> Any:
+    """True while a message to the person is on the wire of a live worker (its lease not
+    expired at ``b_now``)."""
+    return exists().where(
+        _DELIVERIES.c.subscriber_id == subscriber_id,
         _DELIVERIES.c.status == "sending",
         _DELIVERIES.c.wire_state == WIRE_STARTED,
         exists().where(
@@ -557,7 +560,9 @@ _ON_WIRE = select(
             _LEASES.c.expires_at > bindparam("b_now"),
         ),
     )
-)
+
+
+_ON_WIRE = select(_on_wire_of(bindparam("b_sid")))
 
 
 # Who can leave: the statuses for which the rule (rules.statuses.unsubscribe) changes
@@ -578,11 +583,25 @@ def _leave(dialect: str, by_id: bool) -> Any:
     # status IN LEAVING as one comparison per status: plain binds, compiled once (an IN
     # list would be expanded again on every run).
     may_leave = or_(*(_PEOPLE.c.status == s for s in LEAVING))
+    columns = _person_columns(dialect)
+    if dialect == "sqlite":
+        # SQLite: the look at the wire is read with the row. This first write took the
+        # database's write lock on the newest snapshot, so until the commit no worker's
+        # fence step can change what it reads, and the transaction's own skip of rows
+        # not on the wire touches none of the rows it reads: one statement fewer while
+        # the lock is held. (SQLite's RETURNING names columns without their table, so
+        # the person is named by the key, not by a column deliveries has too.)
+        person = (
+            bindparam("b_who")
+            if by_id
+            else select(_PEOPLE.c.id).where(key == bindparam("b_who")).scalar_subquery()
+        )
+        columns = (*columns, _on_wire_of(person).label("on_wire"))
     return (
         _PEOPLE.update()
         .where(key == bindparam("b_who"), may_leave)
         .values({name: bindparam(f"v_{name}") for name in _LEFT_COLUMNS})
-        .returning(*_person_columns(dialect))
+        .returning(*columns)
     )
 
 
@@ -687,6 +706,8 @@ def unsubscribe(
             }
             if at_once:
                 values.update(event, b_reason=SKIP_LEFT)
+            else:
+                values["b_now"] = now
             row = leave.row(leave.run(conn, {"b_who": key, **values}))
             if row is None:  # already unsubscribed, or nobody: nothing is written
                 row = find.row(find.run(conn, {"b_who": key}))
@@ -697,11 +718,14 @@ def unsubscribe(
                 if row["status"] in LEAVING:
                     continue  # PostgreSQL: they came back between the two statements
                 return StatusResult(_person(row), changed=False, on_wire=False)
-            if not at_once:
+            if at_once:  # PostgreSQL: the look at the wire reads what was committed since
+                found = _statement(store, "on_wire").run(conn, {"b_sid": row["id"], "b_now": now})
+                on_wire = found.scalar()
+            else:  # SQLite: read with the row, under the write lock
+                on_wire = row.pop("on_wire")
                 _statement(store, "consent").run(conn, {"v_subscriber_id": row["id"], **event})
                 _statement(store, "stop").run(conn, {"b_sid": row["id"], "b_reason": SKIP_LEFT})
-            on_wire = _statement(store, "on_wire").run(conn, {"b_sid": row["id"], "b_now": now})
-            return StatusResult(_person(row), changed=True, on_wire=bool(on_wire.scalar()))
+            return StatusResult(_person(row), changed=True, on_wire=bool(on_wire))
 
 
 def _person(fields: dict[str, Any]) -> SubscriberView:

@@ -111,6 +111,44 @@ def _on_the_wire(store_app):
     return sub, claimed.delivery_id
 
 
+def test_only_the_persons_own_message_on_the_wire_counts(store_app) -> None:
+    """Another person's message on the wire is not waited for: by id (a link) and by
+    address (the CLI), each unsubscribe reports only a message of its own person, and
+    their own claimed rows not yet started are skipped."""
+    from newsletter.content.parser import parse_issue
+    from newsletter.store import ledger
+    from tests.store.test_store_ledger import ISSUE, W, plan
+
+    for who in ("ann", "bob", "cat", "dan"):
+        people.add_subscriber(store_app, f"{who}@example.org", topics="training")
+    plan(store_app.store, parse_issue(ISSUE, "issues/2026-12.md").issue)
+    ledger.take_lease(store_app.store, W, dt.timedelta(minutes=10))
+    claimed = {c.email: c.delivery_id for c in ledger.claim_batch(store_app.store, 10, claimer=W)}
+    on_wire = [claimed["ann@example.org"], claimed["dan@example.org"]]
+    assert ledger.begin_messages(store_app.store, W, on_wire)[0] == set(on_wire)
+    bob = people.get_subscriber(store_app, "bob@example.org")
+    got = {
+        "bob": db.unsubscribe(store_app.store, bob.id, source="web"),
+        "cat": db.unsubscribe(store_app.store, "cat@example.org", source="cli"),
+        "dan": db.unsubscribe(store_app.store, "dan@example.org", source="cli"),
+    }
+    ann = people.get_subscriber(store_app, "ann@example.org")
+    got["ann"] = db.unsubscribe(store_app.store, ann.id, source="web")
+    assert {k: (r.changed, r.on_wire) for k, r in got.items()} == {
+        "bob": (True, False),
+        "cat": (True, False),
+        "dan": (True, True),
+        "ann": (True, True),
+    }
+    rows = {r.email: r.status for r in ledger.list_deliveries(store_app.store, "2026-12")}
+    assert rows == {
+        "ann@example.org": "sending",
+        "bob@example.org": "skipped",
+        "cat@example.org": "skipped",
+        "dan@example.org": "sending",
+    }
+
+
 def test_wait_for_wire_ends_when_the_worker_records_the_message(store_app) -> None:
     from newsletter.store import ledger
     from newsletter.store.ledger import Outcome
@@ -155,8 +193,9 @@ def test_on_sqlite_a_process_writes_its_unsubscribes_in_turn(store_app) -> None:
         assert db.unsubscribe(store, sub.id, source="web").changed
     finally:
         event.remove(store.engine, "before_cursor_execute", executed)
-    # SQLite: four statements; PostgreSQL: the change in one, then the look at the wire.
-    assert held == ([True] * 4 if store.dialect == "sqlite" else [False] * 2)
+    # SQLite: three statements (the look at the wire is read with the row); PostgreSQL:
+    # the change in one, then the look at the wire.
+    assert held == ([True] * 3 if store.dialect == "sqlite" else [False] * 2)
     assert not store._write_turn.locked()
 
 
