@@ -251,3 +251,41 @@ def test_without_the_one_click_field_nothing_changes(app, token, web_settings, b
     r = app.test_client().post(f"/unsubscribe/{t}", data=body)
     assert r.status_code == 400
     assert subscriber(web_settings, "ann@example.org").status == "active"
+
+
+@pytest.mark.parametrize(
+    "body,content_type",
+    [
+        ("List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"),  # as sent
+        ("List-Unsubscribe=One-Click", "application/x-www-form-urlencoded; charset=utf-8"),
+        ("List-Unsubscribe=One%2DClick", "application/x-www-form-urlencoded"),
+        ("x=1&List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"),
+        (ONE_CLICK, "multipart/form-data"),
+    ],
+)
+def test_the_one_click_field_in_any_form_encoding_unsubscribes(
+    app, token, web_settings, body, content_type
+):
+    """The body mail providers send is compared as it is; every other encoding of the
+    same field goes through the form parser and works the same."""
+    t = token("unsubscribe", "ann@example.org")
+    r = app.test_client().post(f"/unsubscribe/{t}", data=body, content_type=content_type)
+    assert r.status_code == 200
+    assert "You are unsubscribed" in r.get_data(as_text=True)
+    assert subscriber(web_settings, "ann@example.org").status == "unsubscribed"
+
+
+@pytest.mark.parametrize(
+    "body,content_type",
+    [
+        ("List-Unsubscribe=One-Clock", "application/x-www-form-urlencoded"),  # same length
+        ("List-Unsubscribe=One-Click", "text/plain"),
+    ],
+)
+def test_a_body_of_the_same_length_or_another_type_changes_nothing(
+    app, token, web_settings, body, content_type
+):
+    t = token("unsubscribe", "ann@example.org")
+    r = app.test_client().post(f"/unsubscribe/{t}", data=body, content_type=content_type)
+    assert r.status_code == 400
+    assert subscriber(web_settings, "ann@example.org").status == "active"
