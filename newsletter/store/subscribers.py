@@ -489,7 +489,7 @@ def stop_mail(store: Store, email: str) -> SubscriberView:
 
 
 # --- unsubscribing ------------------------------------------------------------------------
-# Core statements built once (their compiled form is cached after the first use): the
+# Core statements built once, and compiled once per store (store.db.Prepared): the
 # one-click unsubscribe runs them hundreds of times a second, and on SQLite the write
 # lock is held while they run.
 
