@@ -370,7 +370,7 @@ class Store:
     _sessions: sessionmaker[Session]
     cache: dict[str, Any] = field(default_factory=dict)  # e.g. the suppression salt
     # SQLite: this process's writers of :meth:`writing` take turns here (see there).
-    _write_turn: threading.Lock = field(default_factory=threading.Lock)
+    _write_turn: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
