@@ -10,7 +10,6 @@ row locked. Results are plain dataclasses (:mod:`newsletter.store.views`), never
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import json
@@ -39,7 +38,7 @@ from sqlalchemy.orm import Session
 from newsletter.rules import statuses
 from newsletter.rules.addresses import lookup_key
 from newsletter.rules.statuses import SKIP_LEFT, SKIP_PAUSED, SOURCES, StatusChange
-from newsletter.store.db import UPGRADE_HINT, Store, checkpoint
+from newsletter.store.db import UPGRADE_HINT, Prepared, Store, checkpoint, prepared
 from newsletter.store.errors import (
     StoreError,
     SubscriberExistsError,
@@ -490,7 +489,7 @@ def stop_mail(store: Store, email: str) -> SubscriberView:
 
 
 # --- unsubscribing ------------------------------------------------------------------------
-# Core statements built once (their compiled form is cached after the first use): the
+# Core statements built once, and compiled once per store (store.db.Prepared): the
 # one-click unsubscribe runs them hundreds of times a second, and on SQLite the write
 # lock is held while they run.
 
@@ -532,21 +531,28 @@ def _person_columns(dialect: str) -> tuple[Any, ...]:
     return (*_VIEW_COLUMNS, topics)
 
 
+# A delivery not on the wire yet: waiting, or claimed by a worker that has not started it.
+_NOT_ON_WIRE = or_(
+    _DELIVERIES.c.status == "pending",
+    and_(_DELIVERIES.c.status == "sending", _DELIVERIES.c.wire_state.is_(None)),
+)
+_STOP_VALUES: dict[str, Any] = {
+    "status": "skipped",
+    "skip_reason": bindparam("b_reason"),
+    "claimed_by": None,
+}
 _STOP_QUEUED = (
     _DELIVERIES.update()
-    .where(
-        _DELIVERIES.c.subscriber_id == bindparam("b_sid"),
-        or_(
-            _DELIVERIES.c.status == "pending",
-            and_(_DELIVERIES.c.status == "sending", _DELIVERIES.c.wire_state.is_(None)),
-        ),
-    )
-    .values(status="skipped", skip_reason=bindparam("b_reason"), claimed_by=None)
+    .where(_DELIVERIES.c.subscriber_id == bindparam("b_sid"), _NOT_ON_WIRE)
+    .values(_STOP_VALUES)
 )
-# True while a message to the person is on the wire of a live worker (lease not expired).
-_ON_WIRE = select(
-    exists().where(
-        _DELIVERIES.c.subscriber_id == bindparam("b_sid"),
+
+
+def _on_wire_of(subscriber_id: Any) -> Any:
+    """True while a message to the person is on the wire of a live worker (its lease not
+    expired at ``b_now``)."""
+    return exists().where(
+        _DELIVERIES.c.subscriber_id == subscriber_id,
         _DELIVERIES.c.status == "sending",
         _DELIVERIES.c.wire_state == WIRE_STARTED,
         exists().where(
@@ -554,7 +560,9 @@ _ON_WIRE = select(
             _LEASES.c.expires_at > bindparam("b_now"),
         ),
     )
-)
+
+
+_ON_WIRE = select(_on_wire_of(bindparam("b_sid")))
 
 
 # Who can leave: the statuses for which the rule (rules.statuses.unsubscribe) changes
@@ -564,21 +572,93 @@ _ON_WIRE = select(
 LEAVING = tuple(s for s in STATUSES if statuses.unsubscribe(s) is not None)
 
 
-@functools.cache
+# The change every leaving status gets, and the subscriber columns it writes.
+_LEFT = statuses.unsubscribe(LEAVING[0])
+assert _LEFT is not None  # LEAVING holds only statuses that leave
+_LEFT_COLUMNS = tuple(_status_values(_LEFT, None, utcnow()))
+
+
 def _leave(dialect: str, by_id: bool) -> Any:
     key = _PEOPLE.c.id if by_id else _PEOPLE.c.email
-    # The SET clause comes from the parameters: the columns the change writes.
+    # status IN LEAVING as one comparison per status: plain binds, compiled once (an IN
+    # list would be expanded again on every run).
+    may_leave = or_(*(_PEOPLE.c.status == s for s in LEAVING))
+    columns = _person_columns(dialect)
+    if dialect == "sqlite":
+        # SQLite: the look at the wire is read with the row. This first write took the
+        # database's write lock on the newest snapshot, so until the commit no worker's
+        # fence step can change what it reads, and the transaction's own skip of rows
+        # not on the wire touches none of the rows it reads: one statement fewer while
+        # the lock is held. (SQLite's RETURNING names columns without their table, so
+        # the person is named by the key, not by a column deliveries has too.)
+        person = (
+            bindparam("b_who")
+            if by_id
+            else select(_PEOPLE.c.id).where(key == bindparam("b_who")).scalar_subquery()
+        )
+        columns = (*columns, _on_wire_of(person).label("on_wire"))
     return (
         _PEOPLE.update()
-        .where(key == bindparam("b_who"), _PEOPLE.c.status.in_(LEAVING))
-        .returning(*_person_columns(dialect))
+        .where(key == bindparam("b_who"), may_leave)
+        .values({name: bindparam(f"v_{name}") for name in _LEFT_COLUMNS})
+        .returning(*columns)
     )
 
 
-@functools.cache
 def _find_person(dialect: str, by_id: bool) -> Select[Any]:
     key = _PEOPLE.c.id if by_id else _PEOPLE.c.email
     return select(*_person_columns(dialect)).where(key == bindparam("b_who"))
+
+
+_CONSENT_EVENT = _CONSENT.insert().values(
+    {
+        name: bindparam(f"v_{name}")
+        for name in ("subscriber_id", "at", "event", "source", "ip", "consent_version", "detail")
+    }
+)
+
+
+def _leave_at_once(dialect: str, by_id: bool) -> Any:
+    """PostgreSQL: the UPDATE of ``_leave``, the consent event and the skip of the
+    person's rows not on the wire as one statement (data-modifying CTEs): one round trip
+    instead of three. The look at the wire stays a statement of its own, after this one,
+    so that it reads what a worker's fence step that this one waited for committed
+    (every statement of a CTE reads the snapshot taken when it began)."""
+    leaving = _leave(dialect, by_id).cte("leaving")
+    columns = ("subscriber_id", "at", "event", "source", "ip", "consent_version", "detail")
+    consent = _CONSENT.insert().from_select(
+        list(columns),
+        select(
+            leaving.c.id,
+            *(
+                bindparam(f"v_{name}", type_=_CONSENT.c[name].type)
+                for name in columns
+                if name != "subscriber_id"
+            ),
+        ),
+    )
+    stop = (
+        _DELIVERIES.update()
+        .where(_DELIVERIES.c.subscriber_id.in_(select(leaving.c.id)), _NOT_ON_WIRE)
+        .values(_STOP_VALUES)
+    )
+    return select(leaving).add_cte(consent.cte("consent"), stop.cte("stopped"))
+
+
+_STATEMENTS: dict[str, Callable[[str, bool], Any]] = {
+    "leave": _leave,
+    "leave_at_once": _leave_at_once,
+    "find": _find_person,
+    "consent": lambda _dialect, _by_id: _CONSENT_EVENT,
+    "stop": lambda _dialect, _by_id: _STOP_QUEUED,
+    "on_wire": lambda _dialect, _by_id: _ON_WIRE,
+}
+
+
+def _statement(store: Store, name: str, by_id: bool = True) -> Prepared:
+    """One of the unsubscribe's statements, compiled once for the store's database."""
+    build = _STATEMENTS[name]
+    return prepared(store, f"unsubscribe.{name}.{by_id}", lambda: build(store.dialect, by_id))
 
 
 def unsubscribe(
@@ -600,49 +680,57 @@ def unsubscribe(
     :func:`wait_for_wire`) or after (it finds the row skipped and drops it).
 
     Nothing to change (already unsubscribed) writes nothing and reports no change;
-    :class:`SubscriberNotFoundError` for nobody. Core statements built once, no ORM unit
-    of work: on SQLite the write lock is held for a few short statements.
+    :class:`SubscriberNotFoundError` for nobody. The statements are compiled once and
+    run as prepared SQL (:class:`~newsletter.store.db.Prepared`), no ORM unit of work:
+    on SQLite the write lock is held for a few short statements.
     """
     _check_source(source)
     by_id = isinstance(who, int)
     key = who if by_id else lookup_key(str(who))
     change = statuses.unsubscribe(LEAVING[0], detail)
     assert change is not None  # LEAVING holds only statuses that leave
+    at_once = store.dialect == "postgresql"
+    leave = _statement(store, "leave_at_once" if at_once else "leave", by_id)
+    find = _statement(store, "find", by_id)
     while True:
-        with store.engine.begin() as conn:
+        with store.writing() as conn:
             now = utcnow()
-            row = conn.execute(
-                _leave(store.dialect, by_id), {"b_who": key, **_status_values(change, None, now)}
-            ).first()
+            values = {f"v_{k}": v for k, v in _status_values(change, None, now).items()}
+            event = {
+                "v_at": now,
+                "v_event": change.event,
+                "v_source": source,
+                "v_ip": ip,
+                "v_consent_version": None,
+                "v_detail": change.detail,
+            }
+            if at_once:
+                values.update(event, b_reason=SKIP_LEFT)
+            else:
+                values["b_now"] = now
+            row = leave.row(leave.run(conn, {"b_who": key, **values}))
             if row is None:  # already unsubscribed, or nobody: nothing is written
-                row = conn.execute(_find_person(store.dialect, by_id), {"b_who": key}).first()
+                row = find.row(find.run(conn, {"b_who": key}))
                 if row is None:
                     raise SubscriberNotFoundError(
                         f"subscriber #{who}" if by_id else str(who).strip()
                     )
-                if row.status in LEAVING:
+                if row["status"] in LEAVING:
                     continue  # PostgreSQL: they came back between the two statements
                 return StatusResult(_person(row), changed=False, on_wire=False)
-            conn.execute(
-                _CONSENT.insert(),
-                {
-                    "subscriber_id": row.id,
-                    "at": now,
-                    "event": change.event,
-                    "source": source,
-                    "ip": ip,
-                    "consent_version": None,
-                    "detail": change.detail,
-                },
-            )
-            stop_queued(conn, row.id, SKIP_LEFT)
-            on_wire = bool(conn.scalar(_ON_WIRE, {"b_sid": row.id, "b_now": now}))
-            return StatusResult(_person(row), changed=True, on_wire=on_wire)
+            if at_once:  # PostgreSQL: the look at the wire reads what was committed since
+                found = _statement(store, "on_wire").run(conn, {"b_sid": row["id"], "b_now": now})
+                on_wire = found.scalar()
+            else:  # SQLite: read with the row, under the write lock
+                on_wire = row.pop("on_wire")
+                _statement(store, "consent").run(conn, {"v_subscriber_id": row["id"], **event})
+                _statement(store, "stop").run(conn, {"b_sid": row["id"], "b_reason": SKIP_LEFT})
+            return StatusResult(_person(row), changed=True, on_wire=bool(on_wire))
 
 
-def _person(row: Any) -> SubscriberView:
-    """The view of a row of ``_person_columns``."""
-    fields = row._asdict()
+def _person(fields: dict[str, Any]) -> SubscriberView:
+    """The view of a row of ``_person_columns`` (by column name)."""
+    fields = dict(fields)
     topics = fields.pop("topics")
     # psycopg decodes PostgreSQL's json; SQLite's JSON is text. No topics: NULL or "[]".
     slugs = json.loads(topics) if isinstance(topics, str) else topics or []

@@ -124,9 +124,16 @@ def _template_globals(app: App) -> dict[str, Any]:
     }
 
 
+# The security headers by lower-case name, to add those a response does not set itself.
+_SECURITY_HEADERS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS.items())
+
+
 def _finish_response(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    # One pass over the response's headers, not one per security header (setdefault).
+    present = {name.lower() for name, _value in response.headers}
+    response.headers.extend(
+        [(name, value) for key, name, value in _SECURITY_HEADERS if key not in present]
+    )
     if "Location" in response.headers:
         response.headers["Location"] = local_location(response.headers["Location"])
     if request.endpoint in ("static_file",) or (request.endpoint or "").startswith(

@@ -98,6 +98,22 @@ def test_redirects_never_follow_the_host_header(client, path):
     assert_security_headers(r)
 
 
+def test_a_response_keeps_a_security_header_it_sets_itself(app):
+    """Each security header is added once, unless the response already has it (in any
+    case of its name): then its own value stays, alone."""
+    from flask import Response
+
+    from newsletter.web.app import _finish_response
+    from newsletter.web.security import SECURITY_HEADERS
+
+    with app.test_request_context("/healthz"):
+        r = _finish_response(Response("x", headers={"referrer-policy": "no-referrer"}))
+    assert r.headers.getlist("Referrer-Policy") == ["no-referrer"]
+    for name, value in SECURITY_HEADERS.items():
+        if name != "Referrer-Policy":
+            assert r.headers.getlist(name) == [value]
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_security_headers_on_every_page(client, path):
     r = client.get(path)
