@@ -155,7 +155,9 @@ def send(
     # With --yes a new send is planned at once: its table comes from the plan, not from
     # a counting pass of its own before it (at a million people that pass took as long
     # as planning, before the first message could go).
-    prepared = sends.prepare(ctx, month, replan=replan, count=not (yes and not dry_run))
+    prepared = sends.prepare(
+        ctx, month, replan=replan, count=not (yes and not dry_run), dry_run=dry_run
+    )
     preview, issue = prepared.preview, prepared.issue
     out.print(f"[bold]{issue.month_name}[/bold]: {esc(preview.subject)}")
     if preview.finished:

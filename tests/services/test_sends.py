@@ -29,6 +29,7 @@ from tests.support.services import (
     add_people,
     plan_issue_send,
     run_worker,
+    store_contents,
 )
 from tests.support.smtpserver import received
 
@@ -310,6 +311,21 @@ def test_drafts_and_back_issues_are_refused(project) -> None:
     out = cli_run(project, "send", MONTH, "--yes")
     assert out.exit_code == 1 and "is a draft" in out.output and "status: ready" in out.output
     out = cli_run(project, "send", "2026-10", "--yes")
+    assert out.exit_code == 1 and "published back issue" in out.output
+
+
+def test_a_dry_run_of_a_draft_shows_the_variants_and_changes_nothing(project, smtp_server) -> None:
+    issue = project / "issues" / f"{MONTH}.md"
+    issue.write_text(issue.read_text().replace("status: ready", "status: draft"))
+    before = store_contents(settings_of(project))
+    out = cli_run(project, "send", MONTH, "--dry-run")
+    assert out.exit_code == 0, out.output
+    assert "s1+s3" in out.output and "dry run" in out.output
+    assert "is a draft" in out.output and "status: ready" in out.output
+    assert store_contents(settings_of(project)) == before
+    assert smtp_server.messages == []
+    # A published back issue is still refused: it is never sent, so nothing to preview.
+    out = cli_run(project, "send", "2026-10", "--dry-run")
     assert out.exit_code == 1 and "published back issue" in out.output
 
 
