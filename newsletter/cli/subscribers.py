@@ -264,6 +264,42 @@ def set_topics_cmd(app: AppContext, email: str, topics: str, all_topics: bool) -
     _say(view, f"topics now: {_topic_names(view)}")
 
 
+@subscribers.command(name="rename")
+@click.argument("email")
+@click.option("--name", required=True, help='The new name ("" for none), used in the greeting.')
+@click.pass_obj
+def rename_cmd(app: AppContext, email: str, name: str) -> None:
+    """Change a subscriber's name (logged in their consent history).
+
+    \b
+    Example:
+        newsletter subscribers rename ann@example.org --name "Ann Lee-Smith"
+    """
+    from newsletter.services import subscribers as service
+
+    view = service.rename(app.app(), email, name)
+    _say(view, f"name now: {esc(view.name) or '(none)'}")
+
+
+@subscribers.command(name="change-email")
+@click.argument("old")
+@click.argument("new")
+@click.pass_obj
+def change_email_cmd(app: AppContext, old: str, new: str) -> None:
+    """Move a subscriber to a new address, keeping topics, status and history (logged).
+
+    Refused when NEW belongs to someone else or is on the suppression list.
+
+    \b
+    Example:
+        newsletter subscribers change-email ann@example.org ann.lee@example.net
+    """
+    from newsletter.services import subscribers as service
+
+    view = service.change_email(app.app(), old, new)
+    console().print(f"{esc(old.strip())}: address changed to {esc(view.email)}")
+
+
 @subscribers.command(name="pause")
 @click.argument("email")
 @click.option(
