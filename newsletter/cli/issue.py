@@ -170,7 +170,6 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
     if as_json:
         print_json(issue_to_dict(i))
         return
-    from rich.markdown import Markdown
     from rich.panel import Panel
 
     out = console()
@@ -179,7 +178,7 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
         f"Subject: {esc(i.effective_subject)}" + ("" if i.subject else "  [dim](default)[/dim]")
     )
     if i.intro:
-        out.print(Markdown(i.intro))
+        out.print(_markdown(i.intro))
     for n, s in enumerate(i.summaries, 1):
         lines = [f"[bold]{n}. {esc(s.title)}[/bold]"]
         if s.citation:
@@ -190,10 +189,22 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
         if s.link:
             lines.append(f"Link: {esc(s.link)}")
         out.print(Panel("\n".join(lines), expand=True))
-        out.print(Markdown(s.body))
+        out.print(_markdown(s.body))
         out.print("[bold]Practice Implications[/bold]")
-        out.print(Markdown(s.implications))
+        out.print(_markdown(s.implications))
         out.print()
+
+
+def _markdown(text: str) -> Any:
+    """Issue Markdown for the terminal, parsed as the email parses it: raw HTML is shown
+    literally, as text (rich's own parser would drop it without a trace)."""
+    from rich.markdown import Markdown
+
+    from newsletter.content.markdown import markdown_parser
+
+    shown = Markdown(text)
+    shown.parsed = markdown_parser().parse(text)
+    return shown
 
 
 def issue_to_dict(i) -> dict:

@@ -77,12 +77,25 @@ def test_unreadable_path_is_reported_not_raised(project: Path) -> None:
     assert "nothing.md:0: error: no such file" in out
 
 
-def test_issue_new_scaffolds_a_valid_file_and_refuses_to_overwrite(project: Path) -> None:
+def test_issue_new_scaffolds_a_file_that_fails_until_filled_in(project: Path) -> None:
+    from newsletter.content.parser import PLACEHOLDERS
+
     code, out = run("issue", "new", "2027-02")
     assert code == 0, out
     path = project / "issues" / "2027-02.md"
     assert "Topics:" in path.read_text() and "<!--" in path.read_text()
-    assert run("issue", "check", "2027-02")[0] == 0
+    # Untouched, the skeleton is an error on every line of example text, even when
+    # marked ready, so it can never be sent as it is.
+    path.write_text(path.read_text().replace("status: draft", "status: ready"))
+    code, out = run("issue", "check", "2027-02")
+    assert code == 1 and out.count("example text of the skeleton") == len(PLACEHOLDERS)
+    assert run("send", "2027-02", "--dry-run")[0] == 1
+    filled = path.read_text()
+    for n, placeholder in enumerate(PLACEHOLDERS):
+        filled = filled.replace(placeholder, f"Own text {n} (2026).")
+    path.write_text(filled.replace("Link: Own text 2 (2026).\n", ""))
+    code, out = run("issue", "check", "2027-02")
+    assert code == 0, out
     path.write_text(path.read_text() + "\nmy edits\n")
     code, out = run("issue", "new", "2027-02")
     assert code == 1 and "already exists" in out
@@ -119,6 +132,47 @@ def test_issue_show_prints_the_parsed_issue(project: Path) -> None:
     code, out = run("issue", "show", "2026-11", "--json")
     data = json.loads(out)
     assert data["summaries"][1]["research"] == "naturalistic-study"
+
+
+def test_issue_show_shows_raw_html_literally_as_the_email_does(project: Path) -> None:
+    path = project / "issues" / "2026-11.md"
+    text = path.read_text()
+    marker = "### Practice Implications"
+    path.write_text(
+        text.replace(marker, "A <b>bold</b> claim.\n\n<div>a block</div>\n\n" + marker, 1)
+    )
+    code, out = run("issue", "show", "2026-11")
+    assert code == 0, out
+    assert "A <b>bold</b> claim." in out and "<div>a block</div>" in out
+
+
+def test_a_published_back_issue_of_one_summary_is_not_warned_about(project: Path) -> None:
+    path = project / "issues" / "2026-10.md"
+    text = path.read_text()
+    assert "status: published" in text
+    second = text.index("\n## ", text.index("\n## ") + 1)
+    path.write_text(text[:second] + "\n")
+    code, out = run("issue", "check", "--strict", "2026-10")
+    assert code == 0 and "0 warnings" in out, out
+    path.write_text(text[:second].replace("status: published", "status: draft") + "\n")
+    code, out = run("issue", "check", "2026-10")
+    assert "1 summary; issues usually have 2 or 3" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("issue", "check"), ("issue", "show"), ("issue", "preview"), ("send", "--dry-run")],
+)
+def test_a_yaml_mistake_gives_the_quoting_hint_in_every_command(
+    project: Path, command: tuple[str, ...]
+) -> None:
+    path = project / "issues" / "2026-11.md"
+    text = path.read_text()
+    path.write_text(text.replace("---\n", "---\nsubject: Ruptures: what now\n", 1))
+    code, out = run(command[0], command[1], "2026-11", *command[2:])
+    assert code == 1
+    assert "not valid YAML" in out
+    assert "values containing ': ' or starting with a quote must be quoted as a whole" in out
 
 
 def test_issue_show_of_a_missing_month_says_how_to_create_it(project: Path) -> None:
