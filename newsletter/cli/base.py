@@ -89,5 +89,61 @@ def _visible(match: re.Match[str]) -> str:
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output for ``--json``: plain JSON on stdout, nothing else."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """Machine-readable output for ``--json``: plain JSON on stdout, nothing else. Times
+    and dates are ISO 8601 (a time with its offset)."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # the store's times are UTC
+            value = value.replace(tzinfo=dt.UTC)
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def when(moment: Any, settings: Settings, *, seconds: bool = False) -> str:
+    """A time shown to a person: in the configured ``timezone``, with its UTC offset;
+    empty for None."""
+    from newsletter.rules.schedules import shown_time
+
+    if moment is None:
+        return ""
+    return shown_time(moment, settings.timezone, seconds=seconds)
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``n`` and the noun in the right number: "1 row", "2 rows", "1 summary", "3 summaries"."""
+    if n == 1:
+        return f"{n} {noun}"
+    if plural_form is None:
+        plural_form = (
+            noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+        )
+    return f"{n} {plural_form}"
+
+
+def short_times(moments: list[Any], settings: Settings) -> tuple[str, list[str]]:
+    """Times for a table column: ``12-01 09:03`` in the configured timezone, and the
+    column's note naming the zone and offset (``Europe/Paris, +01:00``). When the rows
+    straddle a change of offset each cell carries its own. None gives an empty cell."""
+    from newsletter.rules.schedules import shown_time
+
+    full = [shown_time(m, settings.timezone) if m is not None else "" for m in moments]
+    offsets = {f.rsplit(" ", 1)[1] for f in full if f}
+    if len(offsets) > 1:
+        return settings.timezone, [f[5:] for f in full]
+    note = settings.timezone + (f" {offsets.pop()}" if offsets else "")
+    return note, [f[5:].rsplit(" ", 1)[0] if f else "" for f in full]
+
+
+def delivery_state(status: str, attempts: int) -> str:
+    """A delivery's status as a person reads it: a pending row is "queued" until it was
+    tried once, then "retrying"."""
+    if status == "pending":
+        return "retrying" if attempts else "queued"
+    return status

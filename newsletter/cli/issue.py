@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import AppContext, console, esc, plural, print_json, when
 
 
 @click.group()
@@ -107,7 +107,10 @@ def list_(app: AppContext, as_json: bool) -> None:
                 "status": i.status if i else "invalid",
                 "summaries": len(i.summaries) if i else None,
                 "topics": [t.slug for t in i.topics] if i else [],
-                "scheduled": state.scheduled,
+                "scheduled": state.scheduled.isoformat() if state.scheduled else None,
+                "scheduled_by": ("monthly" if state.monthly else "once")
+                if state.scheduled
+                else None,
                 "send_status": state.send_status,
                 "sent": state.sent,
             }
@@ -117,13 +120,15 @@ def list_(app: AppContext, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} issues", title_justify="left")
+    table = Table(title=plural(len(rows), "issue"), title_justify="left")
     columns = ["Month", "Status", "Subject", "Summaries", "Topics"]
     if states:
         columns += ["Scheduled", "Sent"]
     for col in columns:
         table.add_column(col, overflow="fold")
+    settings = app.settings()
     for info, row in zip(infos, rows, strict=True):
+        state = states.get(info.month, issues.IssueState())
         if info.issue is None:
             table.add_row(
                 row["month"],
@@ -139,7 +144,10 @@ def list_(app: AppContext, as_json: bool) -> None:
             sent = row["send_status"] or ""
             if row["send_status"]:
                 sent = f"{sent} ({row['sent']})"
-            extra = [row["scheduled"] or "", sent]
+            scheduled = when(state.scheduled, settings)
+            if state.monthly:
+                scheduled += " (monthly)"
+            extra = [scheduled, sent]
         table.add_row(
             row["month"],
             row["status"],

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    delivery_state,
+    esc,
+    plural,
+    print_json,
+    short_times,
+)
 from newsletter.rules.statuses import DELIVERY_STATUSES
 
 #: Exit status when the SMTP server stayed unreachable: the send is paused, the rest
@@ -61,15 +69,18 @@ def _result_table(result):
 
     report = result.report
     table = Table(title="Result", title_justify="left")
-    for col in ("Issue", "Status", "Sent", "Skipped", "Retrying", "Failed", "Msg/s"):
+    for col in ("Issue", "Status", "Sent", "Skipped", "Queued", "Retrying", "Failed", "Msg/s"):
         table.add_column(col, justify="right" if col not in ("Issue", "Status") else "left")
     for st in result.statuses:
+        # Retrying: tried and refused for now, waiting for their time; queued: never tried.
+        queued = st.counts.get("pending", 0) - st.retrying + st.counts.get("sending", 0)
         table.add_row(
             st.month,
             st.status,
             str(st.counts.get("sent", 0)),
             str(st.counts.get("skipped", 0)),
-            str(st.counts.get("pending", 0) + st.counts.get("sending", 0)),
+            str(queued),
+            str(st.retrying),
             str(st.counts.get("failed", 0)),
             f"{report.rate:.0f}",
         )
@@ -217,10 +228,12 @@ def _print_tail(out, result) -> None:
         )
     if report.stopped and not report.paused:
         out.print("stopped: what is left stays queued; `newsletter worker` resumes it")
-    waiting = sum(s.counts.get("pending", 0) for s in result.statuses)
+    waiting = sum(s.retrying for s in result.statuses)
     if waiting and not report.stopped:
         out.print(
-            f"{waiting} messages wait for a retry: run `newsletter worker` (or leave one running)"
+            f"{plural(waiting, 'message')} wait{'s' if waiting == 1 else ''} for a retry: run "
+            "`newsletter worker` (or leave one running)",
+            soft_wrap=True,
         )
 
 
@@ -338,6 +351,7 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
         "finished_at": st.finished_at,
         "paused_reason": st.paused_reason,
         "counts": st.counts,
+        "queued": st.counts.get("pending", 0) - st.retrying,
         "retrying": st.retrying,
         "skipped": st.skipped,
         "variants": {str(k): v for k, v in st.variants.items()},
@@ -357,8 +371,16 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
     table = Table(title=f"Send of {st.month}: {esc(st.status)}", title_justify="left")
     table.add_column("Status")
     table.add_column("Messages", justify="right")
-    for key in ("sent", "pending", "sending", "failed", "skipped"):
-        table.add_row(key, str(st.counts.get(key, 0)))
+    rows = {
+        "sent": st.counts.get("sent", 0),
+        "queued (never tried)": st.counts.get("pending", 0) - st.retrying,
+        "retrying (tried, waiting)": st.retrying,
+        "sending": st.counts.get("sending", 0),
+        "failed": st.counts.get("failed", 0),
+        "skipped": st.counts.get("skipped", 0),
+    }
+    for key, n in rows.items():
+        table.add_row(key, str(n))
     console().print(table)
     for reason, n in st.skipped.items():
         console().print(f"  skipped, {esc(reason)}: {n}")
@@ -397,22 +419,37 @@ def list_(app: AppContext, month: str, status_: str | None, limit: int, as_json:
 
     from newsletter.services import sends
 
-    rows = sends.list_deliveries(app.app(), month, status_, limit)
+    ctx = app.app()
+    rows = sends.list_deliveries(ctx, month, status_, limit)
     if as_json:
-        print_json([asdict(r) for r in rows])
+        print_json([{**asdict(r), "variant": r.variant} for r in rows])
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} deliveries", title_justify="left")
-    for col in ("Email", "Status", "Attempts", "Reply or reason", "Sent"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
+    zone, times = short_times(
+        [r.sent_at or (r.next_attempt_at if r.status == "pending" else None) for r in rows],
+        ctx.settings,
+    )
+    table = Table(
+        title=plural(len(rows), "delivery", "deliveries"),
+        title_justify="left",
+        caption=f"When: sent, or the next try; times in {zone}",
+        caption_justify="left",
+    )
+    table.add_column("Email", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Variant", no_wrap=True)
+    table.add_column("Tries", justify="right", no_wrap=True)
+    table.add_column("When", no_wrap=True)
+    table.add_column("Reply or reason", overflow="fold")
+    for r, time in zip(rows, times, strict=True):
         table.add_row(
             esc(r.email),
-            r.status,
+            delivery_state(r.status, r.attempts),
+            r.variant or "-",
             str(r.attempts),
+            time,
             esc(r.skip_reason or r.last_reply or ""),
-            str(r.sent_at or ""),
         )
     console().print(table)
 

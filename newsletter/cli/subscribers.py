@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    delivery_state,
+    esc,
+    plural,
+    print_json,
+    short_times,
+    when,
+)
 from newsletter.rules.statuses import SUBSCRIBER_STATUSES
 
 if TYPE_CHECKING:
@@ -127,16 +136,21 @@ def list_(
         return
     from rich.table import Table
 
+    settings = app.settings()
     table = Table(
-        title=f"{result.total} subscribers (page {result.page} of {result.pages})",
+        title=f"{plural(result.total, 'subscriber')} (page {result.page} of {result.pages})",
         title_justify="left",
     )
-    for col in ("Email", "Name", "Status", "Topics", "Since"):
-        table.add_column(col, overflow="fold")
+    table.add_column("Email", no_wrap=True)
+    table.add_column("Name")
+    table.add_column("Status")
+    table.add_column("Topics", no_wrap=True)
+    table.add_column("Since", no_wrap=True)
     for v in result.items:
         topics = "all" if v.all_topics else str(len(v.topics))
         status = v.status + (f" until {v.paused_until}" if v.paused_until else "")
-        table.add_row(esc(v.email), esc(v.name), status, topics, v.created_at.date().isoformat())
+        since = when(v.created_at, settings)[:10]  # the date in the configured timezone
+        table.add_row(esc(v.email), esc(v.name), status, topics, since)
     console().print(table)
 
 
@@ -159,8 +173,8 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     view, deliveries = record.subscriber, record.deliveries
     if as_json:
         data: dict[str, Any] = view.to_dict()
-        data["consent_log"] = [{**vars(e), "at": e.at.isoformat()} for e in view.events]
-        data["deliveries"] = [asdict(d) for d in deliveries]
+        data["consent_log"] = [vars(e) for e in view.events]
+        data["deliveries"] = [{**asdict(d), "variant": d.variant} for d in deliveries]
         print_json(data)
         return
     from rich.table import Table
@@ -170,18 +184,26 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     status = view.status + (f" until {view.paused_until}" if view.paused_until else "")
     out.print(f"Status:     {status}")
     out.print(f"Source:     {view.source}")
-    out.print(f"Subscribed: {view.created_at:%Y-%m-%d %H:%M} UTC")
+    settings = app.settings()
+    out.print(f"Subscribed: {when(view.created_at, settings)}")
     if view.confirmed_at:
-        out.print(f"Confirmed:  {view.confirmed_at:%Y-%m-%d %H:%M} UTC")
+        out.print(f"Confirmed:  {when(view.confirmed_at, settings)}")
     if view.unsubscribed_at:
-        out.print(f"Left:       {view.unsubscribed_at:%Y-%m-%d %H:%M} UTC")
+        out.print(f"Left:       {when(view.unsubscribed_at, settings)}")
     out.print(f"Topics:     {esc(_topic_names(view))}")
-    table = Table(title="Consent history", title_justify="left")
-    for col in ("When (UTC)", "Event", "Source", "IP", "Consent text", "Detail"):
-        table.add_column(col, overflow="fold")
-    for e in view.events:
+    zone, times = short_times([e.at for e in view.events], settings)
+    table = Table(
+        title="Consent history",
+        title_justify="left",
+        caption=f"times in {zone}",
+        caption_justify="left",
+    )
+    for col in ("When", "Event", "Source", "IP", "Consent text"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Detail")
+    for e, time in zip(view.events, times, strict=True):
         table.add_row(
-            f"{e.at:%Y-%m-%d %H:%M}",
+            time,
             e.event,
             e.source,
             esc(e.ip or ""),
@@ -189,15 +211,23 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
             esc(e.detail or ""),
         )
     out.print(table)
-    table = Table(title="Deliveries", title_justify="left")
-    for col in ("Issue", "Status", "Attempts", "Sent (UTC)", "Reply or reason"):
-        table.add_column(col, overflow="fold")
-    for d in deliveries:
+    zone, times = short_times([d.sent_at for d in deliveries], settings)
+    table = Table(
+        title="Deliveries",
+        title_justify="left",
+        caption=f"times in {zone}",
+        caption_justify="left",
+    )
+    for col in ("Issue", "Status", "Variant", "Tries", "Sent"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Reply or reason", overflow="fold")
+    for d, time in zip(deliveries, times, strict=True):
         table.add_row(
             d.month,
-            d.status,
+            delivery_state(d.status, d.attempts),
+            d.variant or "-",
             str(d.attempts),
-            f"{d.sent_at:%Y-%m-%d %H:%M}" if d.sent_at else "",
+            time,
             esc(d.skip_reason or d.last_reply or ""),
         )
     out.print(table if deliveries else "Deliveries: none yet")

@@ -514,7 +514,11 @@ def _report_note(
             ("sent", str(c.get("sent", 0))),
             ("skipped", skipped),
             ("failed", str(c.get("failed", 0))),
-            ("waiting", f"{st.outstanding} (refused for now; retried by `newsletter worker`)"),
+            (
+                "waiting for a retry",
+                f"{st.retrying} (refused for now; retried by `newsletter worker`)",
+            ),
+            ("queued", f"{st.outstanding - st.retrying} (not tried yet)"),
         ],
         commands=commands,
     )

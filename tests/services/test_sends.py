@@ -6,6 +6,8 @@ else gets anything; the server's refusals, outages and a killed process lose not
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -327,6 +329,38 @@ def test_a_dry_run_of_a_draft_shows_the_variants_and_changes_nothing(project, sm
     # A published back issue is still refused: it is never sent, so nothing to preview.
     out = cli_run(project, "send", "2026-10", "--dry-run")
     assert out.exit_code == 1 and "published back issue" in out.output
+
+
+def test_deliveries_list_shows_variant_names_and_local_short_times(project, smtp_server) -> None:
+    import re
+
+    config = project / "newsletter.toml"
+    config.write_text(config.read_text() + 'timezone = "Europe/Paris"\n')
+    assert cli_run(project, "send", MONTH, "--yes").exit_code == 0
+    out = cli_run(project, "deliveries", "list", MONTH).output
+    assert "s1+s3" in out and "variant_mask" not in out and "+00:00" not in out
+    assert re.search(r"\d\d-\d\d \d\d:\d\d ", out), out  # short: no year, no seconds
+    assert "times in Europe/Paris +01:00" in out
+    rows = json.loads(cli_run(project, "deliveries", "list", MONTH, "--json").output)
+    row = next(r for r in rows if r["email"] == "efficacy@example.org")
+    assert row["variant"] == "s1+s3"
+    assert (
+        "T" in row["sent_at"] and dt.datetime.fromisoformat(row["sent_at"]).utcoffset() is not None
+    )
+
+
+def test_never_tried_rows_are_queued_not_retrying(project, smtp_server) -> None:
+    out = cli_run(project, "send", MONTH, "--yes", "--limit", "1")
+    assert out.exit_code == 0, out.output
+    # Issue, Status, Sent, Skipped, Queued, Retrying, Failed
+    row = next(line for line in out.output.splitlines() if line.startswith(f"│ {MONTH}"))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[2:7] == ["1", "2", "4", "0", "0"], row
+    assert "wait for a retry" not in out.output
+    status = json.loads(cli_run(project, "deliveries", "status", MONTH, "--json").output)
+    assert (status["queued"], status["retrying"]) == (4, 0)
+    text = cli_run(project, "deliveries", "list", MONTH, "--status", "pending").output
+    assert text.count("queued") == 4 and "retrying" not in text
 
 
 def test_send_test_is_marked_and_not_recorded(project, smtp_server) -> None:
