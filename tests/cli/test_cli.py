@@ -207,6 +207,84 @@ def test_init_writes_config_and_never_overwrites(isolated_env: Path) -> None:
     assert (isolated_env / "newsletter.toml").read_text() != text
 
 
+def test_init_asks_in_a_terminal_and_checks_each_answer(isolated_env: Path) -> None:
+    answers = [
+        "Clinic Research Digest",  # the newsletter's name
+        "",  # sender name: the name, kept
+        "not an address",  # refused, asked again
+        "editor@clinic-research-digest.example.org",
+        "",  # postal address: needed, asked again
+        "2 Clinic Road, Toronto",
+        "",  # base URL: the default
+        "Mars/Olympus",  # refused, asked again
+        "America/Toronto",
+    ]
+    code, out = run("init", "--prompt", input="\n".join(answers) + "\n", env={"COLUMNS": "80"})
+    assert code == 0, out
+    assert out.count("Address it is sent from") == 2 and out.count("Time zone") == 2
+    assert "is not a known time zone" in out
+    text = (isolated_env / "newsletter.toml").read_text()
+    for line in (
+        'newsletter_name = "Clinic Research Digest"',
+        'sender_name = "Clinic Research Digest"',
+        'sender_address = "editor@clinic-research-digest.example.org"',
+        'postal_address = "2 Clinic Road, Toronto"',
+        'base_url = "http://127.0.0.1:8000"',
+        'timezone = "America/Toronto"',
+    ):
+        assert line in text
+    # The next three commands, each whole on one line (never hard-wrapped) to copy.
+    tail = out[out.index("Next:") :].splitlines()[1:]
+    assert [line.split()[:3] for line in tail] == [
+        ["newsletter", "issue", "new"],
+        ["newsletter", "issue", "preview"],
+        ["newsletter", "send-test", tail[0].split()[3]],
+    ]
+    assert tail[2].endswith("--to editor@clinic-research-digest.example.org")
+
+
+def test_init_asks_nothing_when_not_in_a_terminal(isolated_env: Path) -> None:
+    code, out = run("init", "--sender-address", "news@example.org")
+    assert code == 0, out
+    assert "Name of the newsletter" not in out
+    assert "still to set in newsletter.toml: postal_address" in out
+    assert "newsletter issue new " in out
+
+
+def test_the_newsletter_name_is_one_setting_everywhere(isolated_env: Path) -> None:
+    import email
+    import shutil
+
+    from tests.plugin import SAMPLE_ISSUES
+
+    code, out = run(
+        "init",
+        "--newsletter-name",
+        "Clinic Research Digest",
+        "--sender-name",
+        "Clinic Research Network",
+        "--sender-address",
+        "digest@example.org",
+        "--postal-address",
+        "2 Clinic Road, Toronto",
+    )
+    assert code == 0, out
+    shutil.rmtree(isolated_env / "issues")
+    shutil.copytree(SAMPLE_ISSUES, isolated_env / "issues")
+    code, out = run("send-test", "2026-11", "--to", "me@example.org")
+    assert code == 0, out
+    [eml] = (isolated_env / "outbox").glob("*.eml")
+    msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert msg["From"].addresses[0].display_name == "Clinic Research Digest"
+    assert msg["List-Id"] == '"Clinic Research Digest" <clinic-research-digest.example.org>'
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    assert ">Clinic Research Digest</div>" in html  # the header
+    assert "subscribed to Clinic Research Digest" in html  # the footer
+    assert "CLINIC RESEARCH DIGEST" in text and "subscribed to Clinic Research Digest" in text
+    assert "Psychotherapy Research Digest" not in html + text + str(msg["From"])
+
+
 def test_init_rejects_an_unknown_timezone(isolated_env: Path) -> None:
     code, out = run("init", "--timezone", "Mars/Olympus")
     assert code == 1 and "timezone (NEWSLETTER_TIMEZONE) = 'Mars/Olympus'" in out

@@ -102,7 +102,7 @@ def test_send_delivers_each_digest_once_with_every_header(project, smtp_server) 
     assert status.status == "done" and status.counts == {"sent": 5, "skipped": 2}
 
     msg = received(smtp_server)["mixed@example.org"][0]
-    assert msg["From"] == "Research Digest <digest@example.org>"
+    assert msg["From"] == "Psychotherapy Research Digest <digest@example.org>"
     assert msg["To"] == "Ann Example <mixed@example.org>"
     assert msg["Subject"] == "Psychodynamic therapy, experience, and depression treatments compared"
     assert msg["Date"].datetime is not None
