@@ -59,11 +59,17 @@ class AppContext:
         return self._app
 
 
-def console(stderr: bool = False) -> Console:
-    """A rich console (imported on first use to keep start-up fast)."""
+def console(stderr: bool = False, soft_wrap: bool = True) -> Console:
+    """A rich console (imported on first use to keep start-up fast).
+
+    Lines of text are soft-wrapped: rich never breaks them itself, so a command or a path
+    in a message copies whole from the terminal (a pasted ``python3 -c ...`` that rich
+    had cut in two would not run). Tables still fit their columns to the width.
+    ``soft_wrap=False`` for panels and Markdown, which must be laid out to the width.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=soft_wrap)
 
 
 def esc(text: object) -> str:
@@ -147,3 +153,13 @@ def delivery_state(status: str, attempts: int) -> str:
     if status == "pending":
         return "retrying" if attempts else "queued"
     return status
+
+
+def log_to_stderr() -> None:
+    """Log the program's own messages (INFO and up) to standard error, for the long
+    running commands; the libraries' chatter (Alembic's "Context impl SQLiteImpl.") only
+    from WARNING up."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)

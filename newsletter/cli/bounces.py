@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, plural, print_json, short_times
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    esc,
+    log_to_stderr,
+    plural,
+    print_json,
+    short_times,
+)
 
 
 def _row_json(b) -> dict:
@@ -218,13 +226,12 @@ def serve(app: AppContext, host: str, port: int) -> None:
     Example:
         newsletter bounces serve --port 2525
     """
-    import logging
     import signal
     import threading
 
     from newsletter.services import bounces as service
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log_to_stderr()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

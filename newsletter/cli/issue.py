@@ -121,42 +121,33 @@ def list_(app: AppContext, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=plural(len(rows), "issue"), title_justify="left")
-    columns = ["Month", "Status", "Subject", "Summaries", "Topics"]
+    table.add_column("Month", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Subject")
+    table.add_column("Summaries", no_wrap=True)
     if states:
-        columns += ["Scheduled", "Sent"]
-    for col in columns:
-        table.add_column(col, overflow="fold")
+        table.add_column("Scheduled")
     settings = app.settings()
+    invalid = []
     for info, row in zip(infos, rows, strict=True):
         state = states.get(info.month, issues.IssueState())
         if info.issue is None:
-            table.add_row(
-                row["month"],
-                "[red]invalid[/red]",
-                f"{info.errors} error(s): run newsletter issue check {info.path.name}",
-                "",
-                "",
-                *(["", ""] if states else []),
-            )
+            invalid.append(info)
+            errors = plural(info.errors, "error")
+            table.add_row(row["month"], "[red]invalid[/red]", errors, "", *([""] if states else []))
             continue
+        status = row["status"]
+        if row["send_status"]:
+            status += f"\n{row['send_status']}, {row['sent']} sent"
+        summaries = f"{row['summaries']} ({plural(len(row['topics']), 'topic')})"
         extra = []
         if states:
-            sent = row["send_status"] or ""
-            if row["send_status"]:
-                sent = f"{sent} ({row['sent']})"
             scheduled = when(state.scheduled, settings)
-            if state.monthly:
-                scheduled += " (monthly)"
-            extra = [scheduled, sent]
-        table.add_row(
-            row["month"],
-            row["status"],
-            esc(row["subject"]),
-            str(row["summaries"]),
-            str(len(row["topics"])),
-            *extra,
-        )
+            extra = [scheduled + (" (monthly)" if state.monthly else "")]
+        table.add_row(row["month"], status, esc(row["subject"]), summaries, *extra)
     console().print(table)
+    for info in invalid:
+        console().print(f"{info.month}: run `newsletter issue check {esc(info.path.name)}`")
 
 
 @issue.command()
@@ -180,8 +171,8 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
         return
     from rich.panel import Panel
 
-    out = console()
-    out.print(f"[bold]{i.month_name}[/bold]  ({i.status})  {esc(i.path or '')}")
+    out = console(soft_wrap=False)  # Markdown and panels are laid out to the width
+    out.print(f"[bold]{i.month_name}[/bold]  ({i.status})  {esc(i.path or '')}", soft_wrap=True)
     out.print(
         f"Subject: {esc(i.effective_subject)}" + ("" if i.subject else "  [dim](default)[/dim]")
     )

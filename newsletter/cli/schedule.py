@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, plural, print_json, when
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    esc,
+    log_to_stderr,
+    plural,
+    print_json,
+    when,
+)
 from newsletter.rules.months import looks_like_month
 
 
@@ -119,9 +127,8 @@ def run(app: AppContext, wait: float) -> None:
 
     from newsletter.scheduling.runner import run_scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log_to_stderr()
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     stop = threading.Event()
 
     def handler(signum, frame):

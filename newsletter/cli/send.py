@@ -9,6 +9,7 @@ from newsletter.cli.base import (
     console,
     delivery_state,
     esc,
+    log_to_stderr,
     plural,
     print_json,
     short_times,
@@ -87,6 +88,10 @@ def _result_table(result):
     return table
 
 
+#: What `send` says while the SMTP server cannot be reached (instead of a still 0/5).
+WAITING = "[yellow]waiting for the server; Ctrl-C leaves the rest queued[/yellow]"
+
+
 def _drain(app, options, total: int):
     """Run a worker with a progress bar; returns the SendResult."""
     from rich.progress import (
@@ -101,18 +106,28 @@ def _drain(app, options, total: int):
 
     stop = _stop_on_signals()
     with Progress(
-        TextColumn("[bold]sending"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:.0f} msg/s"),
         TimeRemainingColumn(),
-        console=console(stderr=True),
+        console=console(stderr=True, soft_wrap=False),
         transient=False,
     ) as progress:
-        task = progress.add_task("send", total=max(total, 1), rate=0.0)
+        task = progress.add_task("sending", total=max(total, 1), rate=0.0)
+        waiting = False
 
         def on_progress(report) -> None:
-            progress.update(task, completed=report.handled, rate=report.rate)
+            nonlocal waiting
+            if report.waiting != waiting:  # the server went away, or came back: say so
+                waiting = report.waiting
+                progress.console.print(WAITING if waiting else "the server is back; sending")
+            progress.update(
+                task,
+                completed=report.handled,
+                rate=report.rate,
+                description="waiting" if waiting else "sending",
+            )
 
         result = sends.run_worker(app, options, on_progress=on_progress, stop=stop)
         progress.update(task, completed=result.report.handled)
@@ -172,7 +187,8 @@ def send(
     preview, issue = prepared.preview, prepared.issue
     out.print(f"[bold]{issue.month_name}[/bold]: {esc(preview.subject)}")
     if preview.finished:
-        out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
+        sent = plural(preview.sent, "message")
+        out.print(f"{issue.month} was sent already ({sent}): nothing to send.")
         return
     counted = preview.outstanding >= 0
     if counted:
@@ -183,7 +199,7 @@ def send(
         out.print(
             f"[yellow]the issue file changed since the send of {issue.month} was planned:[/yellow]"
             " the rest of the send goes out as planned; to send the file as it is now to the "
-            f"{preview.outstanding} people not sent to yet, run: "
+            f"{plural(preview.outstanding, 'person', 'people')} not sent to yet, run: "
             f"newsletter send {issue.month} --replan",
             soft_wrap=True,
         )
@@ -193,7 +209,8 @@ def send(
     if preview.outstanding == 0 and preview.status != "new" and not replan:
         out.print("nothing left to send")
         return
-    if not yes and not click.confirm(f"Send {preview.outstanding} messages now?", default=False):
+    question = f"Send {plural(preview.outstanding, 'message')} now?"
+    if not yes and not click.confirm(question, default=False):
         raise click.ClickException("cancelled; nothing was sent")
     preview = sends.plan(ctx, month, issue=issue, replan=replan)
     if not counted:
@@ -220,7 +237,7 @@ def _report_tail(out, result) -> None:
 def _print_tail(out, result) -> None:
     report = result.report
     if report.recovered:
-        out.print(f"recovered {report.recovered} messages left by a stopped worker")
+        out.print(f"recovered {plural(report.recovered, 'message')} left by a stopped worker")
     if report.paused:
         out.print(
             "[yellow]the SMTP server is unreachable: the send is paused; "
@@ -271,11 +288,9 @@ def worker(
         newsletter worker --once
         newsletter worker --workers 4
     """
-    import logging
-
     from newsletter.services import sends
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log_to_stderr()
     if give_up_after is None and once:
         give_up_after = app.app().settings.smtp_outage_wait
     options = sends.WorkerOptions(
@@ -449,7 +464,8 @@ def list_(app: AppContext, month: str, status_: str | None, limit: int, as_json:
             r.variant or "-",
             str(r.attempts),
             time,
-            esc(r.skip_reason or r.last_reply or ""),
+            # A sent row's reply ("250 ok") says nothing more than its status.
+            esc(r.skip_reason or (r.last_reply if r.status != "sent" else "") or ""),
         )
     console().print(table)
 
@@ -475,4 +491,7 @@ def retry(app: AppContext, month: str, include_hard: bool) -> None:
     from newsletter.services import sends
 
     n = sends.retry_failed(app.app(), month, include_hard=include_hard)
-    click.echo(f"{n} failed deliveries queued again; run `newsletter worker --once`")
+    click.echo(
+        f"{plural(n, 'failed delivery', 'failed deliveries')} queued again; "
+        "run `newsletter worker --once`"
+    )

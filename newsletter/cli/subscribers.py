@@ -228,7 +228,8 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
             d.variant or "-",
             str(d.attempts),
             time,
-            esc(d.skip_reason or d.last_reply or ""),
+            # A sent row's reply ("250 ok") says nothing more than its status.
+            esc(d.skip_reason or (d.last_reply if d.status != "sent" else "") or ""),
         )
     out.print(table if deliveries else "Deliveries: none yet")
 
@@ -522,12 +523,13 @@ def _print_report(file: Path, report: Any) -> None:
     prefix = "dry run, nothing changed: " if report.dry_run else ""
     if report.atomic_aborted:
         out.print(
-            f"[red]nothing imported[/red]: {len(report.errors)} bad row(s) in {esc(file.name)} "
+            f"[red]nothing imported[/red]: {plural(len(report.errors), 'bad row')} in "
+            f"{esc(file.name)} "
             "and --atomic was given; fix them and run again"
         )
         return
     out.print(
-        f"{prefix}{report.rows} rows: {report.added} added, {report.updated} updated, "
+        f"{prefix}{plural(report.rows, 'row')}: {report.added} added, {report.updated} updated, "
         f"{report.resubscribed} resubscribed, {report.unchanged} already in the store, "
         f"{len(report.skipped)} skipped, {len(report.errors)} rejected"
     )
@@ -556,7 +558,7 @@ class _progress:
             return None
         from rich.progress import Progress
 
-        self.bar = Progress(console=console(stderr=True), transient=True)
+        self.bar = Progress(console=console(stderr=True, soft_wrap=False), transient=True)
         self.bar.start()
         return self.update
 
@@ -589,7 +591,7 @@ def export_cmd(app: AppContext, file: Path | None) -> None:
     n = imports.export_subscribers(app.app(), file)
     if file is None:
         return
-    click.echo(f"wrote {n} subscribers to {file}", err=True)
+    click.echo(f"wrote {plural(n, 'subscriber')} to {file}", err=True)
 
 
 @subscribers.command(name="stats")
@@ -662,7 +664,7 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
         )
         return
     out = console()
-    table = Table(title=f"{counts.total} subscribers", title_justify="left")
+    table = Table(title=plural(counts.total, "subscriber"), title_justify="left")
     table.add_column("Status")
     table.add_column("Count", justify="right")
     for status, n in counts.by_status.items():

@@ -185,7 +185,7 @@ def test_topics_list_counts_subscribers(store_url) -> None:
     counts = {r["slug"]: r["subscribers"] for r in rows}
     assert counts["cognitive-therapy-ct-and-cognitive-behavioural-therapy-cbt"] == 1
     assert counts["attachment"] == 0
-    assert "1 more active subscribers take every topic" in run("topics", "list").output
+    assert "1 more active subscriber takes every topic" in run("topics", "list").output
 
 
 def test_no_store_yet(isolated_env, monkeypatch) -> None:

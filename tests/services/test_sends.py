@@ -176,7 +176,7 @@ def test_temporary_and_permanent_refusals(project, smtp_server) -> None:
     retry = ["-c", str(project / "newsletter.toml"), "deliveries", "retry", MONTH]
     assert CliRunner().invoke(cli, retry).output.startswith("0 failed deliveries queued again")
     again = CliRunner().invoke(cli, [*retry, "--include-hard"])
-    assert again.output.startswith("1 failed deliveries queued again")
+    assert again.output.startswith("1 failed delivery queued again")
 
 
 def test_dropped_connection_after_data_is_retried_with_the_same_message_id(
