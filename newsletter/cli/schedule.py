@@ -137,9 +137,11 @@ def run(app: AppContext, wait: float) -> None:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
+    settings = app.settings()
+
     def started(jobs) -> None:
         for job_id, next_run in jobs:
-            click.echo(f"job {job_id}: next run {next_run or '-'}", err=True)
+            click.echo(f"job {job_id}: next run {when(next_run, settings) or '-'}", err=True)
         click.echo("scheduler started", err=True)
 
     if not run_scheduler(app.app(), stop=stop, wait=wait, on_started=started):

@@ -34,6 +34,7 @@ from newsletter.rules.schedules import (
     month_of,
     parse_local_time,
     parse_monthly_rule,
+    shown_time,
     zone,
 )
 from newsletter.services import mail, sends
@@ -535,7 +536,7 @@ def _counts_text(st: SendStatus) -> str:
 def _local(moment: dt.datetime, app: App) -> str:
     timezone = app.settings.timezone
     try:
-        return moment.astimezone(zone(timezone)).strftime(f"%Y-%m-%d %H:%M {timezone}")
+        return f"{shown_time(moment, timezone)} ({timezone})"
     except NewsletterError:
         return moment.isoformat()
 
