@@ -135,7 +135,7 @@ def plural(n: int, noun: str, plural_form: str | None = None) -> str:
 
 def short_times(moments: list[Any], settings: Settings) -> tuple[str, list[str]]:
     """Times for a table column: ``12-01 09:03`` in the configured timezone, and the
-    column's note naming the zone and offset (``Europe/Paris, +01:00``). When the rows
+    column's note naming the zone and offset (``Europe/Paris +01:00``). When the rows
     straddle a change of offset each cell carries its own. None gives an empty cell."""
     from newsletter.rules.schedules import shown_time
 
