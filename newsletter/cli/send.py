@@ -445,27 +445,34 @@ def list_(app: AppContext, month: str, status_: str | None, limit: int, as_json:
         [r.sent_at or (r.next_attempt_at if r.status == "pending" else None) for r in rows],
         ctx.settings,
     )
+    from rich import box
+
     table = Table(
         title=plural(len(rows), "delivery", "deliveries"),
         title_justify="left",
+        box=box.SIMPLE_HEAD,  # no side borders: their room goes to the addresses
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
         caption=f"When: sent, or the next try; times in {zone}",
         caption_justify="left",
     )
-    table.add_column("Email", no_wrap=True)
+    # The reply or reason sits under the address (wrapping between words), so that the
+    # address has the room and stays whole at 80 columns.
+    table.add_column("Email [dim]and reply or reason[/dim]", overflow="fold")
     table.add_column("Status", no_wrap=True)
     table.add_column("Variant", no_wrap=True)
     table.add_column("Tries", justify="right", no_wrap=True)
     table.add_column("When", no_wrap=True)
-    table.add_column("Reply or reason", overflow="fold")
     for r, time in zip(rows, times, strict=True):
+        # A sent row's reply ("250 ok") says nothing more than its status.
+        why = r.skip_reason or (r.last_reply if r.status != "sent" else "") or ""
         table.add_row(
-            esc(r.email),
+            esc(r.email) + (f"\n[dim]  {esc(why)}[/dim]" if why else ""),
             delivery_state(r.status, r.attempts),
             r.variant or "-",
             str(r.attempts),
             time,
-            # A sent row's reply ("250 ok") says nothing more than its status.
-            esc(r.skip_reason or (r.last_reply if r.status != "sent" else "") or ""),
         )
     console().print(table)
 

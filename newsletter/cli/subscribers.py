@@ -137,20 +137,29 @@ def list_(
     from rich.table import Table
 
     settings = app.settings()
+    from rich import box
+
     table = Table(
         title=f"{plural(result.total, 'subscriber')} (page {result.page} of {result.pages})",
         title_justify="left",
+        box=box.SIMPLE_HEAD,  # no side borders: their room goes to the addresses
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    table.add_column("Email", no_wrap=True)
-    table.add_column("Name")
-    table.add_column("Status")
+    # The name sits under the address, so the address has the room: beside it, the two
+    # would share the width and an address would be cut mid-word at 80 columns. Only an
+    # address too long for the whole width folds.
+    table.add_column("Email [dim]and name[/dim]", overflow="fold")
+    table.add_column("Status", no_wrap=True)
     table.add_column("Topics", no_wrap=True)
     table.add_column("Since", no_wrap=True)
     for v in result.items:
         topics = "all" if v.all_topics else str(len(v.topics))
-        status = v.status + (f" until {v.paused_until}" if v.paused_until else "")
+        status = v.status + (f"\nto {v.paused_until}" if v.paused_until else "")
         since = when(v.created_at, settings)[:10]  # the date in the configured timezone
-        table.add_row(esc(v.email), esc(v.name), status, topics, since)
+        person = esc(v.email) + (f"\n[dim]  {esc(v.name)}[/dim]" if v.name else "")
+        table.add_row(person, status, topics, since)
     console().print(table)
 
 

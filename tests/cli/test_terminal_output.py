@@ -21,7 +21,7 @@ from tests.support.services import SAMPLE_MONTH, add_people
 from tests.support.smtpserver import free_port
 
 COLUMNS = {"COLUMNS": "80"}
-LONG_ADDRESS = "marie-claire.tremblay-lefebvre@universite-exemple.ca"
+LONG_ADDRESS = "marie-claire.tremblay@universite-exemple.ca"  # 43 characters
 
 
 def run(*args: str, code: int = 0, **kw) -> str:
@@ -48,8 +48,10 @@ def test_tables_keep_addresses_and_topic_names_whole_at_80_columns(store_url: st
 
     run("subscribers", "add", LONG_ADDRESS, "--name", "Marie-Claire Tremblay-Lefebvre")
     run("subscribers", "add", "bo@example.org", "--topics", "CBT; Alliance")
+    run("subscribers", "pause", "bo@example.org", "--until", "2099-01-31")
     listed = run("subscribers", "list")
-    assert LONG_ADDRESS in listed
+    assert LONG_ADDRESS in listed and "Marie-Claire Tremblay-Lefebvre" in listed
+    assert "paused" in listed and "to 2099-01-31" in listed
     assert all(len(line) <= 80 for line in listed.splitlines())
     topics = run("topics", "list")
     for topic in load_taxonomy():
