@@ -33,22 +33,31 @@ def _row_json(b) -> dict:
 
 
 def _table(rows, title: str, settings, with_email: bool = True):
+    from rich import box
     from rich.table import Table
 
     zone, times = short_times([b.at for b in rows], settings)
-    table = Table(title=title, caption=f"times in {zone}", caption_justify="left")
+    # What the server said sits under the address (wrapping between words), so the
+    # address has the room and stays whole at 80 columns.
+    table = Table(
+        title=title,
+        caption=f"times in {zone}",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("When", no_wrap=True)
-    if with_email:
-        table.add_column("Email", no_wrap=True)
     table.add_column("Kind", no_wrap=True)
     table.add_column("Issue", no_wrap=True)
-    table.add_column("Server said", overflow="fold")
+    label = "Email [dim]and what the server said[/dim]" if with_email else "Server said"
+    table.add_column(label, overflow="fold")
     for b, time in zip(rows, times, strict=True):
-        cells = [time]
+        said = esc(b.diagnostic)
         if with_email:
-            cells.append(esc(b.email))
-        cells += [b.kind, b.month or "-", esc(b.diagnostic)]
-        table.add_row(*cells)
+            said = f"{esc(b.email)}\n[dim]  {said}[/dim]"
+        table.add_row(time, b.kind, b.month or "-", said)
     return table
 
 

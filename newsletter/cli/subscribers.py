@@ -521,11 +521,12 @@ def _print_report(file: Path, report: Any) -> None:
         from rich.table import Table
 
         table = Table(title=f"{title}: {len(problems)}", title_justify="left")
-        table.add_column("Line", justify="right")
-        table.add_column("Email", overflow="fold")
-        table.add_column("Reason", overflow="fold")
+        table.add_column("Line", justify="right", no_wrap=True)
+        # The reason under the address: the address keeps the width and stays whole.
+        table.add_column("Email [dim]and reason[/dim]", overflow="fold")
         for p in problems[:200]:
-            table.add_row(str(p.line), esc(p.email), esc(p.reason))
+            email = esc(p.email) if p.email else "[dim](no address)[/dim]"
+            table.add_row(str(p.line), f"{email}\n[dim]  {esc(p.reason)}[/dim]")
         out.print(table)
         if len(problems) > 200:
             out.print(f"... and {len(problems) - 200} more (use --json to see all)")
