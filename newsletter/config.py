@@ -98,10 +98,16 @@ class Settings:
 
     newsletter_name: str = setting(
         "Psychotherapy Research Digest",
-        "Name shown in the email header and the web pages.",
+        "The newsletter's name: in the From header, the email's header and footer, "
+        "List-Id and the web pages.",
         in_init=True,
     )
-    sender_name: str = setting("", "Name in the From header.", in_init=True)
+    sender_name: str = setting(
+        "",
+        "Who sends the newsletter (a person or organisation), named in every email's "
+        "footer beside the postal address; empty: the newsletter's name.",
+        in_init=True,
+    )
     sender_address: str = setting(
         "", "Address in the From header (required to send).", in_init=True
     )

@@ -72,8 +72,11 @@ class IssueFormatError(NewsletterError):
         errors = [p for p in problems if p.severity == "error"]
         first = errors[0] if errors else problems[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        # The first problem's own hint (a YAML mistake: how to quote) comes first, so
+        # that every command reading the file says the same as `issue check`.
+        see_all = "run `newsletter issue check` to see every problem"
         super().__init__(
             f"{first.format()}{more}",
-            hint="run `newsletter issue check` to see every problem",
+            hint=f"{first.hint}; {see_all}" if first.hint else see_all,
         )
         self.problems = problems

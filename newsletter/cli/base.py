@@ -59,11 +59,17 @@ class AppContext:
         return self._app
 
 
-def console(stderr: bool = False) -> Console:
-    """A rich console (imported on first use to keep start-up fast)."""
+def console(stderr: bool = False, soft_wrap: bool = True) -> Console:
+    """A rich console (imported on first use to keep start-up fast).
+
+    Lines of text are soft-wrapped: rich never breaks them itself, so a command or a path
+    in a message copies whole from the terminal (a pasted ``python3 -c ...`` that rich
+    had cut in two would not run). Tables still fit their columns to the width.
+    ``soft_wrap=False`` for panels and Markdown, which must be laid out to the width.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=soft_wrap)
 
 
 def esc(text: object) -> str:
@@ -89,5 +95,71 @@ def _visible(match: re.Match[str]) -> str:
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output for ``--json``: plain JSON on stdout, nothing else."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """Machine-readable output for ``--json``: plain JSON on stdout, nothing else. Times
+    and dates are ISO 8601 (a time with its offset)."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # the store's times are UTC
+            value = value.replace(tzinfo=dt.UTC)
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def when(moment: Any, settings: Settings, *, seconds: bool = False) -> str:
+    """A time shown to a person: in the configured ``timezone``, with its UTC offset;
+    empty for None."""
+    from newsletter.rules.schedules import shown_time
+
+    if moment is None:
+        return ""
+    return shown_time(moment, settings.timezone, seconds=seconds)
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``n`` and the noun in the right number: "1 row", "2 rows", "1 summary", "3 summaries"."""
+    if n == 1:
+        return f"{n} {noun}"
+    if plural_form is None:
+        plural_form = (
+            noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+        )
+    return f"{n} {plural_form}"
+
+
+def short_times(moments: list[Any], settings: Settings) -> tuple[str, list[str]]:
+    """Times for a table column: ``12-01 09:03`` in the configured timezone, and the
+    column's note naming the zone and offset (``Europe/Paris +01:00``). When the rows
+    straddle a change of offset each cell carries its own. None gives an empty cell."""
+    from newsletter.rules.schedules import shown_time
+
+    full = [shown_time(m, settings.timezone) if m is not None else "" for m in moments]
+    offsets = {f.rsplit(" ", 1)[1] for f in full if f}
+    if len(offsets) > 1:
+        return settings.timezone, [f[5:] for f in full]
+    note = settings.timezone + (f" {offsets.pop()}" if offsets else "")
+    return note, [f[5:].rsplit(" ", 1)[0] if f else "" for f in full]
+
+
+def delivery_state(status: str, attempts: int) -> str:
+    """A delivery's status as a person reads it: a pending row is "queued" until it was
+    tried once, then "retrying"."""
+    if status == "pending":
+        return "retrying" if attempts else "queued"
+    return status
+
+
+def log_to_stderr() -> None:
+    """Log the program's own messages (INFO and up) to standard error, for the long
+    running commands; the libraries' chatter (Alembic's "Context impl SQLiteImpl.") only
+    from WARNING up."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)

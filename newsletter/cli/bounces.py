@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    esc,
+    log_to_stderr,
+    plural,
+    print_json,
+    short_times,
+)
 
 
 def _row_json(b) -> dict:
@@ -24,22 +32,32 @@ def _row_json(b) -> dict:
     }
 
 
-def _table(rows, title: str, with_email: bool = True):
+def _table(rows, title: str, settings, with_email: bool = True):
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title)
-    table.add_column("When (UTC)", no_wrap=True)
-    if with_email:
-        table.add_column("Email")
-    table.add_column("Kind")
+    zone, times = short_times([b.at for b in rows], settings)
+    # What the server said sits under the address (wrapping between words), so the
+    # address has the room and stays whole at 80 columns.
+    table = Table(
+        title=title,
+        caption=f"times in {zone}",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("When", no_wrap=True)
+    table.add_column("Kind", no_wrap=True)
     table.add_column("Issue", no_wrap=True)
-    table.add_column("Server said")
-    for b in rows:
-        cells = [f"{b.at:%Y-%m-%d %H:%M}"]
+    label = "Email [dim]and what the server said[/dim]" if with_email else "Server said"
+    table.add_column(label, overflow="fold")
+    for b, time in zip(rows, times, strict=True):
+        said = esc(b.diagnostic)
         if with_email:
-            cells.append(esc(b.email))
-        cells += [b.kind, b.month or "-", esc(b.diagnostic)]
-        table.add_row(*cells)
+            said = f"{esc(b.email)}\n[dim]  {said}[/dim]"
+        table.add_row(time, b.kind, b.month or "-", said)
     return table
 
 
@@ -80,14 +98,15 @@ def list_(app: AppContext, since: dt.datetime | None, as_json: bool) -> None:
     """
     from newsletter.services import bounces as service
 
-    rows = service.list_bounces(app.app(), since.date() if since else None)
+    ctx = app.app()
+    rows = service.list_bounces(ctx, since.date() if since else None)
     if as_json:
         print_json([_row_json(b) for b in rows])
         return
     if not rows:
         click.echo("no bounces recorded")
         return
-    console().print(_table(rows, f"{len(rows)} bounce{'s' if len(rows) != 1 else ''}"))
+    console().print(_table(rows, plural(len(rows), "bounce"), ctx.settings))
 
 
 @bounces.command()
@@ -216,13 +235,12 @@ def serve(app: AppContext, host: str, port: int) -> None:
     Example:
         newsletter bounces serve --port 2525
     """
-    import logging
     import signal
     import threading
 
     from newsletter.services import bounces as service
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log_to_stderr()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -246,7 +264,8 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     """
     from newsletter.services import bounces as service
 
-    view, rows = service.show_bounces(app.app(), email)
+    ctx = app.app()
+    view, rows = service.show_bounces(ctx, email)
     if as_json:
         print_json(
             {"email": view.email, "status": view.status, "bounces": [_row_json(b) for b in rows]}
@@ -257,7 +276,7 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     if not rows:
         out.print("no bounces recorded")
         return
-    out.print(_table(rows, "Bounces", with_email=False))
+    out.print(_table(rows, "Bounces", ctx.settings, with_email=False))
     if view.status == "bounced":
         out.print(
             f"to send to this address again: newsletter subscribers reactivate {esc(view.email)}",

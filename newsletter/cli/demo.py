@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.base import console, esc
+from newsletter.cli.base import console, esc, plural
 
 
 @click.command()
@@ -38,7 +38,8 @@ def demo(folder: Path, no_send: bool) -> None:
         for problem in item.result.problems:
             out.print(format_problem(problem), markup=False)
         errors += len(item.result.errors)
-    out.print(f"[green]✓[/green] checked {len(result.checked)} issue files: {errors} errors")
+    checked = plural(len(result.checked), "issue file")
+    out.print(f"[green]✓[/green] checked {checked}: {plural(errors, 'error')}")
     if errors:
         raise SystemExit(1)
     if no_send or result.month is None:
@@ -57,13 +58,17 @@ def demo(folder: Path, no_send: bool) -> None:
             out.print(_result_table(_drain(app, options, preview.outstanding)))
     outbox = settings.smtp_url.removeprefix("outbox://")
     files = sorted(Path(outbox).glob("*.eml"))
-    out.print(f"\nThe messages are in {esc(outbox)}/ ({len(files)} .eml files).")
+    out.print(f"\nThe messages are in {esc(outbox)}/ ({plural(len(files), '.eml file')}).")
     if files:
+        import shlex
+
+        first = esc(shlex.quote(str(files[0])))  # pastes as one argument, spaces and all
         out.print(
-            f"Open one in a mail program (e.g. `xdg-open {esc(files[0])}`), or read it with\n"
-            f'  python3 -c "import email,sys; m=email.message_from_binary_file('
-            f"open(sys.argv[1],'rb')); print(m['Subject']); "
-            f"print(m.get_body(('plain',)).get_content())\" {esc(files[0])}"
+            f"Open one in a mail program (e.g. `xdg-open {first}`), or read it with\n"
+            '  python3 -c "import sys,email,email.policy as p; '
+            "m=email.message_from_binary_file(open(sys.argv[1],'rb'),policy=p.default); "
+            "print(m['Subject']); print(m.get_body(('plain',)).get_content())\" "
+            f"{first}"
         )
     out.print(
         f"Next: cd {esc(folder)} && newsletter deliveries status {result.month}; "

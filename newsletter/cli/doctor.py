@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import AppContext, console, esc, plural, print_json
 
 if TYPE_CHECKING:
     from newsletter.services.doctor import DoctorReport
@@ -70,9 +70,10 @@ def _print(report: DoctorReport) -> None:
         title = f"[bold]{esc(check.title)}[/bold]"
         out.print(f"[{colour}]{mark}[/{colour}] {title}: {esc(check.detail)}")
         if check.fix and check.status in ("fail", "warn"):
+            # One long line the terminal wraps: the commands in it copy whole.
             out.print(f"    fix: {esc(check.fix)}")
     failed, warned = report.count("fail"), report.count("warn")
     skipped = report.count("skip")
     summary = f"{len(report.checks) - failed - warned - skipped} passed, {failed} failed, "
-    summary += f"{warned} warnings, {skipped} not checked"
+    summary += f"{plural(warned, 'warning')}, {skipped} not checked"
     out.print(("[red]" if failed else "[green]") + summary + ("[/red]" if failed else "[/green]"))

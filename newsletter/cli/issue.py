@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import AppContext, console, esc, plural, print_json, when
 
 
 @click.group()
@@ -107,7 +107,10 @@ def list_(app: AppContext, as_json: bool) -> None:
                 "status": i.status if i else "invalid",
                 "summaries": len(i.summaries) if i else None,
                 "topics": [t.slug for t in i.topics] if i else [],
-                "scheduled": state.scheduled,
+                "scheduled": state.scheduled.isoformat() if state.scheduled else None,
+                "scheduled_by": ("monthly" if state.monthly else "once")
+                if state.scheduled
+                else None,
                 "send_status": state.send_status,
                 "sent": state.sent,
             }
@@ -117,38 +120,34 @@ def list_(app: AppContext, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} issues", title_justify="left")
-    columns = ["Month", "Status", "Subject", "Summaries", "Topics"]
+    table = Table(title=plural(len(rows), "issue"), title_justify="left")
+    table.add_column("Month", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Subject")
+    table.add_column("Summaries", no_wrap=True)
     if states:
-        columns += ["Scheduled", "Sent"]
-    for col in columns:
-        table.add_column(col, overflow="fold")
+        table.add_column("Scheduled")
+    settings = app.settings()
+    invalid = []
     for info, row in zip(infos, rows, strict=True):
+        state = states.get(info.month, issues.IssueState())
         if info.issue is None:
-            table.add_row(
-                row["month"],
-                "[red]invalid[/red]",
-                f"{info.errors} error(s): run newsletter issue check {info.path.name}",
-                "",
-                "",
-                *(["", ""] if states else []),
-            )
+            invalid.append(info)
+            errors = plural(info.errors, "error")
+            table.add_row(row["month"], "[red]invalid[/red]", errors, "", *([""] if states else []))
             continue
+        status = row["status"]
+        if row["send_status"]:
+            status += f"\n{row['send_status']}, {row['sent']} sent"
+        summaries = f"{row['summaries']} ({plural(len(row['topics']), 'topic')})"
         extra = []
         if states:
-            sent = row["send_status"] or ""
-            if row["send_status"]:
-                sent = f"{sent} ({row['sent']})"
-            extra = [row["scheduled"] or "", sent]
-        table.add_row(
-            row["month"],
-            row["status"],
-            esc(row["subject"]),
-            str(row["summaries"]),
-            str(len(row["topics"])),
-            *extra,
-        )
+            scheduled = when(state.scheduled, settings)
+            extra = [scheduled + (" (monthly)" if state.monthly else "")]
+        table.add_row(row["month"], status, esc(row["subject"]), summaries, *extra)
     console().print(table)
+    for info in invalid:
+        console().print(f"{info.month}: run `newsletter issue check {esc(info.path.name)}`")
 
 
 @issue.command()
@@ -170,16 +169,15 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
     if as_json:
         print_json(issue_to_dict(i))
         return
-    from rich.markdown import Markdown
     from rich.panel import Panel
 
-    out = console()
-    out.print(f"[bold]{i.month_name}[/bold]  ({i.status})  {esc(i.path or '')}")
+    out = console(soft_wrap=False)  # Markdown and panels are laid out to the width
+    out.print(f"[bold]{i.month_name}[/bold]  ({i.status})  {esc(i.path or '')}", soft_wrap=True)
     out.print(
         f"Subject: {esc(i.effective_subject)}" + ("" if i.subject else "  [dim](default)[/dim]")
     )
     if i.intro:
-        out.print(Markdown(i.intro))
+        out.print(_markdown(i.intro))
     for n, s in enumerate(i.summaries, 1):
         lines = [f"[bold]{n}. {esc(s.title)}[/bold]"]
         if s.citation:
@@ -190,10 +188,22 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
         if s.link:
             lines.append(f"Link: {esc(s.link)}")
         out.print(Panel("\n".join(lines), expand=True))
-        out.print(Markdown(s.body))
+        out.print(_markdown(s.body))
         out.print("[bold]Practice Implications[/bold]")
-        out.print(Markdown(s.implications))
+        out.print(_markdown(s.implications))
         out.print()
+
+
+def _markdown(text: str) -> Any:
+    """Issue Markdown for the terminal, parsed as the email parses it: raw HTML is shown
+    literally, as text (rich's own parser would drop it without a trace)."""
+    from rich.markdown import Markdown
+
+    from newsletter.content.markdown import markdown_parser
+
+    shown = Markdown(text)
+    shown.parsed = markdown_parser().parse(text)
+    return shown
 
 
 def issue_to_dict(i) -> dict:

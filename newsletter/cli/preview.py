@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import AppContext, console, esc, plural, print_json
 
 
 @click.command()
@@ -124,7 +124,7 @@ def variants(app: AppContext, month: str, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"{month}: {len(infos)} variants", title_justify="left")
+    table = Table(title=f"{month}: {plural(len(infos), 'variant')}", title_justify="left")
     for col in ("Variant", "Summaries", "HTML KB", "Text KB", "Subscribers"):
         table.add_column(col, overflow="fold")
     for i in infos:

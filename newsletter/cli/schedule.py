@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    esc,
+    log_to_stderr,
+    plural,
+    print_json,
+    when,
+)
 from newsletter.rules.months import looks_like_month
 
 
@@ -51,13 +59,17 @@ def add(app: AppContext, month: str, at: str, tz: str | None) -> None:
     Example:
         newsletter schedule add 2026-12 --at "2026-12-01 09:00" --tz Europe/Paris
     """
+    from newsletter.rules.schedules import shown_time
     from newsletter.services import schedules
 
-    result = schedules.schedule_once(app.app(), month, at, tz)
+    ctx = app.app()
+    result = schedules.schedule_once(ctx, month, at, tz)
     verb = "moved" if result.replaced else "scheduled"
-    click.echo(
-        f"{result.month} {verb}: sends at {result.local} ({result.run_at:%Y-%m-%d %H:%M:%S} UTC)"
-    )
+    zone_name = tz or ctx.settings.timezone
+    local = f"{shown_time(result.run_at, zone_name)} ({zone_name})"
+    if zone_name != ctx.settings.timezone:
+        local += f", {when(result.run_at, ctx.settings)} ({ctx.settings.timezone})"
+    click.echo(f"{result.month} {verb}: sends at {local}")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
 
@@ -115,9 +127,8 @@ def run(app: AppContext, wait: float) -> None:
 
     from newsletter.scheduling.runner import run_scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log_to_stderr()
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     stop = threading.Event()
 
     def handler(signum, frame):
@@ -126,9 +137,11 @@ def run(app: AppContext, wait: float) -> None:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
+    settings = app.settings()
+
     def started(jobs) -> None:
         for job_id, next_run in jobs:
-            click.echo(f"job {job_id}: next run {next_run or '-'}", err=True)
+            click.echo(f"job {job_id}: next run {when(next_run, settings) or '-'}", err=True)
         click.echo("scheduler started", err=True)
 
     if not run_scheduler(app.app(), stop=stop, wait=wait, on_started=started):
@@ -151,7 +164,8 @@ def list_(app: AppContext, as_json: bool) -> None:
 
     from newsletter.services import schedules
 
-    view = schedules.overview(app.app())
+    ctx = app.app()
+    view = schedules.overview(ctx)
     if as_json:
         print_json(asdict(view))
         return
@@ -160,24 +174,33 @@ def list_(app: AppContext, as_json: bool) -> None:
     out = console()
     if view.running:
         out.print(
-            f"scheduler: running ({esc(view.holder)}, heartbeat {view.heartbeat_at:%H:%M:%S} UTC)"
+            f"scheduler: running ({esc(view.holder)}, heartbeat "
+            f"{when(view.heartbeat_at, ctx.settings, seconds=True)})"
         )
     else:
         out.print("[yellow]scheduler: not running[/yellow] (start `newsletter scheduler run`)")
-    table = Table(title=f"{len(view.jobs)} scheduled sends ({view.timezone})", title_justify="left")
-    for col in ("Job", "When", "State", "Next run (UTC)", "Last outcome", "Misfires"):
-        table.add_column(col, overflow="fold")
+    table = Table(
+        title=f"{plural(len(view.jobs), 'scheduled send')} (times in {view.timezone})",
+        title_justify="left",
+    )
+    table.add_column("Job", no_wrap=True)
+    table.add_column("When")
+    table.add_column("Next run", no_wrap=True)
+    table.add_column("State", no_wrap=True)
+    table.add_column("Missed", justify="right", no_wrap=True)
+    outcomes = []
     for j in view.jobs:
         state = f"[red]{j.state}[/red]" if j.state == "missed" else esc(j.state)
-        last = f"{j.last_outcome} {j.last_at:%Y-%m-%d %H:%M}" if j.last_outcome else ""
-        if j.last_detail:
-            last += f": {j.last_detail}"
+        # The title names the configured zone; a rule or one-off in it need not repeat it.
+        rule = j.when.removesuffix(f" ({view.timezone})").removesuffix(f" {view.timezone}")
         table.add_row(
-            esc(j.job_id),
-            esc(j.when),
-            state,
-            f"{j.next_run:%Y-%m-%d %H:%M:%S}" if j.next_run else "",
-            esc(last),
-            str(j.misfires),
+            esc(j.job_id), esc(rule), when(j.next_run, ctx.settings), state, str(j.misfires)
         )
+        if j.last_outcome:
+            last = f"{j.job_id}: last {j.last_outcome} {when(j.last_at, ctx.settings)}"
+            if j.last_detail:
+                last += f": {j.last_detail}"
+            outcomes.append(last)
     out.print(table)
+    for line in outcomes:
+        out.print(esc(line))

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    delivery_state,
+    esc,
+    log_to_stderr,
+    plural,
+    print_json,
+    short_times,
+)
 from newsletter.rules.statuses import DELIVERY_STATUSES
 
 #: Exit status when the SMTP server stayed unreachable: the send is paused, the rest
@@ -61,19 +70,26 @@ def _result_table(result):
 
     report = result.report
     table = Table(title="Result", title_justify="left")
-    for col in ("Issue", "Status", "Sent", "Skipped", "Retrying", "Failed", "Msg/s"):
+    for col in ("Issue", "Status", "Sent", "Skipped", "Queued", "Retrying", "Failed", "Msg/s"):
         table.add_column(col, justify="right" if col not in ("Issue", "Status") else "left")
     for st in result.statuses:
+        # Retrying: tried and refused for now, waiting for their time; queued: never tried.
+        queued = st.counts.get("pending", 0) - st.retrying + st.counts.get("sending", 0)
         table.add_row(
             st.month,
             st.status,
             str(st.counts.get("sent", 0)),
             str(st.counts.get("skipped", 0)),
-            str(st.counts.get("pending", 0) + st.counts.get("sending", 0)),
+            str(queued),
+            str(st.retrying),
             str(st.counts.get("failed", 0)),
             f"{report.rate:.0f}",
         )
     return table
+
+
+#: What `send` says while the SMTP server cannot be reached (instead of a still 0/5).
+WAITING = "[yellow]waiting for the server; Ctrl-C leaves the rest queued[/yellow]"
 
 
 def _drain(app, options, total: int):
@@ -90,18 +106,28 @@ def _drain(app, options, total: int):
 
     stop = _stop_on_signals()
     with Progress(
-        TextColumn("[bold]sending"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:.0f} msg/s"),
         TimeRemainingColumn(),
-        console=console(stderr=True),
+        console=console(stderr=True, soft_wrap=False),
         transient=False,
     ) as progress:
-        task = progress.add_task("send", total=max(total, 1), rate=0.0)
+        task = progress.add_task("sending", total=max(total, 1), rate=0.0)
+        waiting = False
 
         def on_progress(report) -> None:
-            progress.update(task, completed=report.handled, rate=report.rate)
+            nonlocal waiting
+            if report.waiting != waiting:  # the server went away, or came back: say so
+                waiting = report.waiting
+                progress.console.print(WAITING if waiting else "the server is back; sending")
+            progress.update(
+                task,
+                completed=report.handled,
+                rate=report.rate,
+                description="waiting" if waiting else "sending",
+            )
 
         result = sends.run_worker(app, options, on_progress=on_progress, stop=stop)
         progress.update(task, completed=result.report.handled)
@@ -155,11 +181,14 @@ def send(
     # With --yes a new send is planned at once: its table comes from the plan, not from
     # a counting pass of its own before it (at a million people that pass took as long
     # as planning, before the first message could go).
-    prepared = sends.prepare(ctx, month, replan=replan, count=not (yes and not dry_run))
+    prepared = sends.prepare(
+        ctx, month, replan=replan, count=not (yes and not dry_run), dry_run=dry_run
+    )
     preview, issue = prepared.preview, prepared.issue
     out.print(f"[bold]{issue.month_name}[/bold]: {esc(preview.subject)}")
     if preview.finished:
-        out.print(f"{issue.month} was sent already ({preview.sent} messages): nothing to send.")
+        sent = plural(preview.sent, "message")
+        out.print(f"{issue.month} was sent already ({sent}): nothing to send.")
         return
     counted = preview.outstanding >= 0
     if counted:
@@ -170,7 +199,7 @@ def send(
         out.print(
             f"[yellow]the issue file changed since the send of {issue.month} was planned:[/yellow]"
             " the rest of the send goes out as planned; to send the file as it is now to the "
-            f"{preview.outstanding} people not sent to yet, run: "
+            f"{plural(preview.outstanding, 'person', 'people')} not sent to yet, run: "
             f"newsletter send {issue.month} --replan",
             soft_wrap=True,
         )
@@ -180,7 +209,8 @@ def send(
     if preview.outstanding == 0 and preview.status != "new" and not replan:
         out.print("nothing left to send")
         return
-    if not yes and not click.confirm(f"Send {preview.outstanding} messages now?", default=False):
+    question = f"Send {plural(preview.outstanding, 'message')} now?"
+    if not yes and not click.confirm(question, default=False):
         raise click.ClickException("cancelled; nothing was sent")
     preview = sends.plan(ctx, month, issue=issue, replan=replan)
     if not counted:
@@ -207,7 +237,7 @@ def _report_tail(out, result) -> None:
 def _print_tail(out, result) -> None:
     report = result.report
     if report.recovered:
-        out.print(f"recovered {report.recovered} messages left by a stopped worker")
+        out.print(f"recovered {plural(report.recovered, 'message')} left by a stopped worker")
     if report.paused:
         out.print(
             "[yellow]the SMTP server is unreachable: the send is paused; "
@@ -215,10 +245,12 @@ def _print_tail(out, result) -> None:
         )
     if report.stopped and not report.paused:
         out.print("stopped: what is left stays queued; `newsletter worker` resumes it")
-    waiting = sum(s.counts.get("pending", 0) for s in result.statuses)
+    waiting = sum(s.retrying for s in result.statuses)
     if waiting and not report.stopped:
         out.print(
-            f"{waiting} messages wait for a retry: run `newsletter worker` (or leave one running)"
+            f"{plural(waiting, 'message')} wait{'s' if waiting == 1 else ''} for a retry: run "
+            "`newsletter worker` (or leave one running)",
+            soft_wrap=True,
         )
 
 
@@ -256,11 +288,9 @@ def worker(
         newsletter worker --once
         newsletter worker --workers 4
     """
-    import logging
-
     from newsletter.services import sends
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log_to_stderr()
     if give_up_after is None and once:
         give_up_after = app.app().settings.smtp_outage_wait
     options = sends.WorkerOptions(
@@ -353,6 +383,7 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
         "finished_at": st.finished_at,
         "paused_reason": st.paused_reason,
         "counts": st.counts,
+        "queued": st.counts.get("pending", 0) - st.retrying,
         "retrying": st.retrying,
         "skipped": st.skipped,
         "variants": {str(k): v for k, v in st.variants.items()},
@@ -372,8 +403,16 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
     table = Table(title=f"Send of {st.month}: {esc(st.status)}", title_justify="left")
     table.add_column("Status")
     table.add_column("Messages", justify="right")
-    for key in ("sent", "pending", "sending", "failed", "skipped"):
-        table.add_row(key, str(st.counts.get(key, 0)))
+    rows = {
+        "sent": st.counts.get("sent", 0),
+        "queued (never tried)": st.counts.get("pending", 0) - st.retrying,
+        "retrying (tried, waiting)": st.retrying,
+        "sending": st.counts.get("sending", 0),
+        "failed": st.counts.get("failed", 0),
+        "skipped": st.counts.get("skipped", 0),
+    }
+    for key, n in rows.items():
+        table.add_row(key, str(n))
     console().print(table)
     for reason, n in st.skipped.items():
         console().print(f"  skipped, {esc(reason)}: {n}")
@@ -412,22 +451,45 @@ def list_(app: AppContext, month: str, status_: str | None, limit: int, as_json:
 
     from newsletter.services import sends
 
-    rows = sends.list_deliveries(app.app(), month, status_, limit)
+    ctx = app.app()
+    rows = sends.list_deliveries(ctx, month, status_, limit)
     if as_json:
-        print_json([asdict(r) for r in rows])
+        print_json([{**asdict(r), "variant": r.variant} for r in rows])
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} deliveries", title_justify="left")
-    for col in ("Email", "Status", "Attempts", "Reply or reason", "Sent"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
+    zone, times = short_times(
+        [r.sent_at or (r.next_attempt_at if r.status == "pending" else None) for r in rows],
+        ctx.settings,
+    )
+    from rich import box
+
+    table = Table(
+        title=plural(len(rows), "delivery", "deliveries"),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,  # no side borders: their room goes to the addresses
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        caption=f"When: sent, or the next try; times in {zone}",
+        caption_justify="left",
+    )
+    # The reply or reason sits under the address (wrapping between words), so that the
+    # address has the room and stays whole at 80 columns.
+    table.add_column("Email [dim]and reply or reason[/dim]", overflow="fold")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Variant", no_wrap=True)
+    table.add_column("Tries", justify="right", no_wrap=True)
+    table.add_column("When", no_wrap=True)
+    for r, time in zip(rows, times, strict=True):
+        # A sent row's reply ("250 ok") says nothing more than its status.
+        why = r.skip_reason or (r.last_reply if r.status != "sent" else "") or ""
         table.add_row(
-            esc(r.email),
-            r.status,
+            esc(r.email) + (f"\n[dim]  {esc(why)}[/dim]" if why else ""),
+            delivery_state(r.status, r.attempts),
+            r.variant or "-",
             str(r.attempts),
-            esc(r.skip_reason or r.last_reply or ""),
-            str(r.sent_at or ""),
+            time,
         )
     console().print(table)
 
@@ -453,4 +515,7 @@ def retry(app: AppContext, month: str, include_hard: bool) -> None:
     from newsletter.services import sends
 
     n = sends.retry_failed(app.app(), month, include_hard=include_hard)
-    click.echo(f"{n} failed deliveries queued again; run `newsletter worker --once`")
+    click.echo(
+        f"{plural(n, 'failed delivery', 'failed deliveries')} queued again; "
+        "run `newsletter worker --once`"
+    )

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    delivery_state,
+    esc,
+    plural,
+    print_json,
+    short_times,
+    when,
+)
 from newsletter.rules.statuses import SUBSCRIBER_STATUSES
 
 if TYPE_CHECKING:
@@ -127,16 +136,30 @@ def list_(
         return
     from rich.table import Table
 
+    settings = app.settings()
+    from rich import box
+
     table = Table(
-        title=f"{result.total} subscribers (page {result.page} of {result.pages})",
+        title=f"{plural(result.total, 'subscriber')} (page {result.page} of {result.pages})",
         title_justify="left",
+        box=box.SIMPLE_HEAD,  # no side borders: their room goes to the addresses
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    for col in ("Email", "Name", "Status", "Topics", "Since"):
-        table.add_column(col, overflow="fold")
+    # The name sits under the address, so the address has the room: beside it, the two
+    # would share the width and an address would be cut mid-word at 80 columns. Only an
+    # address too long for the whole width folds.
+    table.add_column("Email [dim]and name[/dim]", overflow="fold")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Topics", no_wrap=True)
+    table.add_column("Since", no_wrap=True)
     for v in result.items:
         topics = "all" if v.all_topics else str(len(v.topics))
-        status = v.status + (f" until {v.paused_until}" if v.paused_until else "")
-        table.add_row(esc(v.email), esc(v.name), status, topics, v.created_at.date().isoformat())
+        status = v.status + (f"\nto {v.paused_until}" if v.paused_until else "")
+        since = when(v.created_at, settings)[:10]  # the date in the configured timezone
+        person = esc(v.email) + (f"\n[dim]  {esc(v.name)}[/dim]" if v.name else "")
+        table.add_row(person, status, topics, since)
     console().print(table)
 
 
@@ -159,8 +182,8 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     view, deliveries = record.subscriber, record.deliveries
     if as_json:
         data: dict[str, Any] = view.to_dict()
-        data["consent_log"] = [{**vars(e), "at": e.at.isoformat()} for e in view.events]
-        data["deliveries"] = [asdict(d) for d in deliveries]
+        data["consent_log"] = [vars(e) for e in view.events]
+        data["deliveries"] = [{**asdict(d), "variant": d.variant} for d in deliveries]
         print_json(data)
         return
     from rich.table import Table
@@ -170,18 +193,26 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     status = view.status + (f" until {view.paused_until}" if view.paused_until else "")
     out.print(f"Status:     {status}")
     out.print(f"Source:     {view.source}")
-    out.print(f"Subscribed: {view.created_at:%Y-%m-%d %H:%M} UTC")
+    settings = app.settings()
+    out.print(f"Subscribed: {when(view.created_at, settings)}")
     if view.confirmed_at:
-        out.print(f"Confirmed:  {view.confirmed_at:%Y-%m-%d %H:%M} UTC")
+        out.print(f"Confirmed:  {when(view.confirmed_at, settings)}")
     if view.unsubscribed_at:
-        out.print(f"Left:       {view.unsubscribed_at:%Y-%m-%d %H:%M} UTC")
+        out.print(f"Left:       {when(view.unsubscribed_at, settings)}")
     out.print(f"Topics:     {esc(_topic_names(view))}")
-    table = Table(title="Consent history", title_justify="left")
-    for col in ("When (UTC)", "Event", "Source", "IP", "Consent text", "Detail"):
-        table.add_column(col, overflow="fold")
-    for e in view.events:
+    zone, times = short_times([e.at for e in view.events], settings)
+    table = Table(
+        title="Consent history",
+        title_justify="left",
+        caption=f"times in {zone}",
+        caption_justify="left",
+    )
+    for col in ("When", "Event", "Source", "IP", "Consent text"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Detail")
+    for e, time in zip(view.events, times, strict=True):
         table.add_row(
-            f"{e.at:%Y-%m-%d %H:%M}",
+            time,
             e.event,
             e.source,
             esc(e.ip or ""),
@@ -189,16 +220,25 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
             esc(e.detail or ""),
         )
     out.print(table)
-    table = Table(title="Deliveries", title_justify="left")
-    for col in ("Issue", "Status", "Attempts", "Sent (UTC)", "Reply or reason"):
-        table.add_column(col, overflow="fold")
-    for d in deliveries:
+    zone, times = short_times([d.sent_at for d in deliveries], settings)
+    table = Table(
+        title="Deliveries",
+        title_justify="left",
+        caption=f"times in {zone}",
+        caption_justify="left",
+    )
+    for col in ("Issue", "Status", "Variant", "Tries", "Sent"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Reply or reason", overflow="fold")
+    for d, time in zip(deliveries, times, strict=True):
         table.add_row(
             d.month,
-            d.status,
+            delivery_state(d.status, d.attempts),
+            d.variant or "-",
             str(d.attempts),
-            f"{d.sent_at:%Y-%m-%d %H:%M}" if d.sent_at else "",
-            esc(d.skip_reason or d.last_reply or ""),
+            time,
+            # A sent row's reply ("250 ok") says nothing more than its status.
+            esc(d.skip_reason or (d.last_reply if d.status != "sent" else "") or ""),
         )
     out.print(table if deliveries else "Deliveries: none yet")
 
@@ -262,6 +302,42 @@ def set_topics_cmd(app: AppContext, email: str, topics: str, all_topics: bool) -
         raise click.UsageError("give TOPICS or --all-topics, not both")
     view = service.set_topics(app.app(), email, topics, all_topics=all_topics)
     _say(view, f"topics now: {_topic_names(view)}")
+
+
+@subscribers.command(name="rename")
+@click.argument("email")
+@click.option("--name", required=True, help='The new name ("" for none), used in the greeting.')
+@click.pass_obj
+def rename_cmd(app: AppContext, email: str, name: str) -> None:
+    """Change a subscriber's name (logged in their consent history).
+
+    \b
+    Example:
+        newsletter subscribers rename ann@example.org --name "Ann Lee-Smith"
+    """
+    from newsletter.services import subscribers as service
+
+    view = service.rename(app.app(), email, name)
+    _say(view, f"name now: {esc(view.name) or '(none)'}")
+
+
+@subscribers.command(name="change-email")
+@click.argument("old")
+@click.argument("new")
+@click.pass_obj
+def change_email_cmd(app: AppContext, old: str, new: str) -> None:
+    """Move a subscriber to a new address, keeping topics, status and history (logged).
+
+    Refused when NEW belongs to someone else or is on the suppression list.
+
+    \b
+    Example:
+        newsletter subscribers change-email ann@example.org ann.lee@example.net
+    """
+    from newsletter.services import subscribers as service
+
+    view = service.change_email(app.app(), old, new)
+    console().print(f"{esc(old.strip())}: address changed to {esc(view.email)}")
 
 
 @subscribers.command(name="pause")
@@ -445,23 +521,25 @@ def _print_report(file: Path, report: Any) -> None:
         from rich.table import Table
 
         table = Table(title=f"{title}: {len(problems)}", title_justify="left")
-        table.add_column("Line", justify="right")
-        table.add_column("Email", overflow="fold")
-        table.add_column("Reason", overflow="fold")
+        table.add_column("Line", justify="right", no_wrap=True)
+        # The reason under the address: the address keeps the width and stays whole.
+        table.add_column("Email [dim]and reason[/dim]", overflow="fold")
         for p in problems[:200]:
-            table.add_row(str(p.line), esc(p.email), esc(p.reason))
+            email = esc(p.email) if p.email else "[dim](no address)[/dim]"
+            table.add_row(str(p.line), f"{email}\n[dim]  {esc(p.reason)}[/dim]")
         out.print(table)
         if len(problems) > 200:
             out.print(f"... and {len(problems) - 200} more (use --json to see all)")
     prefix = "dry run, nothing changed: " if report.dry_run else ""
     if report.atomic_aborted:
         out.print(
-            f"[red]nothing imported[/red]: {len(report.errors)} bad row(s) in {esc(file.name)} "
+            f"[red]nothing imported[/red]: {plural(len(report.errors), 'bad row')} in "
+            f"{esc(file.name)} "
             "and --atomic was given; fix them and run again"
         )
         return
     out.print(
-        f"{prefix}{report.rows} rows: {report.added} added, {report.updated} updated, "
+        f"{prefix}{plural(report.rows, 'row')}: {report.added} added, {report.updated} updated, "
         f"{report.resubscribed} resubscribed, {report.unchanged} already in the store, "
         f"{len(report.skipped)} skipped, {len(report.errors)} rejected"
     )
@@ -490,7 +568,7 @@ class _progress:
             return None
         from rich.progress import Progress
 
-        self.bar = Progress(console=console(stderr=True), transient=True)
+        self.bar = Progress(console=console(stderr=True, soft_wrap=False), transient=True)
         self.bar.start()
         return self.update
 
@@ -523,7 +601,7 @@ def export_cmd(app: AppContext, file: Path | None) -> None:
     n = imports.export_subscribers(app.app(), file)
     if file is None:
         return
-    click.echo(f"wrote {n} subscribers to {file}", err=True)
+    click.echo(f"wrote {plural(n, 'subscriber')} to {file}", err=True)
 
 
 @subscribers.command(name="stats")
@@ -596,7 +674,7 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
         )
         return
     out = console()
-    table = Table(title=f"{counts.total} subscribers", title_justify="left")
+    table = Table(title=plural(counts.total, "subscriber"), title_justify="left")
     table.add_column("Status")
     table.add_column("Count", justify="right")
     for status, n in counts.by_status.items():

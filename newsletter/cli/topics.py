@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, print_json
+from newsletter.cli.base import AppContext, console, esc, plural, print_json
 
 
 @click.group()
@@ -47,17 +47,19 @@ def list_(app: AppContext, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    title = f"{len(rows)} topics"
+    title = plural(len(rows), "topic")
     if counts is not None:
-        title += f"; {counts.all_topics} more active subscribers take every topic"
+        n = counts.all_topics
+        title += f"; {plural(n, 'more active subscriber')} take{'s' if n == 1 else ''} every topic"
     table = Table(title=title, title_justify="left")
-    table.add_column("Slug", no_wrap=True)
-    table.add_column("Name")
+    # Name and slug one above the other in one column: both fit whole in 80 columns (side
+    # by side, one of them would be cut mid-word, and a slug is meant to be copied).
+    table.add_column("Topic [dim](slug)[/dim]")
     if counts is not None:
-        table.add_column("Subscribers", justify="right")
+        table.add_column("Subscribers", justify="right", no_wrap=True)
     for row in rows:
         extra = [str(row["subscribers"])] if counts is not None else []
-        table.add_row(esc(row["slug"]), esc(row["name"]), *extra)
+        table.add_row(f"{esc(row['name'])}\n[dim]{esc(row['slug'])}[/dim]", *extra)
     console().print(table)
 
 

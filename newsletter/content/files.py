@@ -9,6 +9,7 @@ from pathlib import Path
 
 from newsletter.content.model import Issue, Problem
 from newsletter.content.parser import (
+    PLACEHOLDERS,
     ParseResult,
     find_issue_files,
     issue_path,
@@ -86,21 +87,26 @@ How this file works (comments like this one are not part of the issue):
     Link:     https address of the article (optional)
 - Then the summary in Markdown, then a '### Practice Implications' section.
 - An issue has 1 to 4 summaries (2 or 3 is usual).
+- The example text below is an error in `issue check` until you replace it.
 - Check it with: newsletter issue check {month}
 -->
 
-## Title of the first summary
-Citation: Author, A. A., & Author, B. B. (2025). Title of the article. Journal, 12(3), 45-67.
+## {title}
+Citation: {citation} Journal, 12(3), 45-67.
 Topics: Alliance and Therapeutic Relationship
 Research: meta-analysis
-Link: https://doi.org/10.1000/example
+Link: {link}
 
-What the study asked, whom it studied, what it found.
+{summary}
 
 ### Practice Implications
 
-What a clinician could do differently on Monday.
+{implications}
 """
+
+
+# The skeleton's fields, in the order of PLACEHOLDERS.
+_FIELDS = ("title", "citation", "link", "summary", "implications")
 
 
 def new_issue_file(issues_dir: Path, month: str) -> Path:
@@ -115,7 +121,7 @@ def new_issue_file(issues_dir: Path, month: str) -> Path:
             f"{path} already exists", hint="edit it, or delete it first to start over"
         ) from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(SCAFFOLD.format(month=month))
+        fh.write(SCAFFOLD.format(month=month, **dict(zip(_FIELDS, PLACEHOLDERS, strict=True))))
     return path
 
 

@@ -38,6 +38,17 @@ IMPLICATIONS_RE = re.compile(r"^###\s+practice\s+implications\s*:?\s*#*\s*$", re
 COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
 
+#: The example text of the skeleton ``newsletter issue new`` writes
+#: (:data:`newsletter.content.files.SCAFFOLD`), and what replaces each. Each is an error
+#: until replaced, so an untouched skeleton can never be marked ready and sent.
+PLACEHOLDERS = {
+    "Title of the first summary": "the summary's title",
+    "Author, A. A., & Author, B. B. (2025). Title of the article.": "the article's APA reference",
+    "https://doi.org/10.1000/example": "the article's address, or delete the 'Link:' line",
+    "What the study asked, whom it studied, what it found.": "the summary of the study",
+    "What a clinician could do differently on Monday.": "the practice implications",
+}
+
 MIN_SUMMARIES, MAX_SUMMARIES = 1, 4
 _REPORTED = object()  # a front matter value already reported as wrong
 #: The largest issue file read (1 MB): a real issue is a few kilobytes, and a huge file
@@ -173,6 +184,7 @@ def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
     text = COMMENT_RE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
     lines = text.split("\n")
     _check_control_characters(lines, out)
+    _check_placeholders(lines, out)
 
     front, body_start = _split_front_matter(lines, out)
     month, status, subject, intro = _check_front_matter(front, path, out)
@@ -198,7 +210,8 @@ def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
             f"{len(summaries)} summaries; an issue holds at most {MAX_SUMMARIES}",
             "move the extra summaries to next month's issue",
         )
-    elif summaries and len(summaries) not in (2, 3):
+    elif summaries and len(summaries) not in (2, 3) and status != "published":
+        # A back issue holds what the blog published that month, one summary or five.
         out.warning(
             summaries[0].line,
             f"{len(summaries)} summar{'y' if len(summaries) == 1 else 'ies'}; "
@@ -252,6 +265,18 @@ def _check_control_characters(lines: list[str], out: _Collector) -> None:
             f"{len(found) - MAX_CONTROL_REPORTS} more lines hold control characters",
             "is this a text file? save the issue as plain UTF-8 text",
         )
+
+
+def _check_placeholders(lines: list[str], out: _Collector) -> None:
+    """One error per line still holding the example text of ``issue new``'s skeleton."""
+    for n, line in enumerate(lines, 1):
+        for text, replacement in PLACEHOLDERS.items():
+            if text in line:
+                out.error(
+                    n,
+                    f"example text of the skeleton is still here: {text!r}",
+                    f"replace it with {replacement}",
+                )
 
 
 def _replace_key(s: Summary, key: str) -> Summary:

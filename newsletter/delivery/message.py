@@ -487,7 +487,9 @@ def _checked_setting(name: str, address: str) -> str:
 def headers_from_settings(settings: Settings) -> MessageHeaders:
     """The header values of messages sent now, from the settings as they are."""
     return MessageHeaders(
-        from_name=settings.sender_name or settings.newsletter_name,
+        # The newsletter's one name, as in its header, footer and List-Id; sender_name
+        # (who sends it) is named in the footer beside the postal address.
+        from_name=settings.newsletter_name,
         from_address=settings.require("sender_address", "in the From header of every email"),
         reply_to=settings.reply_to,
         list_name=settings.newsletter_name,
@@ -538,7 +540,12 @@ def build_message_template(
     try:
         from_field = address_header("From", headers.from_name, headers.from_address)
     except MessageError as exc:
-        raise ConfigError(f"setting sender_name: {exc.message}", hint=exc.hint) from None
+        raise ConfigError(f"setting newsletter_name: {exc.message}", hint=exc.hint) from None
+    try:
+        # The footer names the sender on one line: a line break would break it.
+        check_header_value("sender_name", settings.sender_name)
+    except MessageError as exc:
+        raise ConfigError(f"setting {exc.message}", hint=exc.hint) from None
 
     text = _encode_part(variant.text)
     html = _encode_part(variant.html)

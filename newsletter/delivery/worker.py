@@ -100,6 +100,7 @@ class WorkerReport:
     stopped_by_unsubscribe: int = 0  # claimed rows the fence kept off the wire
     elapsed: float = 0.0
     paused: bool = False  # still waiting for the SMTP server when the run ended
+    waiting: bool = False  # waiting for the SMTP server now (the progress shows it)
     stopped: bool = False
     finished_months: list[str] = field(default_factory=list)
 
@@ -707,6 +708,9 @@ class DeliveryWorker:
             reply or "no answer",
         )
         ledger.set_send_paused(self.store, True, f"SMTP server unavailable: {reply}"[:500])
+        self.report.waiting = True
+        if self.on_progress is not None:
+            self.on_progress(self.report)
 
     def _wait_for_server(self) -> bool:
         """Probe until the server answers (one thread probes, the others wait)."""
@@ -727,6 +731,9 @@ class DeliveryWorker:
                     with self._lock:
                         self._down_since = None
                         self._available.set()
+                    self.report.waiting = False
+                    if self.on_progress is not None:
+                        self.on_progress(self.report)
                     return True
                 # The limit counts from when the server went away, probes included (a
                 # server that accepts connections but never greets makes each one slow).

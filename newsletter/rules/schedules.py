@@ -207,6 +207,17 @@ def local_text(moment: dt.datetime, timezone: str) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
 
 
+def shown_time(moment: dt.datetime, timezone: str, *, seconds: bool = False) -> str:
+    """``moment`` as a person reads it: local to ``timezone``, with its UTC offset
+    (``2027-01-05 09:00 -05:00``). A naive moment is taken as UTC (the store's times)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    local = moment.astimezone(zone(timezone))
+    offset = local.strftime("%z")
+    offset = f"{offset[:3]}:{offset[3:]}" if offset else ""
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + f" {offset}"
+
+
 def month_of(moment: dt.datetime, timezone: str) -> str:
     """The YYYY-MM of ``moment`` in ``timezone``: the issue a monthly firing sends."""
     return moment.astimezone(zone(timezone)).strftime("%Y-%m")

@@ -40,6 +40,8 @@ EVENTS = (
     "erased",
     "bounced",
     "reactivated",
+    "renamed",
+    "email_changed",
 )
 #: The status whose holders receive every issue.
 RECEIVING = "active"

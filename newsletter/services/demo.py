@@ -23,7 +23,10 @@ from newsletter.services.setup import init_project
 from newsletter.store.db import open_store, upgrade_database
 
 DEMO_SETTINGS = {
-    "sender_name": "Psychotherapy Research Digest (demo)",
+    # One name for the newsletter everywhere (From, header, footer, List-Id, web pages);
+    # the sender is who sends it, named in the footer beside the postal address.
+    "newsletter_name": "Psychotherapy Research Digest",
+    "sender_name": "Research-Practice Network (demo)",
     "sender_address": "digest@example.org",
     "postal_address": "Research-Practice Network, 1 Example Street, Exampletown",
 }

@@ -29,7 +29,7 @@ from newsletter.delivery.personalise import Recipient, recipient_values
 from newsletter.errors import NewsletterError
 from newsletter.render import BuiltIssue, NoMatchingVariantError, Variant, build_issue
 from newsletter.rules.months import looks_like_month
-from newsletter.rules.schedules import local_text, month_of, parse_monthly_rule
+from newsletter.rules.schedules import month_of, parse_monthly_rule
 from newsletter.rules.variants import VariantKey
 from newsletter.services.app import App
 from newsletter.store import ledger, schedules
@@ -108,7 +108,8 @@ def new_issue(app: App, month: str) -> Path:
 class IssueState:
     """What ``issue list`` adds to a file's status: when it is scheduled, how far it got."""
 
-    scheduled: str | None = None  # local time of the next scheduled send
+    scheduled: dt.datetime | None = None  # the next scheduled send
+    monthly: bool = False  # ... by the monthly rule (not a one-off)
     send_status: str | None = None  # planned | sending | paused | done | cancelled
     sent: int = 0
 
@@ -142,15 +143,17 @@ def _issue_states(app: App, months: list[str]) -> dict[str, IssueState]:
             monthly_next = rule.next_time(app.now())
     out: dict[str, IssueState] = {}
     for month in months:
-        when = None
+        when, monthly = None, False
         if month in planned:
-            r = planned[month]
-            when = f"{local_text(r.run_at, r.timezone)} {r.timezone}"
+            when = planned[month].run_at
         elif monthly_next is not None and month_of(monthly_next, settings.timezone) == month:
-            when = f"{local_text(monthly_next, settings.timezone)} {settings.timezone} (monthly)"
+            when, monthly = monthly_next, True
         st = sends.get(month)
         out[month] = IssueState(
-            scheduled=when, send_status=st.status if st else None, sent=st.sent if st else 0
+            scheduled=when,
+            monthly=monthly,
+            send_status=st.status if st else None,
+            sent=st.sent if st else 0,
         )
     return out
 

@@ -34,6 +34,7 @@ from newsletter.rules.schedules import (
     month_of,
     parse_local_time,
     parse_monthly_rule,
+    shown_time,
     zone,
 )
 from newsletter.services import mail, sends
@@ -514,7 +515,11 @@ def _report_note(
             ("sent", str(c.get("sent", 0))),
             ("skipped", skipped),
             ("failed", str(c.get("failed", 0))),
-            ("waiting", f"{st.outstanding} (refused for now; retried by `newsletter worker`)"),
+            (
+                "waiting for a retry",
+                f"{st.retrying} (refused for now; retried by `newsletter worker`)",
+            ),
+            ("queued", f"{st.outstanding - st.retrying} (not tried yet)"),
         ],
         commands=commands,
     )
@@ -531,7 +536,7 @@ def _counts_text(st: SendStatus) -> str:
 def _local(moment: dt.datetime, app: App) -> str:
     timezone = app.settings.timezone
     try:
-        return moment.astimezone(zone(timezone)).strftime(f"%Y-%m-%d %H:%M {timezone}")
+        return f"{shown_time(moment, timezone)} ({timezone})"
     except NewsletterError:
         return moment.isoformat()
 

@@ -115,7 +115,9 @@ def _preview_of(status: SendStatus) -> SendPreview:
     )
 
 
-def prepare(app: App, month: str, *, replan: bool = False, count: bool = True) -> SendPlan:
+def prepare(
+    app: App, month: str, *, replan: bool = False, count: bool = True, dry_run: bool = False
+) -> SendPlan:
     """Read the issue of ``month`` once and show what its send looks like; changes nothing.
 
     A send not planned yet is previewed from the issue file; a planned one from its
@@ -123,10 +125,21 @@ def prepare(app: App, month: str, *, replan: bool = False, count: bool = True) -
     ``replan``: refused at once for a send that is over. ``count`` False leaves a new
     send's counts out (``outstanding`` is then -1): counting who gets which variant is
     a pass over every subscriber, as long as planning itself, which a caller that plans
-    at once (``send --yes``) need not wait for twice.
+    at once (``send --yes``) need not wait for twice. ``dry_run``: a draft is previewed
+    too (with a warning that it cannot be sent yet), since nothing will be planned.
     """
-    issue = sendable_issue(app, month)
     warnings = []
+    if dry_run:
+        issue = issues.load_issue(app, month)
+        if issue.status == "draft":
+            warnings.append(
+                f"{issue.month} is a draft: set 'status: ready' in {issue.path} before "
+                "it can be sent"
+            )
+        else:
+            issues.check_sendable(issue)
+    else:
+        issue = sendable_issue(app, month)
     warning = insecure_warning(app.settings.base_url)
     if warning:
         warnings.append(warning)

@@ -14,7 +14,12 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from newsletter.content.taxonomy import load_taxonomy, means_all_topics, resolve_topics
+from newsletter.content.taxonomy import (
+    load_taxonomy,
+    means_all_topics,
+    resolve_topics,
+    topic_names,
+)
 from newsletter.errors import NewsletterError
 from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules import statuses
@@ -54,6 +59,7 @@ __all__ = [
     "TopicState",
     "add_subscriber",
     "add_topics",
+    "change_email",
     "confirm",
     "drop_topic",
     "erase",
@@ -63,6 +69,7 @@ __all__ = [
     "list_subscribers",
     "pause",
     "remove_topics",
+    "rename",
     "resubscribe",
     "resume",
     "set_topics",
@@ -270,6 +277,14 @@ def remove_topics(
                 f"{email.strip()} gets every topic, so there is nothing to remove",
                 hint="choose their topics with `newsletter subscribers set-topics`",
             )
+        missing = [t for t in slugs if t not in before]
+        if missing:
+            names = "; ".join(topic_names(missing))
+            raise SubscriberStateError(
+                f"{email.strip()} does not have the topic{'s' if len(missing) > 1 else ''} "
+                f"{names}; nothing changed",
+                hint="their topics: " + ("; ".join(topic_names(before)) or "none"),
+            )
         after = [t for t in before if t not in slugs]
         if not after:
             raise SubscriberStateError(
@@ -279,6 +294,25 @@ def remove_topics(
         return False, after
 
     return db.change_topics(app.store, email, compute, source=source, ip=ip)
+
+
+def rename(
+    app: App, email: str, name: str, *, source: str = "cli", ip: str | None = None
+) -> SubscriberView:
+    """Change a subscriber's name (the one rule of :func:`check_name`; empty is allowed:
+    the greeting then has no name); logged as a ``renamed`` consent event."""
+    return db.rename(app.store, email, check_name(name), source=source, ip=ip)
+
+
+def change_email(
+    app: App, email: str, new_email: str, *, source: str = "cli", ip: str | None = None
+) -> SubscriberView:
+    """Move a subscriber to another address, keeping their topics, status and history;
+    logged as an ``email_changed`` consent event.
+
+    Refused when the new address belongs to someone else or is on the suppression list.
+    """
+    return db.change_email(app.store, email, normalise_address(new_email), source=source, ip=ip)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ from newsletter.rules.statuses import (
     SKIP_PAUSED,
     is_finished,
 )
-from newsletter.rules.variants import choose_variant
+from newsletter.rules.variants import VariantKey, choose_variant
 from newsletter.store.bounces import NewBounce, record_bounces
 from newsletter.store.db import Store, is_transient, retrying, rowcount, store_fault
 from newsletter.store.errors import SendNotFoundError, StoreError
@@ -207,6 +207,14 @@ class DeliveryRow:
     message_id: str | None
     sent_at: dt.datetime | None
     next_attempt_at: dt.datetime | None
+    summaries: int = 0  # how many the issue has: what names the variant
+
+    @property
+    def variant(self) -> str | None:
+        """The variant's name (``all``, ``s1+s3``, ``teaser``); None for a skipped row."""
+        if self.status == "skipped" or not self.summaries:
+            return None
+        return VariantKey(self.variant_mask, self.summaries).name
 
 
 def _now() -> dt.datetime:
@@ -1436,6 +1444,7 @@ def list_deliveries(
             Delivery.message_id,
             Delivery.sent_at,
             Delivery.next_attempt_at,
+            Send.summaries,
         )
         .join(Send, Send.id == Delivery.send_id)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)

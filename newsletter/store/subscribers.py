@@ -43,6 +43,7 @@ from newsletter.store.errors import (
     StoreError,
     SubscriberExistsError,
     SubscriberNotFoundError,
+    SuppressedError,
 )
 from newsletter.store.models import (
     ID_CHUNK,
@@ -401,6 +402,69 @@ def change_topics(
             )
         s.flush()
         return _view(sub, after)
+
+
+def rename(
+    store: Store, email: str, name: str, *, source: str, ip: str | None = None
+) -> SubscriberView:
+    """Change a subscriber's name (``name`` already checked); logged as ``renamed``.
+
+    The same name again changes and logs nothing.
+    """
+    _check_source(source)
+    with store.transaction() as s:
+        sub = _get(s, email)
+        if sub.name != name:
+            before = sub.name
+            sub.name = name
+            _log(s, sub.id, "renamed", source, ip=ip, detail=f"{before!r} -> {name!r}")
+            s.flush()
+        return _view(sub)
+
+
+def change_email(
+    store: Store, email: str, new_email: str, *, source: str, ip: str | None = None
+) -> SubscriberView:
+    """Move a subscriber to the address ``new_email`` (already normalised); logged as
+    ``email_changed`` with both addresses.
+
+    :class:`SubscriberExistsError` if someone has that address already;
+    :class:`SuppressedError` if it is on the suppression list (erased, or reported spam):
+    an address nobody may be sent to again cannot be taken over by a rename either.
+    """
+    _check_source(source)
+    try:
+        with store.transaction() as s:
+            sub = _get(s, email)
+            if sub.email == new_email:
+                return _view(sub)
+            other = s.scalar(select(Subscriber.status).where(Subscriber.email == new_email))
+            if other is not None:
+                raise SubscriberExistsError(
+                    f"{new_email} is already in the store ({other})",
+                    hint="one address per person: erase or unsubscribe that entry first, "
+                    "or keep the old address",
+                )
+            row = s.get(Suppression, email_hash(store, s, lookup_key(new_email)))
+            if row is not None:
+                why = (
+                    "reported the newsletter as spam"
+                    if row.reason == "complaint"
+                    else "was erased at their request"
+                )
+                raise SuppressedError(
+                    f"{new_email} {why} and is on the suppression list",
+                    hint="only `newsletter subscribers add --resubscribe` brings it back, "
+                    "if its owner asked",
+                )
+            before = sub.email
+            sub.email = new_email
+            _log(s, sub.id, "email_changed", source, ip=ip, detail=f"{before} -> {new_email}")
+            s.flush()
+            return _view(sub)
+    except IntegrityError:
+        # Taken by someone else between the check and the update.
+        raise SubscriberExistsError(f"{new_email} is already in the store") from None
 
 
 def change_status(

@@ -13,6 +13,7 @@ import http.server
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlparse
 
+from newsletter.content.files import format_problem
 from newsletter.errors import NewsletterError
 from newsletter.services import issues
 from newsletter.services.app import App
@@ -104,7 +105,7 @@ h2 {{ font-size: 13px; margin: 0 0 6px; color: #555; }}
 
 def _error_page(exc: NewsletterError) -> str:
     problems = getattr(exc, "problems", None)
-    lines = [p.format() for p in problems] if problems else [exc.message]
+    lines = [format_problem(p) for p in problems] if problems else [exc.message]
     items = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in lines)
     hint = f"<p>{html.escape(exc.hint)}</p>" if exc.hint else ""
     return (

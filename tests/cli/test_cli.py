@@ -77,12 +77,25 @@ def test_unreadable_path_is_reported_not_raised(project: Path) -> None:
     assert "nothing.md:0: error: no such file" in out
 
 
-def test_issue_new_scaffolds_a_valid_file_and_refuses_to_overwrite(project: Path) -> None:
+def test_issue_new_scaffolds_a_file_that_fails_until_filled_in(project: Path) -> None:
+    from newsletter.content.parser import PLACEHOLDERS
+
     code, out = run("issue", "new", "2027-02")
     assert code == 0, out
     path = project / "issues" / "2027-02.md"
     assert "Topics:" in path.read_text() and "<!--" in path.read_text()
-    assert run("issue", "check", "2027-02")[0] == 0
+    # Untouched, the skeleton is an error on every line of example text, even when
+    # marked ready, so it can never be sent as it is.
+    path.write_text(path.read_text().replace("status: draft", "status: ready"))
+    code, out = run("issue", "check", "2027-02")
+    assert code == 1 and out.count("example text of the skeleton") == len(PLACEHOLDERS)
+    assert run("send", "2027-02", "--dry-run")[0] == 1
+    filled = path.read_text()
+    for n, placeholder in enumerate(PLACEHOLDERS):
+        filled = filled.replace(placeholder, f"Own text {n} (2026).")
+    path.write_text(filled.replace("Link: Own text 2 (2026).\n", ""))
+    code, out = run("issue", "check", "2027-02")
+    assert code == 0, out
     path.write_text(path.read_text() + "\nmy edits\n")
     code, out = run("issue", "new", "2027-02")
     assert code == 1 and "already exists" in out
@@ -121,6 +134,47 @@ def test_issue_show_prints_the_parsed_issue(project: Path) -> None:
     assert data["summaries"][1]["research"] == "naturalistic-study"
 
 
+def test_issue_show_shows_raw_html_literally_as_the_email_does(project: Path) -> None:
+    path = project / "issues" / "2026-11.md"
+    text = path.read_text()
+    marker = "### Practice Implications"
+    path.write_text(
+        text.replace(marker, "A <b>bold</b> claim.\n\n<div>a block</div>\n\n" + marker, 1)
+    )
+    code, out = run("issue", "show", "2026-11")
+    assert code == 0, out
+    assert "A <b>bold</b> claim." in out and "<div>a block</div>" in out
+
+
+def test_a_published_back_issue_of_one_summary_is_not_warned_about(project: Path) -> None:
+    path = project / "issues" / "2026-10.md"
+    text = path.read_text()
+    assert "status: published" in text
+    second = text.index("\n## ", text.index("\n## ") + 1)
+    path.write_text(text[:second] + "\n")
+    code, out = run("issue", "check", "--strict", "2026-10")
+    assert code == 0 and "0 warnings" in out, out
+    path.write_text(text[:second].replace("status: published", "status: draft") + "\n")
+    code, out = run("issue", "check", "2026-10")
+    assert "1 summary; issues usually have 2 or 3" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("issue", "check"), ("issue", "show"), ("issue", "preview"), ("send", "--dry-run")],
+)
+def test_a_yaml_mistake_gives_the_quoting_hint_in_every_command(
+    project: Path, command: tuple[str, ...]
+) -> None:
+    path = project / "issues" / "2026-11.md"
+    text = path.read_text()
+    path.write_text(text.replace("---\n", "---\nsubject: Ruptures: what now\n", 1))
+    code, out = run(command[0], command[1], "2026-11", *command[2:])
+    assert code == 1
+    assert "not valid YAML" in out
+    assert "values containing ': ' or starting with a quote must be quoted as a whole" in out
+
+
 def test_issue_show_of_a_missing_month_says_how_to_create_it(project: Path) -> None:
     code, out = run("issue", "show", "2030-01")
     assert code == 1
@@ -151,6 +205,84 @@ def test_init_writes_config_and_never_overwrites(isolated_env: Path) -> None:
     assert (isolated_env / "newsletter.toml").read_text() == text
     assert run("init", "--force")[0] == 0
     assert (isolated_env / "newsletter.toml").read_text() != text
+
+
+def test_init_asks_in_a_terminal_and_checks_each_answer(isolated_env: Path) -> None:
+    answers = [
+        "Clinic Research Digest",  # the newsletter's name
+        "",  # sender name: the name, kept
+        "not an address",  # refused, asked again
+        "editor@clinic-research-digest.example.org",
+        "",  # postal address: needed, asked again
+        "2 Clinic Road, Toronto",
+        "",  # base URL: the default
+        "Mars/Olympus",  # refused, asked again
+        "America/Toronto",
+    ]
+    code, out = run("init", "--prompt", input="\n".join(answers) + "\n", env={"COLUMNS": "80"})
+    assert code == 0, out
+    assert out.count("Address it is sent from") == 2 and out.count("Time zone") == 2
+    assert "is not a known time zone" in out
+    text = (isolated_env / "newsletter.toml").read_text()
+    for line in (
+        'newsletter_name = "Clinic Research Digest"',
+        'sender_name = "Clinic Research Digest"',
+        'sender_address = "editor@clinic-research-digest.example.org"',
+        'postal_address = "2 Clinic Road, Toronto"',
+        'base_url = "http://127.0.0.1:8000"',
+        'timezone = "America/Toronto"',
+    ):
+        assert line in text
+    # The next three commands, each whole on one line (never hard-wrapped) to copy.
+    tail = out[out.index("Next:") :].splitlines()[1:]
+    assert [line.split()[:3] for line in tail] == [
+        ["newsletter", "issue", "new"],
+        ["newsletter", "issue", "preview"],
+        ["newsletter", "send-test", tail[0].split()[3]],
+    ]
+    assert tail[2].endswith("--to editor@clinic-research-digest.example.org")
+
+
+def test_init_asks_nothing_when_not_in_a_terminal(isolated_env: Path) -> None:
+    code, out = run("init", "--sender-address", "news@example.org")
+    assert code == 0, out
+    assert "Name of the newsletter" not in out
+    assert "still to set in newsletter.toml: postal_address" in out
+    assert "newsletter issue new " in out
+
+
+def test_the_newsletter_name_is_one_setting_everywhere(isolated_env: Path) -> None:
+    import email
+    import shutil
+
+    from tests.plugin import SAMPLE_ISSUES
+
+    code, out = run(
+        "init",
+        "--newsletter-name",
+        "Clinic Research Digest",
+        "--sender-name",
+        "Clinic Research Network",
+        "--sender-address",
+        "digest@example.org",
+        "--postal-address",
+        "2 Clinic Road, Toronto",
+    )
+    assert code == 0, out
+    shutil.rmtree(isolated_env / "issues")
+    shutil.copytree(SAMPLE_ISSUES, isolated_env / "issues")
+    code, out = run("send-test", "2026-11", "--to", "me@example.org")
+    assert code == 0, out
+    [eml] = (isolated_env / "outbox").glob("*.eml")
+    msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert msg["From"].addresses[0].display_name == "Clinic Research Digest"
+    assert msg["List-Id"] == '"Clinic Research Digest" <clinic-research-digest.example.org>'
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    assert ">Clinic Research Digest</div>" in html  # the header
+    assert "subscribed to Clinic Research Digest" in html  # the footer
+    assert "CLINIC RESEARCH DIGEST" in text and "subscribed to Clinic Research Digest" in text
+    assert "Psychotherapy Research Digest" not in html + text + str(msg["From"])
 
 
 def test_init_rejects_an_unknown_timezone(isolated_env: Path) -> None:

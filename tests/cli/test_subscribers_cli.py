@@ -85,6 +85,48 @@ def test_user_mistakes_exit_1_with_a_hint(store_url) -> None:
     assert data["total"] == 0
 
 
+def test_rename_and_change_email_are_logged(store_url) -> None:
+    run("subscribers", "add", "ann@example.org", "--name", "Ann", "--topics", "CBT")
+    assert (
+        "Ann Lee" in run("subscribers", "rename", "ann@example.org", "--name", " Ann  Lee ").output
+    )
+    run("subscribers", "rename", "ann@example.org", "--name", "Ann\x1bLee", code=1)
+    out = run("subscribers", "change-email", "ANN@example.org", "Ann.Lee@Example.NET").output
+    assert "ANN@example.org: address changed to ann.lee@example.net" in out
+    run("subscribers", "show", "ann@example.org", code=1)
+    shown = json.loads(run("subscribers", "show", "ann.lee@example.net", "--json").output)
+    assert shown["name"] == "Ann Lee" and len(shown["topics"]) == 1
+    log = [(e["event"], e["detail"]) for e in shown["consent_log"]]
+    assert log[1:] == [
+        ("renamed", "'Ann' -> 'Ann Lee'"),
+        ("email_changed", "ann@example.org -> ann.lee@example.net"),
+    ]
+
+
+def test_change_email_refuses_an_address_in_use_or_suppressed(store_url) -> None:
+    run("subscribers", "add", "ann@example.org")
+    run("subscribers", "add", "bo@example.org")
+    out = run("subscribers", "change-email", "ann@example.org", "BO@example.org", code=1).output
+    assert "bo@example.org is already in the store (active)" in out and "hint:" in out
+    run("subscribers", "add", "gone@example.org")
+    run("subscribers", "erase", "gone@example.org", "--yes")
+    out = run("subscribers", "change-email", "ann@example.org", "gone@example.org", code=1).output
+    assert "suppression list" in out and "hint:" in out
+    out = run("subscribers", "change-email", "ann@example.org", "not an address", code=1).output
+    assert "hint:" in out
+    shown = json.loads(run("subscribers", "show", "ann@example.org", "--json").output)
+    assert [e["event"] for e in shown["consent_log"]] == ["subscribed"]
+
+
+def test_removing_a_topic_the_person_does_not_have_says_so(store_url) -> None:
+    run("subscribers", "add", "ann@example.org", "--topics", "CBT; Empathy")
+    out = run("subscribers", "remove-topics", "ann@example.org", "Training; Empathy", code=1)
+    assert "does not have the topic Training; nothing changed" in out.output
+    assert "hint: their topics: " in out.output
+    shown = json.loads(run("subscribers", "show", "ann@example.org", "--json").output)
+    assert len(shown["topics"]) == 2
+
+
 def test_erase_asks_unless_yes(store_url) -> None:
     run("subscribers", "add", "ann@example.org")
     run("subscribers", "erase", "ann@example.org", input="n\n", code=1)
@@ -143,7 +185,7 @@ def test_topics_list_counts_subscribers(store_url) -> None:
     counts = {r["slug"]: r["subscribers"] for r in rows}
     assert counts["cognitive-therapy-ct-and-cognitive-behavioural-therapy-cbt"] == 1
     assert counts["attachment"] == 0
-    assert "1 more active subscribers take every topic" in run("topics", "list").output
+    assert "1 more active subscriber takes every topic" in run("topics", "list").output
 
 
 def test_no_store_yet(isolated_env, monkeypatch) -> None:

@@ -91,7 +91,7 @@ def test_retry_leaves_hard_bounces_and_the_next_plan_excludes_them(
     env = {"NEWSLETTER_CONFIG": str(project / "newsletter.toml")}
     got = runner.invoke(cli, ["deliveries", "retry", MONTH], env=env)
     assert got.exit_code == 0, got.output
-    assert got.output.startswith("1 failed deliveries queued again")  # the block only
+    assert got.output.startswith("1 failed delivery queued again")  # the block only
     assert ledger_rows(settings, MONTH)[DEAD].status == "failed"
     listed = runner.invoke(cli, ["subscribers", "list", "--status", "bounced", "--json"], env=env)
     assert DEAD in listed.output and BLOCKED not in listed.output
@@ -103,7 +103,7 @@ def test_retry_leaves_hard_bounces_and_the_next_plan_excludes_them(
         assert view.status == "active"
         assert "reactivated" in [e.event for e in view.events]
     again = runner.invoke(cli, ["deliveries", "retry", MONTH, "--include-hard"], env=env)
-    assert again.output.startswith("1 failed deliveries queued again"), again.output
+    assert again.output.startswith("1 failed delivery queued again"), again.output
     _worker(project)
     assert ledger_rows(settings, MONTH)[DEAD].status == "sent"
     # Reactivating someone who is not bounced is a clear error.

@@ -158,7 +158,7 @@ def test_every_header_is_present_and_correct(
 
     [sender] = msg["From"].addresses
     assert (sender.display_name, sender.addr_spec) == (
-        "Research Practice Network",
+        "Psychotherapy Research Digest",  # the newsletter's one name, not sender_name
         "digest@news.example.org",
     )
     [to] = msg["To"].addresses
@@ -310,7 +310,7 @@ def test_non_ascii_sender_and_newsletter_names(variant: Variant) -> None:
     settings = make_settings(sender_name="Réseau Recherche–Pratique", newsletter_name="Psy Café")
     out = assemble(build_message_template(variant, settings, issue_month="2026-10"), ALEX)
     msg = parse(out.data)
-    assert msg["From"].addresses[0].display_name == "Réseau Recherche–Pratique"
+    assert msg["From"].addresses[0].display_name == "Psy Café"
     assert msg["List-Id"] == "Psy Café <psy-caf.news.example.org>"
 
 
@@ -394,6 +394,7 @@ def test_addresses_that_are_not_plain_are_refused(template: MessageTemplate, add
         ("reply_to", "editor@example.org\nBcc: x@y.z"),
         ("dev_redirect", "stage @example.org"),
         ("sender_name", "Digest\r\nBcc: x@y.z"),
+        ("newsletter_name", "Digest\r\nBcc: x@y.z"),
     ],
 )
 def test_bad_settings_are_config_errors(variant: Variant, setting: str, value: str) -> None:

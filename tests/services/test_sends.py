@@ -6,6 +6,8 @@ else gets anything; the server's refusals, outages and a killed process lose not
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +31,7 @@ from tests.support.services import (
     add_people,
     plan_issue_send,
     run_worker,
+    store_contents,
 )
 from tests.support.smtpserver import received
 
@@ -99,7 +102,7 @@ def test_send_delivers_each_digest_once_with_every_header(project, smtp_server) 
     assert status.status == "done" and status.counts == {"sent": 5, "skipped": 2}
 
     msg = received(smtp_server)["mixed@example.org"][0]
-    assert msg["From"] == "Research Digest <digest@example.org>"
+    assert msg["From"] == "Psychotherapy Research Digest <digest@example.org>"
     assert msg["To"] == "Ann Example <mixed@example.org>"
     assert msg["Subject"] == "Psychodynamic therapy, experience, and depression treatments compared"
     assert msg["Date"].datetime is not None
@@ -173,7 +176,7 @@ def test_temporary_and_permanent_refusals(project, smtp_server) -> None:
     retry = ["-c", str(project / "newsletter.toml"), "deliveries", "retry", MONTH]
     assert CliRunner().invoke(cli, retry).output.startswith("0 failed deliveries queued again")
     again = CliRunner().invoke(cli, [*retry, "--include-hard"])
-    assert again.output.startswith("1 failed deliveries queued again")
+    assert again.output.startswith("1 failed delivery queued again")
 
 
 def test_dropped_connection_after_data_is_retried_with_the_same_message_id(
@@ -311,6 +314,53 @@ def test_drafts_and_back_issues_are_refused(project) -> None:
     assert out.exit_code == 1 and "is a draft" in out.output and "status: ready" in out.output
     out = cli_run(project, "send", "2026-10", "--yes")
     assert out.exit_code == 1 and "published back issue" in out.output
+
+
+def test_a_dry_run_of_a_draft_shows_the_variants_and_changes_nothing(project, smtp_server) -> None:
+    issue = project / "issues" / f"{MONTH}.md"
+    issue.write_text(issue.read_text().replace("status: ready", "status: draft"))
+    before = store_contents(settings_of(project))
+    out = cli_run(project, "send", MONTH, "--dry-run")
+    assert out.exit_code == 0, out.output
+    assert "s1+s3" in out.output and "dry run" in out.output
+    assert "is a draft" in out.output and "status: ready" in out.output
+    assert store_contents(settings_of(project)) == before
+    assert smtp_server.messages == []
+    # A published back issue is still refused: it is never sent, so nothing to preview.
+    out = cli_run(project, "send", "2026-10", "--dry-run")
+    assert out.exit_code == 1 and "published back issue" in out.output
+
+
+def test_deliveries_list_shows_variant_names_and_local_short_times(project, smtp_server) -> None:
+    import re
+
+    config = project / "newsletter.toml"
+    config.write_text(config.read_text() + 'timezone = "Europe/Paris"\n')
+    assert cli_run(project, "send", MONTH, "--yes").exit_code == 0
+    out = cli_run(project, "deliveries", "list", MONTH).output
+    assert "s1+s3" in out and "variant_mask" not in out and "+00:00" not in out
+    assert re.search(r"\d\d-\d\d \d\d:\d\d$", out, re.MULTILINE), out  # short: no year, no seconds
+    assert "times in Europe/Paris +01:00" in out
+    rows = json.loads(cli_run(project, "deliveries", "list", MONTH, "--json").output)
+    row = next(r for r in rows if r["email"] == "efficacy@example.org")
+    assert row["variant"] == "s1+s3"
+    assert (
+        "T" in row["sent_at"] and dt.datetime.fromisoformat(row["sent_at"]).utcoffset() is not None
+    )
+
+
+def test_never_tried_rows_are_queued_not_retrying(project, smtp_server) -> None:
+    out = cli_run(project, "send", MONTH, "--yes", "--limit", "1")
+    assert out.exit_code == 0, out.output
+    # Issue, Status, Sent, Skipped, Queued, Retrying, Failed
+    row = next(line for line in out.output.splitlines() if line.startswith(f"│ {MONTH}"))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[2:7] == ["1", "2", "4", "0", "0"], row
+    assert "wait for a retry" not in out.output
+    status = json.loads(cli_run(project, "deliveries", "status", MONTH, "--json").output)
+    assert (status["queued"], status["retrying"]) == (4, 0)
+    text = cli_run(project, "deliveries", "list", MONTH, "--status", "pending").output
+    assert text.count("queued") == 4 and "retrying" not in text
 
 
 def test_send_test_is_marked_and_not_recorded(project, smtp_server) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "add_subscriber",
     "plan_issue_send",
     "run_worker",
+    "store_contents",
 ]
 
 SAMPLE_MONTH = "2026-11"  # the ready sample issue: three summaries on overlapping topics
@@ -64,3 +65,21 @@ def add_people(settings: Settings, people: dict[str, str | None]) -> None:
                 subscribers.add_subscriber(app, addr, name="Ann Example", all_topics=True)
             else:
                 subscribers.add_subscriber(app, addr, name="Ann Example", topics=topics)
+
+
+def store_contents(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the store, in a stable order: compare two calls to
+    show that a command changed nothing."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(settings.database_url)
+    try:
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        with engine.connect() as conn:
+            return {
+                name: sorted((tuple(row) for row in conn.execute(sa.select(table))), key=repr)
+                for name, table in sorted(meta.tables.items())
+            }
+    finally:
+        engine.dispose()
