@@ -364,10 +364,12 @@ class _RowParser:
             else:  # a short row: the missing cells are empty
                 cells = cells + [""] * (width - len(cells))
         cells = [c.strip() for c in cells]
-        for i, cell in enumerate(cells):
-            if cell[:1] == "'":
-                cells[i] = unneutralise(cell)
-        given = {col for col, cell in zip(self.columns, cells, strict=True) if cell}
+        if "'" in "".join(cells):  # rare: only then is each cell looked at
+            cells = [unneutralise(c) if c[:1] == "'" else c for c in cells]
+        # The columns with a value in this row: usually all of them.
+        given = self.names
+        if not all(cells):
+            given = frozenset(c for c, v in zip(self.columns, cells, strict=True) if v)
         try:
             address = normalise_address(cells[self.email_at])
             if self.check_dns:
@@ -375,19 +377,11 @@ class _RowParser:
         except InvalidAddressError as exc:
             raise ValueError(exc.message) from None
         name = None if self.name_at is None else check_name(cells[self.name_at])
-        status = None
+        status = source = None
         if self.status_at is not None and (status := cells[self.status_at].lower() or None):
-            if status not in SUBSCRIBER_STATUSES:
-                raise ValueError(
-                    f"unknown status {cells[self.status_at]!r} "
-                    f"(one of: {', '.join(SUBSCRIBER_STATUSES)})"
-                )
-        source = None
+            _check_choice("status", cells[self.status_at], SUBSCRIBER_STATUSES)
         if self.source_at is not None and (source := cells[self.source_at].lower() or None):
-            if source not in SOURCES:
-                raise ValueError(
-                    f"unknown source {cells[self.source_at]!r} (one of: {', '.join(SOURCES)})"
-                )
+            _check_choice("source", cells[self.source_at], SOURCES)
         all_topics = None
         if self.all_topics_at is not None:
             flag = cells[self.all_topics_at].lower()
@@ -421,6 +415,12 @@ class _RowParser:
             except ValueError:
                 raise ValueError(f"{col} {text!r} is not a date (YYYY-MM-DD)") from None
         return row
+
+
+def _check_choice(column: str, cell: str, choices: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``cell`` (any case) is one of ``choices``."""
+    if cell.lower() not in choices:
+        raise ValueError(f"unknown {column} {cell!r} (one of: {', '.join(choices)})")
 
 
 def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool) -> ImportRow:

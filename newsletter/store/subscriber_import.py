@@ -92,7 +92,7 @@ class ImportRow:
     created_at: dt.datetime | None = None
     confirmed_at: dt.datetime | None = None
     unsubscribed_at: dt.datetime | None = None
-    given: set[str] = field(default_factory=set)
+    given: frozenset[str] = frozenset()
     columns: frozenset[str] = frozenset()
 
 
