@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import functools
 import itertools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -43,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from newsletter.rules.bounces import COMPLAINT
-from newsletter.rules.statuses import StatusChange
+from newsletter.rules.statuses import SUBSCRIBER_STATUSES, StatusChange
 from newsletter.store.db import Store, store_fault
 from newsletter.store.errors import StoreError
 from newsletter.store.models import (
@@ -419,22 +420,40 @@ class _PostgresImport(BulkImport):
 
         ids = sorted(self.session.scalars(self._IDS, {"n": len(new)}))
         values = [self._new_values(row) for row, _event in new]
+        cell = _copy_cell
+        bind = self._bind_sub
+        subscribers = "".join(
+            "\t".join(map(cell, (sid, *bind(v)))) + "\n" for sid, v in zip(ids, values, strict=True)
+        )
+        topics = "".join(
+            f"{sid}\t{cell(slug)}\n"
+            for sid, (row, _e), v in zip(ids, new, values, strict=True)
+            if not v[3]  # an all-topics row stores no topic rows
+            for slug in row.topics or ()
+        )
+        # Every event of the import has the same time and source; the detail depends
+        # only on the status.
+        at = cell(self._bind_event((None, self.now, None, None, None))[1])
+        tails = {
+            (event, status): f"\t{at}\t{event}\timport\t{cell(self._detail(status))}\n"
+            for event in ("subscribed", "resubscribed")
+            for status in SUBSCRIBER_STATUSES
+        }
+        events = "".join(
+            f"{sid}{tails[event, v[2]]}"
+            for sid, (_row, event), v in zip(ids, new, values, strict=True)
+        )
         raw: Any = self.session.connection().connection.driver_connection
         try:
             with raw.cursor() as cur:
-                with cur.copy(self._COPY_SUBSCRIBERS) as copy:
-                    for sid, v in zip(ids, values, strict=True):
-                        copy.write_row((sid, *self._bind_sub(v)))
-                with cur.copy(self._COPY_TOPICS) as copy:
-                    for sid, (row, _e), v in zip(ids, new, values, strict=True):
-                        if not v[3]:  # an all-topics row stores no topic rows
-                            for slug in row.topics or ():
-                                copy.write_row((sid, slug))
-                with cur.copy(self._COPY_EVENTS) as copy:
-                    for sid, (_row, event), v in zip(ids, new, values, strict=True):
-                        copy.write_row(
-                            self._bind_event((sid, self.now, event, "import", self._detail(v[2])))
-                        )
+                for sql, data in (
+                    (self._COPY_SUBSCRIBERS, subscribers),
+                    (self._COPY_TOPICS, topics),
+                    (self._COPY_EVENTS, events),
+                ):
+                    if data:
+                        with cur.copy(sql) as copy:
+                            copy.write(data)
         except psycopg.Error as exc:
             # Straight on the driver, so the engine's fault hook does not see these.
             if exc.sqlstate == _UNIQUE_VIOLATION:
@@ -451,6 +470,39 @@ class _PostgresImport(BulkImport):
 
 
 _UNIQUE_VIOLATION = "23505"
+
+# What COPY's text format escapes in a value (a NUL is refused by every check before).
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+
+
+def _copy_cell(value: Any) -> str:
+    """One value in ``COPY ... FROM STDIN``'s text format, as psycopg would send it.
+
+    The values are those the table's bind conversions give (:class:`_Binder`): text,
+    numbers, booleans, dates and naive UTC date-times, or None. Writing them as text
+    ourselves, a chunk to one string, takes a fraction of the time of psycopg's
+    ``write_row`` per row, which adapts each value by its type.
+    """
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        if _COPY_SPECIAL.search(value) is None:
+            return value
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:  # pragma: no cover - the binder made it naive UTC
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat(" ")
+    if isinstance(value, int | dt.date):
+        return str(value)
+    raise TypeError(f"no COPY text form for {type(value).__name__}")  # pragma: no cover
 
 
 # Parameters in one SQLite statement: 999 is the limit of SQLite before 3.32.
