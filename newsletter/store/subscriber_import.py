@@ -30,7 +30,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
-    String,
     Table,
     any_,
     bindparam,
@@ -54,6 +53,7 @@ from newsletter.store.models import (
     Subscriber,
     SubscriberTopic,
     Suppression,
+    UTCDateTime,
     utcnow,
 )
 from newsletter.store.subscribers import _apply, _lift_if_back, _view, email_hash
@@ -241,7 +241,7 @@ class BulkImport:
         """Those of ``emails`` that someone in the store has."""
         conn = self.session.connection()
         if self._pg:
-            return list(conn.scalars(self._KNOWN, {"emails": emails}))
+            return list(conn.scalars(self._KNOWN, {"emails": "\n".join(emails)}))
         found: list[str] = []
         for i in range(0, len(emails), _SQLITE_PARAMS):
             part = emails[i : i + _SQLITE_PARAMS]
@@ -249,8 +249,10 @@ class BulkImport:
             found += (e for (e,) in conn.exec_driver_sql(sql, tuple(part)))
         return found
 
-    _KNOWN = select(Subscriber.email).where(
-        Subscriber.email == any_(bindparam("emails", type_=ARRAY(String)))
+    # The addresses go as one text, split by the server: no array of 10,000 values to
+    # adapt one by one (an address holds no line feed).
+    _KNOWN = text(
+        "SELECT email FROM subscribers WHERE email = ANY(string_to_array(:emails, chr(10)))"
     )
 
     def _people(self, emails: list[str]) -> Iterator[Subscriber]:
@@ -412,8 +414,15 @@ class _PostgresImport(BulkImport):
 
     def __init__(self, store: Store, session: Session, file_name: str) -> None:
         super().__init__(store, session, file_name)
-        self._bind_sub = _Binder(session, Subscriber.__table__, _NEW_COLUMNS)
-        self._bind_event = _Binder(session, ConsentRecord.__table__, _EVENT_COLUMNS)
+        self._stamps: dict[dt.datetime | None, str] = {None: "\\N"}
+
+    def _stamp(self, value: dt.datetime | None) -> str:
+        """A time stamp as COPY text, naive UTC as the column stores it (:class:`UTCDateTime`
+        converts the same way). Remembered: the rows of an import share a few."""
+        text = self._stamps.get(value)
+        if text is None:
+            text = self._stamps[value] = _copy_cell(UTCDateTime().process_bind_param(value, None))
+        return text
 
     def _add(self, new: list[tuple[ImportRow, str]]) -> None:
         import psycopg
@@ -421,9 +430,22 @@ class _PostgresImport(BulkImport):
         ids = sorted(self.session.scalars(self._IDS, {"n": len(new)}))
         values = [self._new_values(row) for row, _event in new]
         cell = _copy_cell
-        bind = self._bind_sub
+        esc, stamp = _copy_text, self._stamp
         subscribers = "".join(
-            "\t".join(map(cell, (sid, *bind(v)))) + "\n" for sid, v in zip(ids, values, strict=True)
+            f"{sid}\t{esc(email)}\t{esc(name)}\t{status}\t{'t' if every else 'f'}\t"
+            f"{cell(paused)}\t{source}\t{stamp(created)}\t{stamp(confirmed)}\t"
+            f"{stamp(unsubscribed)}\n"
+            for sid, (
+                email,
+                name,
+                status,
+                every,
+                paused,
+                source,
+                created,
+                confirmed,
+                unsubscribed,
+            ) in zip(ids, values, strict=True)
         )
         topics = "".join(
             f"{sid}\t{cell(slug)}\n"
@@ -433,7 +455,7 @@ class _PostgresImport(BulkImport):
         )
         # Every event of the import has the same time and source; the detail depends
         # only on the status.
-        at = cell(self._bind_event((None, self.now, None, None, None))[1])
+        at = stamp(self.now)
         tails = {
             (event, status): f"\t{at}\t{event}\timport\t{cell(self._detail(status))}\n"
             for event in ("subscribed", "resubscribed")
@@ -475,6 +497,15 @@ _UNIQUE_VIOLATION = "23505"
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 
 
+def _copy_text(value: str) -> str:
+    """Text in ``COPY ... FROM STDIN``'s text format."""
+    if _COPY_SPECIAL.search(value) is None:
+        return value
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
 def _copy_cell(value: Any) -> str:
     """One value in ``COPY ... FROM STDIN``'s text format, as psycopg would send it.
 
@@ -486,14 +517,7 @@ def _copy_cell(value: Any) -> str:
     if value is None:
         return "\\N"
     if isinstance(value, str):
-        if _COPY_SPECIAL.search(value) is None:
-            return value
-        return (
-            value.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
+        return _copy_text(value)
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, dt.datetime):
