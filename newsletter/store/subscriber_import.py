@@ -293,29 +293,18 @@ class BulkImport:
         return f"imported from {self.file_name}" + (f" ({status})" if status != "active" else "")
 
 
-class _Binder:
-    """Each column's bind conversion, as SQLAlchemy would apply it, on plain tuples.
+def _bind(session: Session, column: Any) -> Callable[[Any], Any]:
+    """The column's bind conversion, as SQLAlchemy would apply it to a parameter.
 
-    SQLAlchemy's own executemany builds every row's parameters in Python, which for a
-    large import would take most of its time. Values repeat (every new row shares the
-    import's time stamp), so each conversion is cached; every value is hashable.
+    Going around SQLAlchemy's executemany, which builds every row's parameters in
+    Python, the import applies the conversions itself. Values repeat (every new row
+    shares the import's time stamp), so each conversion is cached.
     """
-
-    def __init__(self, session: Session, table: Any, names: Sequence[str]) -> None:
-        dialect = session.get_bind().dialect
-        self.procs: list[tuple[int, Callable[[Any], Any]]] = []
-        for i, name in enumerate(names):
-            proc = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if proc is not None:
-                self.procs.append((i, functools.lru_cache(maxsize=256)(proc)))
-
-    def __call__(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
-        if not self.procs:
-            return values
-        out = list(values)
-        for i, proc in self.procs:
-            out[i] = proc(out[i])
-        return tuple(out)
+    dialect = session.get_bind().dialect
+    proc = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if proc is None:
+        return lambda value: value
+    return functools.lru_cache(maxsize=256)(proc)
 
 
 class _SqliteImport(BulkImport):
@@ -332,9 +321,10 @@ class _SqliteImport(BulkImport):
         conn = session.connection()
         self._cache_size = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
         conn.exec_driver_sql(f"PRAGMA cache_size=-{self.CACHE_KIB}")
-        subs, events = Subscriber.__table__, ConsentRecord.__table__
-        self._bind_sub = _Binder(session, subs, _NEW_COLUMNS)
-        self._bind_event = _Binder(session, events, _EVENT_COLUMNS)
+        subs = Subscriber.__table__.c
+        self._flag = _bind(session, subs.all_topics)
+        self._date = _bind(session, subs.paused_until)
+        self._time = _bind(session, subs.created_at)  # every time stamp has the same type
         self._insert_sub = _MultiInsert("subscribers", _NEW_COLUMNS)
         self._insert_topic = _MultiInsert("subscriber_topics", ("subscriber_id", "topic_slug"))
         self._insert_event = _MultiInsert("consent_events", _EVENT_COLUMNS)
@@ -343,8 +333,14 @@ class _SqliteImport(BulkImport):
         conn = self.session.connection()
         values = [self._new_values(row) for row, _event in new]
         before = int(conn.scalar(select(func.coalesce(func.max(Subscriber.id), 0))) or 0)
-        bind_sub = self._bind_sub
-        self._insert_sub(conn, [bind_sub(v) for v in values])
+        flag, date, time = self._flag, self._date, self._time
+        self._insert_sub(
+            conn,
+            [
+                (e, n, st, flag(every), date(paused), src, time(c), time(cf), time(u))
+                for e, n, st, every, paused, src, c, cf, u in values
+            ],
+        )
         ids = self._new_ids(conn, before, [v[0] for v in values])
         # An all-topics row stores no topic rows.
         topics = [
@@ -357,7 +353,7 @@ class _SqliteImport(BulkImport):
             self._insert_topic(conn, topics)
         # Every event of the import has the same time and source; the detail depends
         # only on the status.
-        at = self._bind_event((None, self.now, None, None, None))[1]
+        at = time(self.now)
         details: dict[str, str] = {}
         self._insert_event(
             conn,
