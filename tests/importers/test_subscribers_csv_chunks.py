@@ -311,3 +311,16 @@ def test_every_field_of_a_new_person_reaches_the_store_as_written(app, tmp_path)
     assert (left.status, left.all_topics) == ("unsubscribed", True)
     assert left.created_at == dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     assert left.unsubscribed_at == dt.datetime(2021, 6, 7, 8, 9, 10, tzinfo=dt.UTC)
+
+
+def test_the_import_s_planner_setting_ends_with_its_transaction(app, tmp_path) -> None:
+    """PostgreSQL: the import turns sequential scans off for its own transaction only;
+    the pooled connection is as it was after an import and after a dry run."""
+    if app.store.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    path = tmp_path / "list.csv"
+    path.write_text("email\nann@example.org\n", "utf-8")
+    for dry_run in (True, False):
+        run(app, path, WHOLE_FILE, dry_run=dry_run)
+        with app.store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW enable_seqscan").scalar_one() == "on"
