@@ -328,76 +328,104 @@ def _topic_cell(text: str) -> tuple[bool, tuple[str, ...]]:
         raise ValueError(f"{exc.message} ({exc.hint})") from None
 
 
-def _parse_row(
-    line: int,
-    columns: list[str],
-    cells: list[str],
-    check_dns: bool,
-    names: frozenset[str] | None = None,
-) -> ImportRow:
-    """One row checked; raises ValueError with the reason if it is bad. ``names`` is
-    ``frozenset(columns)``, made once per file by a caller that has many rows."""
-    if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
-        raise ValueError(f"{len(cells)} cells but the header names {len(columns)} columns")
-    values: dict[str, str] = {}
-    given: set[str] = set()
-    for col, cell in zip(columns, cells, strict=False):  # a short row: padded below
-        cell = cell.strip()
-        if cell:
-            given.add(col)
-            if cell[0] == "'":
-                cell = unneutralise(cell)
-        values[col] = cell
-    for col in columns[len(cells) :]:
-        values[col] = ""
-    try:
-        address = normalise_address(values["email"])
-        if check_dns:
-            check_deliverable(address)
-    except InvalidAddressError as exc:
-        raise ValueError(exc.message) from None
-    row = ImportRow(line, address)
-    row.given = given
-    row.columns = frozenset(columns) if names is None else names
-    if "name" in values:
-        row.name = check_name(values["name"])
-    status = values.get("status", "").lower()
-    if status:
-        if status not in SUBSCRIBER_STATUSES:
-            raise ValueError(
-                f"unknown status {values['status']!r} (one of: {', '.join(SUBSCRIBER_STATUSES)})"
-            )
-        row.status = status
-    source = values.get("source", "").lower()
-    if source:
-        if source not in SOURCES:
-            raise ValueError(f"unknown source {values['source']!r} (one of: {', '.join(SOURCES)})")
-        row.source = source
-    if "all_topics" in values:
-        flag = values["all_topics"].lower()
-        if flag not in _TRUE + _FALSE:
-            raise ValueError(f"all_topics is {values['all_topics']!r}; write true or false")
-        row.all_topics = flag in _TRUE if flag else None
-    topics_text = values.get("topics", "")
-    every, slugs = _topic_cell(topics_text)
-    if every:
-        row.all_topics, row.topics = True, []
-    elif topics_text:
-        row.topics = list(slugs)
-    if row.all_topics:
-        row.topics = []
-    for col in ("paused_until", "created_at", "confirmed_at", "unsubscribed_at"):
-        text = values.get(col, "")
-        if not text:
-            continue
+_DATE_COLUMNS = ("paused_until", "created_at", "confirmed_at", "unsubscribed_at")
+
+
+class _RowParser:
+    """Checks one data row of a file with a given header (built once per file).
+
+    Each column's position is found once, so a row is a few list look-ups, not a dict
+    of its cells. Raises ValueError with the reason for a bad row; the checks run in a
+    fixed order (cell count, email, name, status, source, all_topics, topics, dates), so
+    a row with several faults always reports the same first one.
+    """
+
+    def __init__(self, columns: list[str], check_dns: bool) -> None:
+        self.columns = columns
+        self.width = len(columns)
+        self.names = frozenset(columns)
+        self.check_dns = check_dns
+        at = {col: i for i, col in enumerate(columns)}
+        self.email_at = at["email"]
+        self.name_at = at.get("name")
+        self.status_at = at.get("status")
+        self.source_at = at.get("source")
+        self.all_topics_at = at.get("all_topics")
+        self.topics_at = at.get("topics")
+        self.dates = [(at[col], col) for col in _DATE_COLUMNS if col in at]
+
+    def __call__(self, line: int, cells: list[str]) -> ImportRow:
+        width = self.width
+        if len(cells) != width:
+            if len(cells) > width:
+                if any(c.strip() for c in cells[width:]):
+                    raise ValueError(f"{len(cells)} cells but the header names {width} columns")
+                cells = cells[:width]
+            else:  # a short row: the missing cells are empty
+                cells = cells + [""] * (width - len(cells))
+        cells = [c.strip() for c in cells]
+        if "'" in "".join(cells):  # rare: only then is each cell looked at
+            cells = [unneutralise(c) if c[:1] == "'" else c for c in cells]
+        # The columns with a value in this row: usually all of them.
+        given = self.names
+        if not all(cells):
+            given = frozenset(c for c, v in zip(self.columns, cells, strict=True) if v)
         try:
-            if col == "paused_until":
-                row.paused_until = dt.date.fromisoformat(text)
-            else:
-                setattr(row, col, _parse_time(text))
-        except ValueError:
-            raise ValueError(f"{col} {text!r} is not a date (YYYY-MM-DD)") from None
-    return row
+            address = normalise_address(cells[self.email_at])
+            if self.check_dns:
+                check_deliverable(address)
+        except InvalidAddressError as exc:
+            raise ValueError(exc.message) from None
+        name = None if self.name_at is None else check_name(cells[self.name_at])
+        status = source = None
+        if self.status_at is not None and (status := cells[self.status_at].lower() or None):
+            _check_choice("status", cells[self.status_at], SUBSCRIBER_STATUSES)
+        if self.source_at is not None and (source := cells[self.source_at].lower() or None):
+            _check_choice("source", cells[self.source_at], SOURCES)
+        all_topics = None
+        if self.all_topics_at is not None:
+            flag = cells[self.all_topics_at].lower()
+            if flag not in _TRUE + _FALSE:
+                raise ValueError(
+                    f"all_topics is {cells[self.all_topics_at]!r}; write true or false"
+                )
+            all_topics = flag in _TRUE if flag else None
+        topics = None
+        if self.topics_at is not None:
+            topics_text = cells[self.topics_at]
+            every, slugs = _topic_cell(topics_text)
+            if every:
+                all_topics, topics = True, []
+            elif topics_text:
+                topics = list(slugs)
+        if all_topics:
+            topics = []
+        row = ImportRow(line, address, name, status, topics, all_topics, None, source)
+        row.given = given
+        row.columns = self.names
+        for i, col in self.dates:
+            text = cells[i]
+            if not text:
+                continue
+            try:
+                if col == "paused_until":
+                    row.paused_until = dt.date.fromisoformat(text)
+                else:
+                    setattr(row, col, _parse_time(text))
+            except ValueError:
+                raise ValueError(f"{col} {text!r} is not a date (YYYY-MM-DD)") from None
+        return row
+
+
+def _check_choice(column: str, cell: str, choices: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``cell`` (any case) is one of ``choices``."""
+    if cell.lower() not in choices:
+        raise ValueError(f"unknown {column} {cell!r} (one of: {', '.join(choices)})")
+
+
+def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool) -> ImportRow:
+    """One row checked; raises ValueError with the reason if it is bad."""
+    return _RowParser(columns, check_dns)(line, cells)
 
 
 @dataclass
@@ -421,8 +449,7 @@ class _RowChecker:
                 f"{name} is empty", hint="the first line must name the columns: email,..."
             )
         self.columns = _header(first[2], name)
-        self.names = frozenset(self.columns)
-        self.check_dns = check_dns
+        self.parse = _RowParser(self.columns, check_dns)
         # Address (as bytes: a third smaller than str for ASCII) -> line of its first good
         # row. The one structure that grows with the file: about 120 bytes a row.
         self.seen: dict[bytes, int] = {}
@@ -437,15 +464,15 @@ class _RowChecker:
             yield chunk
 
     def _check(self, records: Iterable[tuple[int, int, list[str]]]) -> _Chunk:
-        columns, check_dns, seen = self.columns, self.check_dns, self.seen
-        email_at = columns.index("email")
+        parse, seen = self.parse, self.seen
+        email_at = parse.email_at
         good: list[ImportRow] = []
         bad: list[RowProblem] = []
         rows = 0
         for line, end, cells in records:
             rows += 1
             try:
-                row = _parse_row(line, columns, cells, check_dns, self.names)
+                row = parse(line, cells)
             except ValueError as exc:
                 raw_email = cells[email_at].strip() if email_at < len(cells) else ""
                 reason = str(exc)

@@ -9,12 +9,14 @@ boundaries, and that an error in the last chunk undoes every chunk before it.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from newsletter.content.taxonomy import resolve_topics
 from newsletter.importers.subscribers_csv import (
     CsvError,
     ImportOptions,
@@ -260,3 +262,65 @@ def test_an_address_added_by_someone_else_meanwhile_fails_the_import_whole(
         import_csv(app.store, path, ImportOptions(), chunk_rows=500)
     assert exc.value.hint
     assert [v.email for v in list_subscribers(app).items] == ["p1203@example.org"]
+
+
+def test_every_field_of_a_new_person_reaches_the_store_as_written(app, tmp_path) -> None:
+    """New people are written in bulk (multi-row INSERTs on SQLite, COPY text on
+    PostgreSQL): text the bulk formats treat specially (a backslash, ``\\N``, a tab
+    written as two characters) and every kind of value arrive unchanged."""
+    odd_names = ["Back\\slash", "\\N", "Tab\\tTab", 'Ann "Bo" O\'Lee', "Zoë 李", ""]
+    columns = [
+        "email", "name", "status", "topics", "all_topics", "paused_until", "source",
+        "created_at", "confirmed_at", "unsubscribed_at",
+    ]  # fmt: skip
+    rows = [
+        [f"odd{i}@example.org", name, "active", "CBT", "", "", "", "", "", ""]
+        for i, name in enumerate(odd_names)
+    ]
+    rows += [
+        ["paused@example.org", "P", "paused", "Alliance; Empathy", "false", "2027-01-31",
+         "web", "2024-02-03T04:05:06.789123+02:00", "2024-02-04T00:00:00", ""],
+        ["pending@example.org", "Q", "pending", "all", "", "", "cli", "", "", ""],
+        ["left@example.org", "R", "unsubscribed", "", "true", "", "", "2020-01-01", "",
+         "2021-06-07T08:09:10Z"],
+    ]  # fmt: skip
+    path = tmp_path / "odd\\name.csv"  # a backslash in the consent events' detail too
+    path.write_text("".join(csv_line(r) for r in [columns, *rows]), "utf-8")
+
+    # A chunk of 4: a multi-row statement's remainder and several chunks.
+    report = run(app, path, 4)
+
+    assert (report.added, report.errors) == (len(rows), [])
+    cbt = tuple(resolve_topics("CBT"))
+    for i, name in enumerate(odd_names):
+        person = store_people.get_subscriber(app.store, f"odd{i}@example.org", history=True)
+        assert (person.name, person.topics, person.all_topics) == (name, cbt, False)
+        assert [e.detail for e in person.events] == ["imported from odd\\name.csv"]
+    paused = store_people.get_subscriber(app.store, "paused@example.org")
+    assert (paused.status, paused.source, paused.all_topics) == ("paused", "web", False)
+    assert paused.topics == tuple(sorted(resolve_topics("Alliance; Empathy")))
+    assert paused.paused_until == dt.date(2027, 1, 31)
+    assert paused.created_at == dt.datetime(2024, 2, 3, 2, 5, 6, 789123, tzinfo=dt.UTC)
+    assert paused.confirmed_at == dt.datetime(2024, 2, 4, tzinfo=dt.UTC)
+    assert paused.unsubscribed_at is None
+    pending = store_people.get_subscriber(app.store, "pending@example.org", history=True)
+    assert (pending.status, pending.all_topics, pending.topics) == ("pending", True, ())
+    assert pending.confirmed_at is None  # the column is in the file, empty
+    assert [e.detail for e in pending.events] == ["imported from odd\\name.csv (pending)"]
+    left = store_people.get_subscriber(app.store, "left@example.org")
+    assert (left.status, left.all_topics) == ("unsubscribed", True)
+    assert left.created_at == dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    assert left.unsubscribed_at == dt.datetime(2021, 6, 7, 8, 9, 10, tzinfo=dt.UTC)
+
+
+def test_the_import_s_planner_setting_ends_with_its_transaction(app, tmp_path) -> None:
+    """PostgreSQL: the import turns sequential scans off for its own transaction only;
+    the pooled connection is as it was after an import and after a dry run."""
+    if app.store.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    path = tmp_path / "list.csv"
+    path.write_text("email\nann@example.org\n", "utf-8")
+    for dry_run in (True, False):
+        run(app, path, WHOLE_FILE, dry_run=dry_run)
+        with app.store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW enable_seqscan").scalar_one() == "on"
