@@ -15,6 +15,13 @@ headers or trimming trailing spaces does not break the signature) and works on w
 strings with a few regular expressions rather than line by line. The tests verify every
 signature with dkimpy, an independent implementation.
 
+The assembler's messages (``OutgoingMessage.canonical``) already have bodies in relaxed
+canonical form (see :mod:`newsletter.delivery.message`): ``sign(...,
+relaxed_body=True)`` hashes such a body as it is, without a pass of its own over it. Of a
+whole send's signing work what then holds the GIL is small: SHA-256 of a body and the RSA
+or Ed25519 operation of ``cryptography`` run with the GIL released, so sender threads sign
+at the same time on several cores.
+
 (The module is not called ``dkim.py`` so that it can never shadow dkimpy's ``dkim``.)
 """
 
@@ -169,15 +176,38 @@ def _read(path: Path, setting: str) -> bytes:
         ) from None
 
 
+def is_canonical_body(body: bytes) -> bool:
+    """True when ``body`` is already its own relaxed canonical form (RFC 6376, 3.4.4).
+
+    Byte searches only: no tab, no two blanks together, no blank before a line break, no
+    bare line feed, and one line break at the end (or an empty body).
+    """
+    if not body:
+        return True
+    return (
+        body.endswith(b"\r\n")
+        and body[-3:-2] not in (b"", b"\n")  # not only a line break, no empty last line
+        and b"\t" not in body
+        and b"  " not in body
+        and b" \r\n" not in body
+        and body.count(b"\n") == body.count(b"\r\n")
+    )
+
+
 def canonical_body(body: bytes) -> bytes:
     """The relaxed canonical form of a message body (RFC 6376, 3.4.4)."""
+    if is_canonical_body(body):  # the assembler's bodies: searching is cheaper than rewriting
+        return body
     lf, crlf = body.count(b"\n"), body.count(b"\r\n")
     if lf != crlf:  # bare line feeds: a file written on Unix, or a mix
         body = body.replace(b"\n", b"\r\n") if crlf == 0 else _LONE_LF.sub(b"\r\n", body)
     body = _WSP_CHANGE.sub(b" ", body)
     if b" \r\n" in body:
         body = _TRAILING_WSP.sub(b"\r\n", body)
-    body = body.rstrip(b"\r\n")
+    end = len(body)
+    while body.endswith(b"\r\n", 0, end):  # only whole line breaks: a bare CR is content
+        end -= 2
+    body = body[:end]
     # Trailing empty lines go; what is left ends in one line break (empty stays empty).
     # A last line without a line break keeps its trailing blank, as dkimpy reads RFC 6376
     # (:meth:`DkimSigner.sign` never signs such a body: it ends the message first).
@@ -185,8 +215,12 @@ def canonical_body(body: bytes) -> bytes:
 
 
 def _canonical_header(name: bytes, value: bytes) -> bytes:
-    value = _WSP_RUN.sub(b" ", _FOLD.sub(b"", value)).strip(b" \r\n")
-    return name.strip().lower() + b":" + value
+    """``name:value`` in relaxed form (RFC 6376, 3.4.2); ``name`` is already lower case."""
+    if b"\r" in value or b"\t" in value or b"  " in value:  # folded, or blanks to squeeze
+        value = _WSP_RUN.sub(b" ", _FOLD.sub(b"", value)).strip(b" \r\n")
+    else:  # most fields: one line, single spaces
+        value = value.strip(b" \n")
+    return name + b":" + value
 
 
 def _split(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -220,10 +254,10 @@ class DkimSigner:
         self.keys = tuple(keys)
         self._names = [h.lower().encode("ascii") for h in SIGNED_HEADERS]
         self._h_tag = ":".join(h.lower() for h in SIGNED_HEADERS)
-        # The body hash of the last body signed: a test send or the same variant to many
-        # people without personal links gives the same body again, hashed once.
-        self._last_body: bytes | None = None
-        self._last_bh = ""
+        # The last body signed and its hash, as one tuple (sender threads share the
+        # signer): a test send or the same variant to many people without personal
+        # links gives the same body again, hashed once.
+        self._last: tuple[bytes, str] | None = None
 
     def __repr__(self) -> str:  # never show the key
         return f"DkimSigner(domain={self.domain!r}, keys={list(self.keys)!r})"
@@ -285,21 +319,34 @@ class DkimSigner:
         """A signer with one key, read from the PEM file ``key_file``."""
         return cls(domain, [load_key(selector, _read(key_file, "dkim_key_file"))])
 
-    def body_hash(self, body: bytes) -> str:
-        """``bh=``: base64 of the SHA-256 of the relaxed body (the last one is cached)."""
-        if body != self._last_body:
-            digest = hashlib.sha256(canonical_body(body)).digest()
-            self._last_bh = base64.b64encode(digest).decode("ascii")
-            self._last_body = body
-        return self._last_bh
+    def body_hash(self, body: bytes, *, relaxed: bool = False) -> str:
+        """``bh=``: base64 of the SHA-256 of the relaxed body (the last one is cached).
 
-    def sign(self, message: bytes, now: float | None = None) -> bytes:
-        """``message`` with a ``DKIM-Signature`` header field per key prepended."""
+        ``relaxed``: the caller promises ``body`` is already in relaxed canonical form
+        (:func:`is_canonical_body`), so it is hashed as it is.
+        """
+        last = self._last
+        if last is not None and last[0] == body:
+            return last[1]
+        digest = hashlib.sha256(body if relaxed else canonical_body(body)).digest()
+        bh = base64.b64encode(digest).decode("ascii")
+        self._last = (body, bh)
+        return bh
+
+    def sign(
+        self, message: bytes, now: float | None = None, *, relaxed_body: bool = False
+    ) -> bytes:
+        """``message`` with a ``DKIM-Signature`` header field per key prepended.
+
+        ``relaxed_body``: the caller promises CRLF line ends and a body already in
+        relaxed canonical form, as the assembler makes them (``OutgoingMessage.canonical``),
+        so the body is hashed without a pass over it; the tests check that promise.
+        """
         if not message.endswith(b"\n"):
             # SMTP ends the data with a line break anyway; sign what will arrive.
             message += b"\r\n" if b"\r\n" in message[:2048] else b"\n"
         fields, body = _split(message)
-        bh = self.body_hash(body)
+        bh = self.body_hash(body, relaxed=relaxed_body)
         # Each listed name takes the last unused instance, from the bottom up (RFC 6376,
         # 5.4.2); a name with no instance left is signed as absent (contributes nothing).
         by_name: dict[bytes, list[bytes]] = {}
