@@ -72,6 +72,9 @@ _WSP_CHANGE = re.compile(rb"\t[ \t]*| [ \t]+")
 _TRAILING_WSP = re.compile(rb" \r\n")
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
 _LONE_LF = re.compile(rb"(?<!\r)\n")
+# Made once: cryptography's padding and hash objects are immutable.
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class DkimKey:
     def sign(self, data: bytes) -> bytes:
         """The signature of the canonical header data ``data`` (``b=`` before base64)."""
         if isinstance(self.key, rsa.RSAPrivateKey):
-            return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+            return self.key.sign(data, _PKCS1, _SHA256)
         # RFC 8463: Ed25519 (pure) signs the SHA-256 hash of the header data.
         return self.key.sign(hashlib.sha256(data).digest())
 
@@ -253,6 +256,7 @@ class DkimSigner:
         self.domain = domain
         self.keys = tuple(keys)
         self._names = [h.lower().encode("ascii") for h in SIGNED_HEADERS]
+        self._wanted = frozenset(self._names)
         self._h_tag = ":".join(h.lower() for h in SIGNED_HEADERS)
         # The last body signed and its hash, as one tuple (sender threads share the
         # signer): a test send or the same variant to many people without personal
@@ -349,25 +353,34 @@ class DkimSigner:
         bh = self.body_hash(body, relaxed=relaxed_body)
         # Each listed name takes the last unused instance, from the bottom up (RFC 6376,
         # 5.4.2); a name with no instance left is signed as absent (contributes nothing).
+        wanted = self._wanted
         by_name: dict[bytes, list[bytes]] = {}
         for name, value in fields:
-            by_name.setdefault(name.strip().lower(), []).append(value)
-        signed = bytearray()
+            lower = name.strip().lower()
+            if lower in wanted:
+                by_name.setdefault(lower, []).append(value)
+        signed = []
         for name in self._names:
             found = by_name.get(name)
             if found:
-                signed += _canonical_header(name, found.pop()) + b"\r\n"
+                signed.append(_canonical_header(name, found.pop()))
+        signed.append(b"")
+        head = b"\r\n".join(signed)
         stamp = int(time.time() if now is None else now)
-        out = bytearray()
+        out = []
         for key in self.keys:
+            # The tags as written (folded) and in relaxed form: unfolded, each fold's tab
+            # one space, as _canonical_header would make them (the tests check both).
             tags = (
                 f"v=1; a={key.algorithm}; c=relaxed/relaxed; d={self.domain}; "
                 f"s={key.selector};\r\n\tt={stamp}; h={self._h_tag};\r\n\tbh={bh};\r\n\tb="
             )
-            data = bytes(signed) + _canonical_header(b"dkim-signature", tags.encode("ascii"))
+            relaxed = tags.replace("\r\n\t", " ")
+            data = head + b"dkim-signature:" + relaxed.encode("ascii")
             b = base64.b64encode(key.sign(data)).decode("ascii")
-            folded = "\r\n\t".join(b[i : i + 72] for i in range(0, len(b), 72))
-            out += b"DKIM-Signature: " + tags.encode("ascii") + folded.encode("ascii") + b"\r\n"
+            folded = "\r\n\t".join([b[i : i + 72] for i in range(0, len(b), 72)])
+            out.append(f"DKIM-Signature: {tags}{folded}\r\n".encode("ascii"))
         if b"\r\n" not in message[:2048]:
-            out = bytearray(bytes(out).replace(b"\r\n", b"\n"))
-        return bytes(out) + message
+            out = [field.replace(b"\r\n", b"\n") for field in out]
+        out.append(message)
+        return b"".join(out)
