@@ -19,8 +19,8 @@ The assembler's messages (``OutgoingMessage.canonical``) already have bodies in 
 canonical form (see :mod:`newsletter.delivery.message`): ``sign(...,
 relaxed_body=True)`` hashes such a body as it is, without a pass of its own over it. Of a
 whole send's signing work what then holds the GIL is small: SHA-256 of a body and the RSA
-or Ed25519 operation of ``cryptography`` run with the GIL released, so sender threads sign
-at the same time on several cores.
+operation of ``cryptography`` run with the GIL released, so sender threads sign at the same
+time on several cores.
 
 (The module is not called ``dkim.py`` so that it can never shadow dkimpy's ``dkim``.)
 """
