@@ -15,6 +15,13 @@ headers or trimming trailing spaces does not break the signature) and works on w
 strings with a few regular expressions rather than line by line. The tests verify every
 signature with dkimpy, an independent implementation.
 
+The assembler's messages (``OutgoingMessage.canonical``) already have bodies in relaxed
+canonical form (see :mod:`newsletter.delivery.message`): ``sign(...,
+relaxed_body=True)`` hashes such a body as it is, without a pass of its own over it. Of a
+whole send's signing work what then holds the GIL is small: SHA-256 of a body and the RSA
+operation of ``cryptography`` run with the GIL released, so sender threads sign at the same
+time on several cores.
+
 (The module is not called ``dkim.py`` so that it can never shadow dkimpy's ``dkim``.)
 """
 
@@ -65,6 +72,9 @@ _WSP_CHANGE = re.compile(rb"\t[ \t]*| [ \t]+")
 _TRAILING_WSP = re.compile(rb" \r\n")
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
 _LONE_LF = re.compile(rb"(?<!\r)\n")
+# Made once: cryptography's padding and hash objects are immutable.
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ class DkimKey:
     def sign(self, data: bytes) -> bytes:
         """The signature of the canonical header data ``data`` (``b=`` before base64)."""
         if isinstance(self.key, rsa.RSAPrivateKey):
-            return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+            return self.key.sign(data, _PKCS1, _SHA256)
         # RFC 8463: Ed25519 (pure) signs the SHA-256 hash of the header data.
         return self.key.sign(hashlib.sha256(data).digest())
 
@@ -169,15 +179,38 @@ def _read(path: Path, setting: str) -> bytes:
         ) from None
 
 
+def is_canonical_body(body: bytes) -> bool:
+    """True when ``body`` is already its own relaxed canonical form (RFC 6376, 3.4.4).
+
+    Byte searches only: no tab, no two blanks together, no blank before a line break, no
+    bare line feed, and one line break at the end (or an empty body).
+    """
+    if not body:
+        return True
+    return (
+        body.endswith(b"\r\n")
+        and body[-3:-2] not in (b"", b"\n")  # not only a line break, no empty last line
+        and b"\t" not in body
+        and b"  " not in body
+        and b" \r\n" not in body
+        and body.count(b"\n") == body.count(b"\r\n")
+    )
+
+
 def canonical_body(body: bytes) -> bytes:
     """The relaxed canonical form of a message body (RFC 6376, 3.4.4)."""
+    if is_canonical_body(body):  # the assembler's bodies: searching is cheaper than rewriting
+        return body
     lf, crlf = body.count(b"\n"), body.count(b"\r\n")
     if lf != crlf:  # bare line feeds: a file written on Unix, or a mix
         body = body.replace(b"\n", b"\r\n") if crlf == 0 else _LONE_LF.sub(b"\r\n", body)
     body = _WSP_CHANGE.sub(b" ", body)
     if b" \r\n" in body:
         body = _TRAILING_WSP.sub(b"\r\n", body)
-    body = body.rstrip(b"\r\n")
+    end = len(body)
+    while body.endswith(b"\r\n", 0, end):  # only whole line breaks: a bare CR is content
+        end -= 2
+    body = body[:end]
     # Trailing empty lines go; what is left ends in one line break (empty stays empty).
     # A last line without a line break keeps its trailing blank, as dkimpy reads RFC 6376
     # (:meth:`DkimSigner.sign` never signs such a body: it ends the message first).
@@ -185,8 +218,12 @@ def canonical_body(body: bytes) -> bytes:
 
 
 def _canonical_header(name: bytes, value: bytes) -> bytes:
-    value = _WSP_RUN.sub(b" ", _FOLD.sub(b"", value)).strip(b" \r\n")
-    return name.strip().lower() + b":" + value
+    """``name:value`` in relaxed form (RFC 6376, 3.4.2); ``name`` is already lower case."""
+    if b"\r" in value or b"\t" in value or b"  " in value:  # folded, or blanks to squeeze
+        value = _WSP_RUN.sub(b" ", _FOLD.sub(b"", value)).strip(b" \r\n")
+    else:  # most fields: one line, single spaces
+        value = value.strip(b" \n")
+    return name + b":" + value
 
 
 def _split(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -219,11 +256,12 @@ class DkimSigner:
         self.domain = domain
         self.keys = tuple(keys)
         self._names = [h.lower().encode("ascii") for h in SIGNED_HEADERS]
+        self._wanted = frozenset(self._names)
         self._h_tag = ":".join(h.lower() for h in SIGNED_HEADERS)
-        # The body hash of the last body signed: a test send or the same variant to many
-        # people without personal links gives the same body again, hashed once.
-        self._last_body: bytes | None = None
-        self._last_bh = ""
+        # The last body signed and its hash, as one tuple (sender threads share the
+        # signer): a test send or the same variant to many people without personal
+        # links gives the same body again, hashed once.
+        self._last: tuple[bytes, str] | None = None
 
     def __repr__(self) -> str:  # never show the key
         return f"DkimSigner(domain={self.domain!r}, keys={list(self.keys)!r})"
@@ -285,42 +323,64 @@ class DkimSigner:
         """A signer with one key, read from the PEM file ``key_file``."""
         return cls(domain, [load_key(selector, _read(key_file, "dkim_key_file"))])
 
-    def body_hash(self, body: bytes) -> str:
-        """``bh=``: base64 of the SHA-256 of the relaxed body (the last one is cached)."""
-        if body != self._last_body:
-            digest = hashlib.sha256(canonical_body(body)).digest()
-            self._last_bh = base64.b64encode(digest).decode("ascii")
-            self._last_body = body
-        return self._last_bh
+    def body_hash(self, body: bytes, *, relaxed: bool = False) -> str:
+        """``bh=``: base64 of the SHA-256 of the relaxed body (the last one is cached).
 
-    def sign(self, message: bytes, now: float | None = None) -> bytes:
-        """``message`` with a ``DKIM-Signature`` header field per key prepended."""
+        ``relaxed``: the caller promises ``body`` is already in relaxed canonical form
+        (:func:`is_canonical_body`), so it is hashed as it is.
+        """
+        last = self._last
+        if last is not None and last[0] == body:
+            return last[1]
+        digest = hashlib.sha256(body if relaxed else canonical_body(body)).digest()
+        bh = base64.b64encode(digest).decode("ascii")
+        self._last = (body, bh)
+        return bh
+
+    def sign(
+        self, message: bytes, now: float | None = None, *, relaxed_body: bool = False
+    ) -> bytes:
+        """``message`` with a ``DKIM-Signature`` header field per key prepended.
+
+        ``relaxed_body``: the caller promises CRLF line ends and a body already in
+        relaxed canonical form, as the assembler makes them (``OutgoingMessage.canonical``),
+        so the body is hashed without a pass over it; the tests check that promise.
+        """
         if not message.endswith(b"\n"):
             # SMTP ends the data with a line break anyway; sign what will arrive.
             message += b"\r\n" if b"\r\n" in message[:2048] else b"\n"
         fields, body = _split(message)
-        bh = self.body_hash(body)
+        bh = self.body_hash(body, relaxed=relaxed_body)
         # Each listed name takes the last unused instance, from the bottom up (RFC 6376,
         # 5.4.2); a name with no instance left is signed as absent (contributes nothing).
+        wanted = self._wanted
         by_name: dict[bytes, list[bytes]] = {}
         for name, value in fields:
-            by_name.setdefault(name.strip().lower(), []).append(value)
-        signed = bytearray()
+            lower = name.strip().lower()
+            if lower in wanted:
+                by_name.setdefault(lower, []).append(value)
+        signed = []
         for name in self._names:
             found = by_name.get(name)
             if found:
-                signed += _canonical_header(name, found.pop()) + b"\r\n"
+                signed.append(_canonical_header(name, found.pop()))
+        signed.append(b"")
+        head = b"\r\n".join(signed)
         stamp = int(time.time() if now is None else now)
-        out = bytearray()
+        out = []
         for key in self.keys:
+            # The tags as written (folded) and in relaxed form: unfolded, each fold's tab
+            # one space, as _canonical_header would make them (the tests check both).
             tags = (
                 f"v=1; a={key.algorithm}; c=relaxed/relaxed; d={self.domain}; "
                 f"s={key.selector};\r\n\tt={stamp}; h={self._h_tag};\r\n\tbh={bh};\r\n\tb="
             )
-            data = bytes(signed) + _canonical_header(b"dkim-signature", tags.encode("ascii"))
+            relaxed = tags.replace("\r\n\t", " ")
+            data = head + b"dkim-signature:" + relaxed.encode("ascii")
             b = base64.b64encode(key.sign(data)).decode("ascii")
-            folded = "\r\n\t".join(b[i : i + 72] for i in range(0, len(b), 72))
-            out += b"DKIM-Signature: " + tags.encode("ascii") + folded.encode("ascii") + b"\r\n"
+            folded = "\r\n\t".join([b[i : i + 72] for i in range(0, len(b), 72)])
+            out.append(f"DKIM-Signature: {tags}{folded}\r\n".encode("ascii"))
         if b"\r\n" not in message[:2048]:
-            out = bytearray(bytes(out).replace(b"\r\n", b"\n"))
-        return bytes(out) + message
+            out = [field.replace(b"\r\n", b"\n") for field in out]
+        out.append(message)
+        return b"".join(out)

@@ -26,6 +26,12 @@ CRLF line ends, and no encoded line is longer than 76 characters. Whitespace bef
 soft break is kept as it is (the ``=`` protects it); before a hard break or the part's
 end it is encoded (``=20``), because relays may strip trailing whitespace.
 
+The body is also already in DKIM's relaxed canonical form (RFC 6376, 3.4.4), so signing
+it needs no rewriting pass: a tab is always encoded (``=09``), no two blanks are ever
+next to each other on a line (in a run of spaces every second one is ``=20``), no line
+ends in a blank, and the body ends in one line break. These only choose between
+encodings QP allows for the same character; what a reader sees does not change.
+
 Every header value is checked: a CR, LF or NUL (from a subscriber's name or address, an
 issue's subject or a setting) raises :class:`HeaderInjectionError` instead of letting the
 value start a header field of its own.
@@ -119,11 +125,12 @@ _SOFT = "=\r\n"
 # The hex escape of every byte value, e.g. 61 -> "=3D".
 _HEX = tuple(f"={b:02X}" for b in range(256))
 # Characters written as they are in quoted-printable: printable ASCII but "=", plus
-# space and tab (which are encoded where they would end a line).
-_LITERAL = frozenset(chr(c) for c in range(33, 127) if c != 61) | {" ", "\t"}
-# A value that can be inserted without any encoding: literal characters only, and short
-# enough to fit on one line with its soft break.
-_SAFE_VALUE = re.compile(r"[\t !-<>-~]{0,75}")
+# space (which is encoded where it would end a line or follow another space). A tab is
+# always encoded, so the body needs no relaxed canonicalisation for DKIM.
+_LITERAL = frozenset(chr(c) for c in range(33, 127) if c != 61) | {" "}
+# A value that can be inserted without any encoding: literal characters only (and no two
+# spaces in a row, checked apart), short enough to fit on one line with its soft break.
+_SAFE_VALUE = re.compile(r"[ !-<>-~]{0,75}")
 # Longer values of printable ASCII without spaces or "=" (signed tokens, URLs): they only
 # need soft line breaks every 75 characters.
 _SAFE_LONG = re.compile(r"[!-<>-~]+")
@@ -221,7 +228,8 @@ def _unit(ch: str) -> str:
     return "".join(_HEX[b] for b in ch.encode("utf-8"))
 
 
-_PLAIN_LINE = re.compile(r"[\t !-<>-~]*")
+# A line of literal characters only; one with two spaces in a row takes the slower path.
+_PLAIN_LINE = re.compile(r"[ !-<>-~]*")
 
 
 def _plain_chunks(line: str, out: list[str]) -> int:
@@ -250,17 +258,18 @@ def qp_encode(text: str, *, ends_part: bool = True) -> str:
     The encoding starts at the beginning of a line. ``ends_part``: the text is followed
     by a hard line break or the end of the part, so whitespace at its very end is encoded;
     pass False when a soft break follows. ``"\\n"`` is a line break; a ``"\\r"`` is
-    encoded as ``=0D``.
+    encoded as ``=0D``. The output is in DKIM's relaxed canonical form (see the module
+    docstring): tabs are ``=09`` and no two blanks stand together.
     """
     out: list[str] = []
     lines = text.split("\n")
     last = len(lines) - 1
     for i, line in enumerate(lines):
-        if _PLAIN_LINE.fullmatch(line):
+        if _PLAIN_LINE.fullmatch(line) and "  " not in line:
             # Most lines need no escapes: cut them into lines by slicing, not per character.
             tail = ""
-            if line and line[-1] in " \t" and (i < last or ends_part):
-                tail, line = _HEX[ord(line[-1])], line[:-1]
+            if line and line[-1] == " " and (i < last or ends_part):
+                tail, line = _HEX[32], line[:-1]
             col = _plain_chunks(line, out)
             if tail:
                 if col + len(tail) > QP_LINE - 1:
@@ -270,8 +279,14 @@ def qp_encode(text: str, *, ends_part: bool = True) -> str:
                 out.append(_CRLF)
             continue
         units = [_unit(ch) for ch in line]
-        if units and units[-1] in (" ", "\t") and (i < last or ends_part):
-            units[-1] = _HEX[ord(units[-1])]
+        if units and units[-1] == " " and (i < last or ends_part):
+            units[-1] = _HEX[32]
+        if "  " in line:
+            # A run of spaces: every second one is encoded, so no two stand together
+            # (relaxed canonicalisation would make one of them).
+            for k in range(1, len(units)):
+                if units[k] == " " and units[k - 1] == " ":
+                    units[k] = _HEX[32]
         col = 0
         for u in units:
             # 75 leaves room for the "=" of a soft break (or of a soft break added later).
@@ -312,7 +327,7 @@ def _chunk_lines(value: str) -> str:
 
 def encode_value(value: str) -> bytes:
     """A value's QP form for a hole: it starts a line and ends at the start of one."""
-    if _SAFE_VALUE.fullmatch(value) and not value.startswith("."):
+    if _SAFE_VALUE.fullmatch(value) and not value.startswith(".") and "  " not in value:
         # short tokens, addresses, URLs, most names
         return (value + _SOFT).encode("ascii") if value else b""
     if _SAFE_LONG.fullmatch(value):  # long tokens and URLs: per recipient, keep it cheap

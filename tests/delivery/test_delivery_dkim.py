@@ -10,10 +10,15 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from dkim.canonicalization import Relaxed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsletter.delivery.dkimsign import DkimSigner
+from newsletter.config import load_settings
+from newsletter.content.parser import load_issue
+from newsletter.delivery.dkimsign import DkimSigner, canonical_body, is_canonical_body
+from newsletter.delivery.message import assemble, build_message_template
+from newsletter.delivery.personalise import Recipient
 from newsletter.delivery.transports import (
     OutboxTransport,
     OutgoingMessage,
@@ -22,8 +27,10 @@ from newsletter.delivery.transports import (
     parse_smtp_url,
 )
 from newsletter.errors import ConfigError
+from newsletter.render import build_issue
 from tests.support.smtpserver import SmtpTestServer
 
+REPO = Path(__file__).resolve().parents[2]
 MESSAGE = (
     b"From: Digest <digest@news.example.org>\r\n"
     b"To: reader@example.net\r\n"
@@ -315,3 +322,51 @@ def test_any_message_shape_verifies(
     for path, record in (dkim_key, ed_key):
         signed = DkimSigner.from_key_file("news.example.org", "mar2024", path).sign(raw)
         assert verify_all(signed, dns_for(record)) == [True], signed
+
+
+_body_text = st.lists(
+    st.sampled_from([b"a", b".", b" ", b"  ", b"\t", b"\r", b"\r\n", b"\r\n\r\n"]), max_size=30
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_body_text)
+def test_body_canonicalisation_agrees_with_dkimpy(body: bytes) -> None:
+    """canonical_body is dkimpy's relaxed body form, and is_canonical_body (the check that
+    lets a canonical body skip the rewriting) holds exactly for the bodies it leaves alone."""
+    theirs = Relaxed.canonicalize_body(body)
+    assert canonical_body(body) == theirs
+    assert is_canonical_body(body) == (theirs == body)
+
+
+def test_a_body_the_assembler_made_is_hashed_as_it_is(
+    dkim_key: tuple[Path, bytes], ed_key: tuple[Path, bytes]
+) -> None:
+    """relaxed_body=True (the transports pass OutgoingMessage.canonical) hashes the body
+    without canonicalising it. The assembler's bodies are already in relaxed form by
+    dkimpy's own canonicalisation, and dkimpy accepts both signatures of every variant."""
+    settings = load_settings(
+        overrides={
+            "secret_key": "dkim-test-key",
+            "base_url": "https://news.example.org",
+            "postal_address": "1 Example Street; Exampletown",
+            "sender_address": "digest@news.example.org",
+        },
+        environ={},
+    )
+    issue = load_issue(REPO / "issues" / "2026-11.md")
+    rsa_key = signer(dkim_key[0]).keys[0]
+    ed = DkimSigner.from_key_file("news.example.org", "mar2024e", ed_key[0]).keys[0]
+    both = DkimSigner("news.example.org", [rsa_key, ed])
+    dns = dns_for(dkim_key[1], mar2024e=ed_key[1])
+    person = Recipient("zoe@example.net", 7, "Zoë  Tab\tName", ("training",))
+    for variant in build_issue(issue, settings).variants.values():
+        template = build_message_template(variant, settings, issue_month=issue.month)
+        out = assemble(template, person)
+        assert out.canonical
+        body = out.data.split(b"\r\n\r\n", 1)[1]
+        assert Relaxed.canonicalize_body(body) == body
+        signed = both.sign(out.data, relaxed_body=True)
+        assert verify_all(signed, dns) == [True, True]
+        head, gap, text = signed.partition(b"\r\n\r\n")
+        assert not dkim.verify(head + gap + text.replace(b"e", b"E", 1), dnsfunc=dns)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from newsletter.config import Settings, load_settings
 from newsletter.content.parser import load_issue
-from newsletter.delivery.dkimsign import DkimSigner
+from newsletter.delivery.dkimsign import DkimSigner, canonical_body
 from newsletter.delivery.message import (
     ONE_CLICK,
     BadAddressError,
@@ -141,6 +141,11 @@ def assert_wire_format(data: bytes) -> None:
         assert len(line) <= 76, line
         # Relays may strip whitespace at the end of a line: QP must encode it (=20).
         assert not line.endswith((b" ", b"\t")), line
+    # The body is already in DKIM's relaxed canonical form, which is what lets the signer
+    # hash it as it is: no tab, no two blanks together, one line break at the end.
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert b"\t" not in body and b"  " not in body, body
+    assert canonical_body(body) == body
 
 
 # --------------------------------------------------------------------------- headers
@@ -197,8 +202,13 @@ def test_parts_are_utf8_quoted_printable(template: MessageTemplate) -> None:
         assert part["Content-Transfer-Encoding"] == "quoted-printable"
 
 
-def test_decoded_parts_equal_the_filled_variant(built: BuiltIssue, settings: Settings) -> None:
-    recipient = dataclasses.replace(ALEX, name="Zoë O'Brien & <Co>")
+@pytest.mark.parametrize("name", ["Zoë O'Brien & <Co>", "Ann  Marie\tLee", "  Bo   Li "])
+def test_decoded_parts_equal_the_filled_variant(
+    built: BuiltIssue, settings: Settings, name: str
+) -> None:
+    # Readers see exactly the rendered text: the encoding that keeps the body relaxed-
+    # canonical (tabs as =09, every second blank of a run as =20) decodes back to it.
+    recipient = dataclasses.replace(ALEX, name=name)
     for variant in built.variants.values():
         template = build_message_template(variant, settings, issue_month="2026-10")
         with fixed_clock(FIXED_TIME):
@@ -467,6 +477,10 @@ def test_send_test_can_preview_one_subscribers_values(variant: Variant, settings
         ("a = b", "a =3D b"),
         ("trailing \nspace", "trailing=20\r\nspace"),
         ("tab\t\nx", "tab=09\r\nx"),
+        ("a\tb", "a=09b"),
+        ("a  b", "a =20b"),
+        ("x     y", "x =20 =20 y"),
+        ("ends  ", "ends =20"),
         ("end ", "end=20"),
         ("café", "caf=C3=A9"),
         (".dot\n.", "=2Edot\r\n=2E"),

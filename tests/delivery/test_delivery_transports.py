@@ -191,7 +191,10 @@ def test_every_transport_signs_with_the_dkim_settings(
     [kept] = memory_scheme[0].messages
     assert kept.data.startswith(b"DKIM-Signature:") and kept.data.endswith(MSG)
     assert dkim.verify(kept.data, dnsfunc=dns)
-    assert not kept.canonical  # the signature header is not the assembler's
+    # Still canonical: the signature fields end in CRLF and no line of them starts with
+    # ".", so SMTP can still skip its line-end scan and dot-stuffing.
+    assert kept.canonical
+    assert b"\n" not in kept.data.replace(b"\r\n", b"") and b"\r\n." not in kept.data
 
 
 def test_bad_dkim_settings_close_the_opened_transport(

@@ -54,29 +54,37 @@ class DnsTestServer:
         self._udp: socketserver.UDPServer | None = None
         self._tcp: socketserver.TCPServer | None = None
         self._threads: list[threading.Thread] = []
+        self.host = "127.0.0.1"
         self.port = 0
 
     @property
     def address(self) -> str:
         """``127.0.0.1:PORT``, the form ``newsletter doctor --nameserver`` takes."""
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     # ------------------------------------------------------------------ control
 
-    def start(self) -> DnsTestServer:
-        """Listen on a free port for UDP and TCP (the same number for both)."""
-        for _ in range(20):
-            udp = _UdpServer(("127.0.0.1", 0), _UdpHandler, self)
-            port = udp.server_address[1]
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> DnsTestServer:
+        """Listen on a free port for UDP and TCP (the same number for both).
+
+        ``host`` and ``port`` choose the address instead: port 53 of a loopback address
+        of its own serves a program that only reads ``/etc/resolv.conf`` (needs root).
+        """
+        for _ in range(20 if port == 0 else 1):
+            udp = _UdpServer((host, port), _UdpHandler, self)
+            chosen = udp.server_address[1]
             try:
-                tcp = _TcpServer(("127.0.0.1", port), _TcpHandler, self)
+                tcp = _TcpServer((host, chosen), _TcpHandler, self)
             except OSError:  # that TCP port is taken: try another pair
                 udp.server_close()
+                if port:
+                    raise
                 continue
             break
         else:
             raise RuntimeError("no free port for both UDP and TCP")
-        self._udp, self._tcp, self.port = udp, tcp, port
+        self._udp, self._tcp, self.port = udp, tcp, chosen
+        self.host = host
         for server in (udp, tcp):
             # A short poll: stop() waits for the loop to notice, once per test.
             thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)

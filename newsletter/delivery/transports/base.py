@@ -79,9 +79,10 @@ class OutgoingMessage(NamedTuple):
     recipients, ``data`` the complete RFC 5322 message with CRLF line ends,
     ``envelope_from`` the envelope sender ("" is the null sender).
 
-    ``canonical`` promises CRLF line ends and no line starting with "." (what
-    :mod:`newsletter.delivery.message` makes), so a transport may skip its own line-end
-    checks and dot-stuffing, which cost more than the rest of a send on a large list.
+    ``canonical`` promises CRLF line ends, no line starting with "." and a body already in
+    DKIM's relaxed canonical form (what :mod:`newsletter.delivery.message` makes), so a
+    transport may skip its own line-end checks and dot-stuffing, and the DKIM signer its
+    canonicalisation, which cost more than the rest of a send on a large list.
 
     A named tuple on purpose: one is made per recipient on the hot path, and it costs a
     quarter of a frozen dataclass.
@@ -176,10 +177,11 @@ class Transport(abc.ABC):
         """Deliver ``message`` to its recipients; the outcome says sent, retry, failed...
 
         The envelope is checked first and the message DKIM-signed when the transport has
-        a ``signer`` (a signed message is no longer ``canonical``: the signature header is
-        not the assembler's). Raises :class:`EnvelopeError` for unsafe addresses,
-        ``TypeError`` for recipients given as one string or data that is not bytes, and
-        :class:`TransportConfigError` when the settings cannot work (see module doc).
+        a ``signer`` (a ``canonical`` message stays canonical: the DKIM-Signature fields
+        have CRLF line ends and no line starting with "."). Raises :class:`EnvelopeError`
+        for unsafe addresses, ``TypeError`` for recipients given as one string or data
+        that is not bytes, and :class:`TransportConfigError` when the settings cannot work
+        (see module doc).
         """
         recipients = message.recipients
         if type(recipients) is not tuple:
@@ -193,7 +195,8 @@ class Transport(abc.ABC):
                 raise TypeError("message data must be bytes")
             message = message._replace(data=bytes(data))
         if self.signer is not None:
-            message = message._replace(data=self.signer.sign(message.data), canonical=False)
+            signed = self.signer.sign(message.data, relaxed_body=message.canonical)
+            message = message._replace(data=signed)
         return self._deliver(message)
 
     @abc.abstractmethod

@@ -17,8 +17,8 @@ verified, and STARTTLS or AUTH not offered raise
 
 With one recipient and a server offering PIPELINING, MAIL, RCPT and DATA go in one write
 (RFC 2920). A ``canonical`` message (CRLF line ends, no line starting with ".", as the
-assembler makes them) that was not DKIM-signed is written after DATA as it is; anything
-else first gets its line ends fixed and is dot-stuffed.
+assembler makes them, DKIM-signed or not) is written after DATA as it is; anything else
+first gets its line ends fixed and is dot-stuffed.
 
 Secrets: the SMTP password is kept out of ``repr``, log records, outcome replies and
 exception messages; :func:`~newsletter.config.redact_url` is the form of the URL that may
@@ -462,7 +462,7 @@ class SmtpTransport(Transport):
 
         smtplib's ``data()`` runs two regular expressions over every message (line
         endings, then dot-stuffing), which cost more than the rest of the send. A
-        ``canonical`` message (the assembler's, unsigned) needs neither and goes as it is;
+        ``canonical`` message (the assembler's, signed or not) needs neither and goes as it is;
         for others plain byte counts and replaces do (the regex path stays for anything
         with bare line feeds).
         """
