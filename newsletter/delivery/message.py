@@ -65,7 +65,7 @@ from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.errors import ConfigError, MissingSettingError, NewsletterError
 from newsletter.rules.addresses import is_sendable
 from newsletter.rules.links import page_url
-from newsletter.rules.personal import FEWER_FIELDS, MARKUP_FIELDS
+from newsletter.rules.personal import FEWER_FIELDS
 from newsletter.store.views import MessageHeaders, PartContent
 from newsletter.tokens import verp_address, verp_tag
 
@@ -336,6 +336,17 @@ def encode_value(value: str) -> bytes:
     if not _ends_line(value):
         encoded += _SOFT
     return encoded.encode("ascii")
+
+
+def encode_slotted(value: str) -> bytes:
+    """As :func:`encode_value`, for a :class:`~newsletter.delivery.personalise.SlottedValue`
+    in pieces: each piece's encoding (cached) and the token's, one after the other (each
+    starts a line and ends at the start of one, so together they decode to the value)."""
+    pieces = getattr(value, "pieces", None)
+    if pieces is None:
+        return encode_value(value)
+    token = encode_value(value.token)  # type: ignore[attr-defined]
+    return token.join([_cached_text(piece) for piece in pieces])
 
 
 # Names, topic lists and web addresses repeat across recipients: cache their encodings.
@@ -644,8 +655,8 @@ def _encoding_plan(keys: tuple[str, ...]) -> tuple[tuple[str, str, Callable[[str
         name = key.removeprefix("html:")
         # Values unique to a recipient skip the caches (a miss costs more than encoding).
         unique = name in _UNIQUE_FIELDS or _is_token(name) or name in FEWER_FIELDS
-        if html and name in MARKUP_FIELDS:  # links made (and escaped) by personalise
-            plan.append((key, name, encode_value))
+        if name in FEWER_FIELDS:  # made (and for HTML escaped) by personalise, in pieces
+            plan.append((key, name, encode_slotted))
         elif html:
             plan.append((key, name, _html_value if unique else _cached_html))
         else:

@@ -30,6 +30,21 @@ _PREFERENCES_SLOT = "\x01"
 _LINK_STYLE = "color:#6b7885;"  # the muted grey of the line, as in the HTML template
 
 
+class SlottedValue(str):
+    """A personal value made of fixed pieces with the same token between each: the
+    pieces repeat across readers, so their encodings are cached and only the token is
+    encoded per message (see :func:`newsletter.delivery.message.encode_slotted`)."""
+
+    pieces: tuple[str, ...]
+    token: str
+
+    def __new__(cls, pieces: tuple[str, ...], token: str) -> SlottedValue:
+        value = super().__new__(cls, token.join(pieces))
+        value.pieces = pieces
+        value.token = token
+        return value
+
+
 @dataclass(frozen=True)
 class Recipient:
     """One recipient as the message builder needs them.
@@ -88,7 +103,7 @@ def _taxonomy_order() -> dict[str, int]:
 @lru_cache(maxsize=16384)
 def _lines_for(
     base_url: str, summary: frozenset[str], topics: tuple[str, ...], all_topics: bool
-) -> tuple[str, str, str]:
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     """The "fewer emails" lines (HTML, text) of one summary for one kind of reader, and
     the slot their token goes into. The reader's own topics among the summary's are the
     ones that brought them the summary (all of them for a reader of every topic), shown
@@ -97,7 +112,8 @@ def _lines_for(
     mine = summary if all_topics else summary.intersection(topics)
     shared = tuple(sorted(mine, key=lambda s: order.get(s, len(order))))
     html, text = _fewer_lines(base_url, shared)
-    return html, text, _TOPIC_SLOT if shared else _PREFERENCES_SLOT
+    slot = _TOPIC_SLOT if shared else _PREFERENCES_SLOT
+    return tuple(html.split(slot)), tuple(text.split(slot)), slot
 
 
 def fewer_values(
@@ -110,13 +126,13 @@ def fewer_values(
     """The "fewer emails on" field values of each summary position in ``summary_topics``:
     links for the reader's own topics of that summary only (a link for a topic they do
     not follow could change nothing)."""
-    values = {}
+    values: dict[str, str] = {}
     topics, base_url = tuple(recipient.topics), settings.base_url
     for position, summary in summary_topics.items():
         html, text, slot = _lines_for(base_url, summary, topics, recipient.all_topics)
         token = topic_token if slot == _TOPIC_SLOT else preferences_token
-        values[fewer_field("html", position)] = html.replace(slot, token)
-        values[fewer_field("text", position)] = text.replace(slot, token)
+        values[fewer_field("html", position)] = SlottedValue(html, token)
+        values[fewer_field("text", position)] = SlottedValue(text, token)
     return values
 
 

@@ -983,17 +983,20 @@ UPDATE deliveries AS d SET
 FROM unnest(%(ids)s::integer[], %(statuses)s::text[], %(tried)s::integer[],
             %(replies)s::text[], %(mids)s::text[], %(nexts)s::timestamp[])
      AS v(id, status, tried, reply, mid, nxt)
-WHERE d.id = v.id AND d.claimed_by = %(claimer)s AND d.status = 'sending'
+WHERE d.id = v.id AND d.claimed_by = %(claimer)s AND (d.status || '') = 'sending'
 RETURNING d.id
 """
+# ``status || ''`` keeps the planner off the status index: its statistics date from
+# planning, when no row was 'sending', so it would walk every claimed row of the queue
+# index (12,000 claimed rows: 19 ms a step) instead of the few ids by primary key.
 
 _PG_STEP = (
     "WITH done AS ("
     + _PG_OUTCOMES.strip()
     + """), started AS (
 UPDATE deliveries SET wire_state = 1
-WHERE id = ANY(%(start)s::integer[]) AND claimed_by = %(claimer)s AND status = 'sending'
-  AND wire_state IS NULL
+WHERE id = ANY(%(start)s::integer[]) AND claimed_by = %(claimer)s
+  AND (status || '') = 'sending' AND wire_state IS NULL
 RETURNING id)
 SELECT 0, id FROM done UNION ALL SELECT 1, id FROM started"""
 )

@@ -613,3 +613,25 @@ def test_verp_envelope_sender_names_the_delivery_when_a_bounce_address_is_set(
     # Rotated keys: a tag made under the old key still reads.
     rotated = make_settings(secret_key="new key, " + on.secret_key)
     assert read_verp_tag(rotated, tag) == ("2026-10", ALEX.subscriber_id)
+
+
+def test_a_value_in_pieces_encodes_to_the_same_text_as_a_whole() -> None:
+    """The "fewer emails" lines are encoded piece by piece (the pieces' encodings are
+    cached); the QP still decodes to the whole value, in lines of at most 76 characters."""
+    import quopri
+
+    from newsletter.delivery.message import encode_slotted, encode_value
+    from newsletter.delivery.personalise import SlottedValue
+
+    token = "eyJ0IjoidG9waWMiLCJzIjo0Mn0." + "A" * 43
+    pieces = (
+        'Fewer emails on: <a href="https://news.example.org/topic/',
+        '?slug=therapist-factors" style="color:#6b7885;">Therapist Factors</a> &middot; '
+        '<a href="https://news.example.org/topic/',
+        '?slug=training" style="color:#6b7885;">Training</a>  two  spaces\tand a tab ',
+    )
+    value = SlottedValue(pieces, token)
+    encoded = encode_slotted(value)
+    assert quopri.decodestring(encoded).decode() == str(value) == token.join(pieces)
+    assert quopri.decodestring(encode_value(str(value))) == quopri.decodestring(encoded)
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
