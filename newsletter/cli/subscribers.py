@@ -21,6 +21,8 @@ from newsletter.cli.base import (
 from newsletter.rules.statuses import SUBSCRIBER_STATUSES
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from newsletter.store.views import SubscriberView
 
 
@@ -30,6 +32,15 @@ def _topic_names(view: SubscriberView) -> str:
     if view.all_topics:
         return "all topics"
     return "; ".join(topic_names(view.topics)) or "(none)"
+
+
+def _dated_table(title: str, zone: str) -> Table:
+    """A table whose short times are in ``zone`` (said in its caption)."""
+    from rich.table import Table  # rich's tables only when a command prints one
+
+    return Table(
+        title=title, title_justify="left", caption=f"times in {zone}", caption_justify="left"
+    )
 
 
 def _say(view: SubscriberView, what: str) -> None:
@@ -186,8 +197,6 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
         data["deliveries"] = [{**asdict(d), "variant": d.variant} for d in deliveries]
         print_json(data)
         return
-    from rich.table import Table
-
     out = console()
     out.print(f"[bold]{esc(view.email)}[/bold]  {esc(view.name)}")
     status = view.status + (f" until {view.paused_until}" if view.paused_until else "")
@@ -201,12 +210,7 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
         out.print(f"Left:       {when(view.unsubscribed_at, settings)}")
     out.print(f"Topics:     {esc(_topic_names(view))}")
     zone, times = short_times([e.at for e in view.events], settings)
-    table = Table(
-        title="Consent history",
-        title_justify="left",
-        caption=f"times in {zone}",
-        caption_justify="left",
-    )
+    table = _dated_table("Consent history", zone)
     for col in ("When", "Event", "Source", "IP", "Consent text"):
         table.add_column(col, no_wrap=True)
     table.add_column("Detail")
@@ -221,12 +225,7 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
         )
     out.print(table)
     zone, times = short_times([d.sent_at for d in deliveries], settings)
-    table = Table(
-        title="Deliveries",
-        title_justify="left",
-        caption=f"times in {zone}",
-        caption_justify="left",
-    )
+    table = _dated_table("Deliveries", zone)
     for col in ("Issue", "Status", "Variant", "Tries", "Sent"):
         table.add_column(col, no_wrap=True)
     table.add_column("Reply or reason", overflow="fold")

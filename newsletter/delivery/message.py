@@ -60,7 +60,12 @@ from html import escape
 from typing import Protocol
 
 from newsletter.config import Settings
-from newsletter.delivery.personalise import Recipient, SummaryTopics, recipient_values
+from newsletter.delivery.personalise import (
+    Recipient,
+    SlottedValue,
+    SummaryTopics,
+    recipient_values,
+)
 from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.errors import ConfigError, MissingSettingError, NewsletterError
 from newsletter.rules.addresses import is_sendable
@@ -342,11 +347,10 @@ def encode_slotted(value: str) -> bytes:
     """As :func:`encode_value`, for a :class:`~newsletter.delivery.personalise.SlottedValue`
     in pieces: each piece's encoding (cached) and the token's, one after the other (each
     starts a line and ends at the start of one, so together they decode to the value)."""
-    pieces = getattr(value, "pieces", None)
-    if pieces is None:
+    if not isinstance(value, SlottedValue):
         return encode_value(value)
-    token = encode_value(value.token)  # type: ignore[attr-defined]
-    return token.join([_cached_text(piece) for piece in pieces])
+    token = encode_value(value.token)
+    return token.join([_cached_text(piece) for piece in value.pieces])
 
 
 # Names, topic lists and web addresses repeat across recipients: cache their encodings.
@@ -654,7 +658,7 @@ def _encoding_plan(keys: tuple[str, ...]) -> tuple[tuple[str, str, Callable[[str
         html = key.startswith("html:")
         name = key.removeprefix("html:")
         # Values unique to a recipient skip the caches (a miss costs more than encoding).
-        unique = name in _UNIQUE_FIELDS or _is_token(name) or name in FEWER_FIELDS
+        unique = name in _UNIQUE_FIELDS or _is_token(name)
         if name in FEWER_FIELDS:  # made (and for HTML escaped) by personalise, in pieces
             plan.append((key, name, encode_slotted))
         elif html:
