@@ -70,7 +70,7 @@ from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.errors import ConfigError, MissingSettingError, NewsletterError
 from newsletter.rules.addresses import is_sendable
 from newsletter.rules.links import page_url
-from newsletter.rules.personal import FEWER_FIELDS
+from newsletter.rules.personal import FEWER_FIELDS, MARKUP_FIELDS
 from newsletter.store.views import MessageHeaders, PartContent
 from newsletter.tokens import verp_address, verp_tag
 
@@ -659,7 +659,9 @@ def _encoding_plan(keys: tuple[str, ...]) -> tuple[tuple[str, str, Callable[[str
         name = key.removeprefix("html:")
         # Values unique to a recipient skip the caches (a miss costs more than encoding).
         unique = name in _UNIQUE_FIELDS or _is_token(name)
-        if name in FEWER_FIELDS:  # made (and for HTML escaped) by personalise, in pieces
+        if name in (MARKUP_FIELDS if html else FEWER_FIELDS):
+            # Made (and the HTML ones escaped) by personalise, in pieces; a text line in
+            # an HTML part is escaped like any other value, below.
             plan.append((key, name, encode_slotted))
         elif html:
             plan.append((key, name, _html_value if unique else _cached_html))

@@ -543,6 +543,27 @@ def test_any_segments_and_values_decode_exactly(
     assert decoded(got_html) == html.fill(values)
 
 
+def test_a_text_fewer_line_in_an_html_part_is_escaped_like_the_preview(settings: Settings) -> None:
+    # Only the HTML "fewer emails" lines are markup; a text one in an HTML part is a value
+    # like any other (found by the property test above: "'" came out unescaped).
+    names = ("fewer_text_3", "fewer_html_1")
+    html = PreparedPart("html", ("<p>", " ", "</p>"), names)
+    text = PreparedPart("text", ("a ", " b", ""), names)
+    variant = Variant(
+        key=VariantKey.teaser(1),
+        summaries=(),
+        subject="S",
+        web_view_url="https://news.example.org/archive/2026-10",
+        html=html,
+        text=text,
+    )
+    values = {name: "" for name in FIELDS} | {"fewer_text_3": "'<x>", "fewer_html_1": "<a>"}
+    template = build_message_template(variant, settings, issue_month="2026-10")
+    got_text, got_html = parts(parse(assemble_values(template, ALEX, "<p@x>", values).data))
+    assert decoded(got_html) == "<p>&#x27;&lt;x&gt; <a></p>" == html.fill(values)
+    assert decoded(got_text) == "a '<x> b<a>" == text.fill(values)
+
+
 def test_boundary_does_not_occur_in_the_content(template: MessageTemplate) -> None:
     data = assemble(template, ALEX).data
     assert data.count(template.boundary.encode()) == 4  # header, 2 delimiters, close
