@@ -92,8 +92,9 @@ def _result_table(result):
 WAITING = "[yellow]waiting for the server; Ctrl-C leaves the rest queued[/yellow]"
 
 
-def _drain(app, options, total: int):
-    """Run a worker with a progress bar; returns the SendResult."""
+def _drain(app, options, total: int, total_later=None):
+    """Run a worker with a progress bar; returns the SendResult. ``total_later``: a
+    function that gives the total once it is known (None before: planning goes on)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -114,11 +115,15 @@ def _drain(app, options, total: int):
         console=console(stderr=True, soft_wrap=False),
         transient=False,
     ) as progress:
-        task = progress.add_task("sending", total=max(total, 1), rate=0.0)
+        known = total_later is None or total_later() is not None
+        task = progress.add_task("sending", total=max(total, 1) if known else None, rate=0.0)
         waiting = False
 
         def on_progress(report) -> None:
-            nonlocal waiting
+            nonlocal waiting, known
+            if not known and total_later() is not None:
+                known = True
+                progress.update(task, total=max(total_later(), 1))
             if report.waiting != waiting:  # the server went away, or came back: say so
                 waiting = report.waiting
                 progress.console.print(WAITING if waiting else "the server is back; sending")
@@ -206,14 +211,23 @@ def send(
     if dry_run:
         out.print("dry run: nothing was planned or sent")
         return
-    if preview.outstanding == 0 and preview.status != "new" and not replan:
+    if preview.outstanding == 0 and preview.status != "new" and not (replan or preview.planning):
         out.print("nothing left to send")
         return
     question = f"Send {plural(preview.outstanding, 'message')} now?"
     if not yes and not click.confirm(question, default=False):
         raise click.ClickException("cancelled; nothing was sent")
-    preview = sends.plan(ctx, month, issue=issue, replan=replan)
-    if not counted:
+    planning = None
+    if counted or replan:
+        preview = sends.plan(ctx, month, issue=issue, replan=replan)
+    else:
+        # Not counted first (--yes): the first messages go while the rest is planned.
+        planning = sends.plan_while_sending(ctx, month, issue=issue)
+        preview = planning.preview
+    background = planning is not None and planning.more_coming()
+    if background:
+        out.print("planning the rest of the list while the first messages go")
+    elif not counted:
         out.print(_preview_table(preview, f"Send of {issue.month} (planned)"))
     # An unreachable server pauses the send; smtp_outage_wait (two minutes) after it went
     # away `send` hands it over to `newsletter worker` (exit status 75) instead of hanging.
@@ -222,8 +236,23 @@ def send(
         limit=limit,
         months=[issue.month],
         max_unavailable_wait=ctx.settings.smtp_outage_wait,
+        more_coming=planning.more_coming if planning is not None else None,
     )
-    result = _drain(ctx, options, limit or preview.outstanding)
+    total_later = None
+    if planning is not None and limit is None:
+        total_later = lambda: planning.total  # noqa: E731
+    stopped = True
+    try:
+        result = _drain(ctx, options, limit or preview.outstanding, total_later)
+        stopped = result.report.stopped
+    finally:
+        if planning is not None:
+            if stopped:  # Ctrl-C or an error: `newsletter send` again finishes planning
+                planning.stop()
+            planning.wait()
+    # The plan's table, now that it is whole.
+    if background and planning is not None and planning.total is not None:
+        out.print(_preview_table(sends.preview(ctx, issue.month), f"Send of {issue.month}"))
     out.print(_result_table(result))
     _report_tail(out, result)
 
@@ -382,6 +411,7 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
         "started_at": st.started_at,
         "finished_at": st.finished_at,
         "paused_reason": st.paused_reason,
+        "planning": st.planning,
         "counts": st.counts,
         "queued": st.counts.get("pending", 0) - st.retrying,
         "retrying": st.retrying,
@@ -418,6 +448,12 @@ def status(app: AppContext, month: str, as_json: bool) -> None:
         console().print(f"  skipped, {esc(reason)}: {n}")
     if st.paused_reason:
         console().print(f"[yellow]paused: {esc(st.paused_reason)}[/yellow]")
+    if st.planning:
+        console().print(
+            "[yellow]planning is not over: not everyone has a row yet (if no `newsletter "
+            f"send` is running, `newsletter send {st.month} --yes` finishes it)[/yellow]",
+            soft_wrap=True,
+        )
     if report.counts:
         c = report.counts
         console().print(

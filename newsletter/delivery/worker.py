@@ -64,6 +64,10 @@ from newsletter.store.ledger import Claimed, Outcome
 
 log = logging.getLogger("newsletter.delivery.worker")
 
+#: Seconds a sender thread waits for the next step of planning when it has sent every
+#: row planned so far.
+PLANNING_POLL = 0.05
+
 
 @dataclass
 class WorkerOptions:
@@ -85,6 +89,9 @@ class WorkerOptions:
     lease_ttl: dt.timedelta = dt.timedelta(seconds=60)  # claims outlive a silent worker this long
     fence_window: float = 0.1  # messages marked started at once: about this many seconds' worth
     max_unavailable_wait: float | None = None  # give up waiting for the server after this
+    # While this says True, more rows are being planned (in this process): a ``once``
+    # run that finds the queue empty waits for them instead of ending.
+    more_coming: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -473,9 +480,15 @@ class DeliveryWorker:
                 # A --once run sends what was due when it started: a row it retries is
                 # not due again within the same run, however short the retry delay.
                 due = self._run_started if self.options.once else None
+                # Asked before the claim: once planning has ended, one more empty claim
+                # means the rows it added last are all taken.
+                coming = self.options.more_coming is not None and self.options.more_coming()
                 batch = self._claim(n, due)
                 if not batch:
                     self._take_budget(-n)  # give back the unused budget
+                    if coming:
+                        self.stop.wait(PLANNING_POLL)
+                        continue
                     if self.options.once:
                         return
                     ledger.finish_sends(self.store)

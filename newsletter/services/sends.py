@@ -83,6 +83,7 @@ class SendPreview:
     skipped: dict[str, int]
     outstanding: int  # messages still to send
     sent: int = 0
+    planning: bool = False  # planning in steps is not over: not everyone has a row yet
 
     @property
     def finished(self) -> bool:
@@ -101,6 +102,11 @@ class SendPlan:
     warnings: list[str] = field(default_factory=list)
 
 
+def preview(app: App, month: str) -> SendPreview:
+    """The counts of the send of ``month`` (planned), as :func:`prepare` shows them."""
+    return _preview_of(ledger.send_status(app.store, month))
+
+
 def _preview_of(status: SendStatus) -> SendPreview:
     k = status.summaries
     return SendPreview(
@@ -112,6 +118,7 @@ def _preview_of(status: SendStatus) -> SendPreview:
         skipped=status.skipped,
         outstanding=status.outstanding,
         sent=status.sent,
+        planning=status.planning,
     )
 
 
@@ -224,6 +231,83 @@ def plan(app: App, month: str, *, issue: Issue | None = None, replan: bool = Fal
     else:
         ledger.plan_send(store, issue.month, None, app.today())
     return _preview_of(ledger.send_status(store, issue.month))
+
+
+#: Subscribers planned before a new send's first message when the rest is planned while
+#: it goes (:func:`plan_while_sending`): enough for the first claims of every thread.
+FIRST_STEP = 5_000
+
+
+class Planning:
+    """The rest of a new send being planned, a step at a time, in a thread of this
+    process, while the rows planned so far are sent. :meth:`more_coming` goes in
+    :attr:`WorkerOptions.more_coming`; :meth:`wait` ends it (and raises what it raised)."""
+
+    def __init__(self, app: App, month: str, preview: SendPreview, planning: bool) -> None:
+        self.preview = preview  # the counts after the first step
+        self.added = 0  # rows the later steps added
+        # Once planning is over: the messages of the whole send (sent or to send).
+        self.total: int | None = None if planning else preview.outstanding + preview.sent
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if planning:
+            self._thread = threading.Thread(
+                target=self._run, args=(app, month), name="planning", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, app: App, month: str) -> None:
+        try:
+            done = False
+            while not done:
+                if self._stop.is_set():
+                    return
+                added, done = ledger.plan_step(app.store, month, app.today())
+                self.added += added
+            ledger.analyze_after_planning(app.store, self.added)
+            status = ledger.send_status(app.store, month)
+            self.total = status.total - status.counts.get("skipped", 0)
+        except BaseException as exc:  # raised again by wait(), in the caller's thread
+            self._error = exc
+
+    def more_coming(self) -> bool:
+        """True while planning goes on."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop after the step under way: the send stays planning (unfinished) until it
+        is planned again (``newsletter send MONTH``)."""
+        self._stop.set()
+
+    def wait(self) -> None:
+        """Wait for planning to end; raise what stopped it, if anything did."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def plan_while_sending(app: App, month: str, *, issue: Issue | None = None) -> Planning:
+    """Plan the send of ``month`` so that its first messages can go at once.
+
+    A new send is planned for its first :data:`FIRST_STEP` subscribers now and for the
+    rest in a thread, a step at a time (each step its own transaction), while a worker
+    given :meth:`Planning.more_coming` sends what is planned. The send is not marked done
+    until every step is over; a step that failed (or a process that stopped) leaves it
+    planning, and planning it again (``newsletter send``) finishes it. A send that
+    exists already is planned as :func:`plan` does.
+    """
+    issue = issue if issue is not None else sendable_issue(app, month)
+    if ledger.find_send(app.store, issue.month) is not None:
+        return Planning(app, issue.month, plan(app, month, issue=issue), planning=False)
+    app.settings.require("sender_address", "to send")
+    snapshot = snapshot_of(app, issues.build(app, issue))
+    row, _added, _created = ledger.plan_send(
+        app.store, issue.month, snapshot, app.today(), first_step=FIRST_STEP
+    )
+    preview = _preview_of(ledger.send_status(app.store, issue.month))
+    return Planning(app, issue.month, preview, planning=row.planning)
 
 
 @dataclass

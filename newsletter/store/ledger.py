@@ -28,7 +28,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -118,6 +118,7 @@ class SendRow:
     revision: int
     content_hash: str
     summaries: int
+    planning: bool = False  # planned in steps, and not every step is done yet
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class SendStatus:
     retrying: int = 0  # pending rows that were tried before
     variants: dict[int, dict[str, int]] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    planning: bool = False  # planned in steps, and not every step is done yet
 
     @property
     def total(self) -> int:
@@ -257,11 +259,20 @@ def variant_mask_expression(summary_topics: SummaryTopics) -> ColumnElement[int]
 
 
 def _plan_select(
-    summary_topics: SummaryTopics, policy: str, today: dt.date, send_id: int, revision: int
+    summary_topics: SummaryTopics,
+    policy: str,
+    today: dt.date,
+    send_id: int,
+    revision: int,
+    ids: tuple[int, int | None] = (0, None),
 ) -> Any:
-    """SELECT (send_id, subscriber_id, variant_mask, status, skip_reason, attempts, revision)."""
+    """SELECT (send_id, subscriber_id, variant_mask, status, skip_reason, attempts, revision)
+    for the subscribers whose id is in ``ids`` (low, exclusive; high, inclusive, or None:
+    no end)."""
     full = (1 << len(summary_topics)) - 1
     receiving_now = receiving_condition(today)
+    low, high = ids
+    in_range = Subscriber.id > low if high is None else Subscriber.id.between(low + 1, high)
     # Each subscriber's mask is worked out once, in a materialised step: used directly in
     # the four columns below, its EXISTS probes ran four times per person (at a million
     # people, most of planning's time).
@@ -271,7 +282,7 @@ def _plan_select(
             variant_mask_expression(summary_topics).label("mask"),
             case((receiving_now, 1), else_=0).label("receiving"),
         )
-        .where(or_(receiving_now, Subscriber.status == "paused"))
+        .where(or_(receiving_now, Subscriber.status == "paused"), in_range)
         .cte("planned_people")
         .prefix_with("MATERIALIZED")
     )
@@ -360,8 +371,15 @@ def _save_snapshot(session: Session, send: Send, revision: int, snapshot: NewSna
     send.headers = json.dumps(asdict(snapshot.headers))
 
 
-def _queue(store: Store, session: Session, send: Send, today: dt.date) -> int:
-    """Add a delivery row for every subscriber without one; returns how many were added.
+def _queue(
+    store: Store,
+    session: Session,
+    send: Send,
+    today: dt.date,
+    ids: tuple[int, int | None] = (0, None),
+) -> int:
+    """Add a delivery row for every subscriber (with an id in ``ids``, see
+    :func:`_plan_select`) without one; returns how many were added.
 
     Planned from the send's snapshot (its summaries' topics and policy), never from the
     issue file, so everyone of one send is planned against the same version.
@@ -375,15 +393,19 @@ def _queue(store: Store, session: Session, send: Send, today: dt.date) -> int:
             "and has no snapshot",
             hint=f"run `newsletter send {send.issue_month} --replan` to make one",
         )
-    rows = _plan_select(topics, send.policy, today, send.id, send.revision)
+    rows = _plan_select(topics, send.policy, today, send.id, send.revision, ids)
     insert_ = store.insert
     stmt = (
         insert_(Delivery)
         .from_select(_PLAN_COLUMNS, rows)
         .on_conflict_do_nothing(index_elements=["send_id", "subscriber_id"])
     )
-    # rowcount of INSERT ... SELECT is not reliable on every driver: count instead.
-    count = select(func.count()).where(Delivery.send_id == send.id)
+    # rowcount of INSERT ... SELECT is not reliable on every driver: count instead (in
+    # the range only: a step of a large send counts its own rows, not the whole send's).
+    low, high = ids
+    count = select(func.count()).where(Delivery.send_id == send.id, Delivery.subscriber_id > low)
+    if high is not None:
+        count = count.where(Delivery.subscriber_id <= high)
     before = session.execute(count).scalar_one()
     session.execute(stmt)
     return int(session.execute(count).scalar_one() - before)
@@ -409,6 +431,7 @@ def plan_send(
     month: str,
     snapshot: NewSnapshot | None,
     today: dt.date | None = None,
+    first_step: int | None = None,
 ) -> tuple[SendRow, int, bool]:
     """Create the send of ``month`` with ``snapshot`` (if new) and queue every subscriber.
 
@@ -418,6 +441,12 @@ def plan_send(
     summaries get the send's policy: ``skip`` (a skipped row saying why), ``full`` (every
     summary) or ``teaser`` (mask 0). Paused subscribers get a skipped row. ``snapshot``
     may be None for a send that exists already (:class:`SendNotFoundError` if it does not).
+
+    ``first_step``: a send created now is planned for its first ``first_step``
+    subscribers only (by id), and marked as still planning (:attr:`SendRow.planning`);
+    :func:`plan_step` plans the rest, a step at a time, while those first ones are sent.
+    A send whose planning was left unfinished (the process stopped) is planned to the
+    end here, in steps.
     """
     today = today or dt.date.today()
     insert_ = store.insert
@@ -437,6 +466,7 @@ def plan_send(
                     subject=snapshot.subject[:300],
                     summaries=len(snapshot.summary_topics),
                     created_at=utcnow(),
+                    planned_through=None if first_step is None else 0,
                 )
                 .on_conflict_do_nothing(index_elements=["issue_month"])
                 .returning(Send.id)
@@ -448,16 +478,77 @@ def plan_send(
             ).scalar_one()
             if created:
                 _save_snapshot(session, send, 1, snapshot)
-        added = _queue(store, session, send, today)
+        if send.planned_through is None:
+            added = _queue(store, session, send, today)
+        else:
+            added = 0  # planned in steps below (each its own transaction)
         row = _send_row(send)
+    if row.planning:
+        if created and first_step is not None:
+            added, done = plan_step(store, month, today, first_step)
+        else:
+            added, done = 0, False
+            while not done:
+                n, done = plan_step(store, month, today)
+                added += n
+        row = replace(row, planning=not done)
     if added >= ANALYZE_AFTER and store.dialect == "postgresql":
-        # The planner's statistics may still describe the tables before these rows (or
-        # before an import): without them it may scan a whole table for each claim
-        # (autovacuum may be off, or behind). Each is a sample, a fraction of a second
-        # at a million rows.
-        with store.transaction() as session:
-            session.execute(text("ANALYZE deliveries, subscribers, subscriber_topics"))
+        _analyze(store)
     return row, added, created
+
+
+#: How many subscribers one step of planning covers (see :func:`plan_step`). On SQLite a
+#: step holds the only write lock: a smaller one keeps workers' commits waiting less.
+PLAN_STEP = {"postgresql": 50_000, "sqlite": 20_000}
+
+
+def plan_step(
+    store: Store, month: str, today: dt.date | None = None, size: int | None = None
+) -> tuple[int, bool]:
+    """Plan the next ``size`` subscribers (by id) of a send that is still planning, in
+    one transaction; returns (rows added, planning over?). Safe to run from several
+    processes at once: a row is never added twice, and the mark only moves forward."""
+    today = today or dt.date.today()
+    size = size or PLAN_STEP.get(store.dialect, 20_000)
+    with store.transaction() as session:
+        send = session.execute(select(Send).where(Send.issue_month == month)).scalar_one_or_none()
+        if send is None:
+            raise _not_planned(month)
+        low = send.planned_through
+        if low is None or send.status in FINISHED_SENDS:
+            return 0, True
+        # The id of the size-th subscriber after the mark (None: the rest, whoever joins
+        # meanwhile included).
+        high = session.execute(
+            select(Subscriber.id)
+            .where(Subscriber.id > low)
+            .order_by(Subscriber.id)
+            .offset(size - 1)
+            .limit(1)
+        ).scalar()
+        added = _queue(store, session, send, today, (low, high))
+        session.execute(
+            update(Send)
+            .where(Send.id == send.id, Send.planned_through == low)
+            .values(planned_through=high)
+            .execution_options(synchronize_session=False)
+        )
+    return added, high is None
+
+
+def _analyze(store: Store) -> None:
+    # The planner's statistics may still describe the tables before these rows (or
+    # before an import): without them it may scan a whole table for each claim
+    # (autovacuum may be off, or behind). Each is a sample, a fraction of a second
+    # at a million rows.
+    with store.transaction() as session:
+        session.execute(text("ANALYZE deliveries, subscribers, subscriber_topics"))
+
+
+def analyze_after_planning(store: Store, added: int) -> None:
+    """Refresh PostgreSQL's statistics after planning added ``added`` rows (if many)."""
+    if added >= ANALYZE_AFTER and store.dialect == "postgresql":
+        _analyze(store)
 
 
 def replan_send(
@@ -532,6 +623,7 @@ def _send_row(send: Send) -> SendRow:
         revision=send.revision,
         content_hash=send.content_hash,
         summaries=send.summaries,
+        planning=send.planned_through is not None,
     )
 
 
@@ -628,6 +720,7 @@ def send_status(store: Store, month: str) -> SendStatus:
             retrying=retrying,
             variants=variants,
             skipped={k or "": v for k, v in skipped.items()},
+            planning=send.planned_through is not None,
         )
 
 
@@ -1266,7 +1359,9 @@ def finish_sends(store: Store, now: dt.datetime | None = None) -> list[str]:
         months = [
             m
             for (m,) in session.execute(
-                select(Send.issue_month).where(Send.status.in_(RUNNING_SENDS), ~outstanding)
+                select(Send.issue_month).where(
+                    Send.status.in_(RUNNING_SENDS), Send.planned_through.is_(None), ~outstanding
+                )
             )
         ]
         if months:

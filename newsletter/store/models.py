@@ -242,6 +242,9 @@ class Send(Base):
     policy: Mapped[str] = mapped_column(String(16), server_default="skip")
     summaries_info: Mapped[str] = mapped_column(Text, server_default="[]")  # JSON
     headers: Mapped[str] = mapped_column(Text, server_default="{}")  # JSON
+    # While planning goes on in steps: the highest subscriber id planned so far (NULL:
+    # every subscriber is planned). A send is never done while it is set.
+    planned_through: Mapped[int | None] = mapped_column(Integer)
 
 
 class SendVariant(Base):

@@ -147,6 +147,47 @@ def test_send_yes_plans_without_counting_twice(project, smtp_server, monkeypatch
     assert len(smtp_server.messages) == 5
 
 
+def test_send_yes_sends_the_first_messages_while_the_rest_is_planned(
+    project, smtp_server, monkeypatch
+) -> None:
+    """A large send's first messages do not wait for the whole plan: `send --yes` plans
+    the first subscribers, then the rest a step at a time while they are sent."""
+    from newsletter.services import sends
+
+    monkeypatch.setattr(sends, "FIRST_STEP", 2)
+    monkeypatch.setattr(ledger, "PLAN_STEP", {"postgresql": 2, "sqlite": 2})
+    seen_at_step: list[int] = []
+    real_step = ledger.plan_step
+
+    def step(*args, **kwargs):
+        # The last steps wait until a message has arrived: planning everything before
+        # sending anything would never get here (and the test would fail).
+        if len(seen_at_step) == 1:
+            deadline = time.monotonic() + 60
+            while not smtp_server.messages and time.monotonic() < deadline:
+                time.sleep(0.01)
+        seen_at_step.append(len(smtp_server.messages))
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "plan_step", step)
+    config = ["-c", str(project / "newsletter.toml")]
+    out = CliRunner().invoke(cli, [*config, "send", MONTH, "--yes"])
+    assert out.exit_code == 0, out.output
+    assert "planning the rest of the list while the first messages go" in out.output
+    assert len(seen_at_step) > 2 and seen_at_step[0] == 0 and seen_at_step[-1] >= 1
+    check_everyone_got_their_digest(smtp_server)
+    assert len(smtp_server.messages) == 5
+    status = ledger_status(settings_of(project))
+    assert status.status == "done" and not status.planning
+    assert status.counts == {"sent": 5, "skipped": 2}
+    assert f"Send of {MONTH}" in out.output and "s1+s3" in out.output  # the whole plan
+
+
+def ledger_status(settings):
+    with open_store(settings) as store:
+        return ledger.send_status(store, MONTH)
+
+
 def ledger_rows(settings):
     with open_store(settings) as store:
         return ledger.list_deliveries(store, MONTH)

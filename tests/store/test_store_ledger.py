@@ -151,6 +151,44 @@ def test_planning_twice_adds_nothing_and_newcomers_join(app, store, issue) -> No
     assert rows(store)["late@example.org"].variant_mask == 0b011
 
 
+def test_planning_in_steps_plans_the_same_rows_and_the_send_is_not_done_before(
+    app, store, issue
+) -> None:
+    expected = people(app)
+    row, added, created = ledger.plan_send(store, issue.month, snapshot(issue), first_step=3)
+    assert created and row.planning and added == len(rows(store)) <= 3
+    # Everything planned so far is sent: the send is not over while planning goes on.
+    claimed = ledger.claim_batch(store, 100, claimer=W)
+    ledger.record_outcomes(store, [Outcome(c.delivery_id, "sent") for c in claimed], W)
+    assert ledger.finish_sends(store) == []
+    assert ledger.send_status(store, issue.month).planning
+    steps = [ledger.plan_step(store, issue.month, size=2) for _ in range(10)]
+    assert [done for _n, done in steps].index(True) >= 1  # more than one step was needed
+    assert all(done for _n, done in steps[[d for _n, d in steps].index(True) :])
+    assert added + sum(n for n, _done in steps) == 7
+    got = rows(store)
+    assert {e: r.variant_mask for e, r in got.items() if r.skip_reason is None} == expected
+    assert {e: r.skip_reason for e, r in got.items() if r.status == "skipped"} == {
+        "nomatch@example.org": SKIP_NO_MATCH,
+        "paused@example.org": SKIP_PAUSED,
+    }
+    assert not ledger.send_status(store, issue.month).planning
+    rest = ledger.claim_batch(store, 100, claimer=W)
+    ledger.record_outcomes(store, [Outcome(c.delivery_id, "sent") for c in rest], W)
+    assert ledger.finish_sends(store) == [issue.month]
+
+
+def test_planning_again_finishes_a_send_whose_planning_stopped(app, store, issue) -> None:
+    people(app)
+    ledger.plan_send(store, issue.month, snapshot(issue), first_step=2)
+    assert len(rows(store)) == 2
+    # The process that planned it stopped; planning the send again plans the rest.
+    row, added, created = ledger.plan_send(store, issue.month, None)
+    assert (added, created, row.planning) == (5, False, False)
+    assert len(rows(store)) == 7
+    assert ledger.plan_step(store, issue.month) == (0, True)
+
+
 @pytest.mark.parametrize(
     ("policy", "mask", "status"), [("full", 0b111, "pending"), ("teaser", 0, "pending")]
 )
