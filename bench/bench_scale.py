@@ -310,8 +310,9 @@ def main() -> None:
         os.environ["PYTHONPATH"] = str(Path(args.code).resolve())
     env = make_project(folder, database, port, args.dkim)
     try:
+        # A reused list may come from another version: bring it to this one's schema.
+        run([NEWSLETTER, "db", "upgrade"], folder, env)
         if not reused:
-            run([NEWSLETTER, "db", "upgrade"], folder, env)
             people = folder / "people.csv"
             write_csv(people, n)
             start = time.perf_counter()
