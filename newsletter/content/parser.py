@@ -37,6 +37,7 @@ CITATION_YEAR = re.compile(r"\((?:\d{4}[a-z]?(?:,[^)]*)?|n\.\s?d\.|in press)\)",
 IMPLICATIONS_RE = re.compile(r"^###\s+practice\s+implications\s*:?\s*#*\s*$", re.IGNORECASE)
 COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
+TITLE_CLOSING = re.compile(r"(?:^|\s)#+$")
 
 #: The example text of the skeleton ``newsletter issue new`` writes
 #: (:data:`newsletter.content.files.SCAFFOLD`), and what replaces each. Each is an error
@@ -462,7 +463,9 @@ def _parse_body(lines: list[str], start: int, out: _Collector) -> list[Summary]:
 def _parse_summary(
     title_line: str, lineno: int, body: list[tuple[int, str]], out: _Collector
 ) -> Summary | None:
-    title = title_line[2:].strip().rstrip("#").strip()
+    # As in CommonMark, a closing run of "#" after a space is not part of the title; a
+    # "#" inside a word ("C#") is.
+    title = TITLE_CLOSING.sub("", title_line[2:].strip()).strip()
     ok = True
     if not title:
         out.error(lineno, "summary has no title", "write the title after '## '")

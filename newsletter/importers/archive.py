@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from newsletter.content.model import Problem, ResearchType, Topic
-from newsletter.content.parser import CITATION_YEAR, MAX_SUMMARIES, decode_issue_bytes, parse_issue
+from newsletter.content.parser import (
+    CITATION_YEAR,
+    MAX_SUMMARIES,
+    ParseResult,
+    decode_issue_bytes,
+    parse_issue,
+)
 from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
 from newsletter.errors import NewsletterError
 
@@ -751,17 +757,30 @@ def suggest_topics(entry: ArchiveEntry, page_topic: Topic | None = None) -> Topi
 # Writing issue files
 
 
-_LINE_START = re.compile(r"^(#|>|[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|```|~~~|=+\s*$|<)")
+# Inline Markdown, wherever it stands: code spans, emphasis, links and images, autolinks,
+# strikethrough, entity references, and the backslash itself. An underscore between two
+# letters or digits ("snake_case") cannot start emphasis, so it is left readable.
+_INLINE = re.compile(
+    r"[\\`*\[\]<]|~(?=~)|(?<=~)~|(?<![^\W_])_|_(?![^\W_])"
+    r"|&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};)"
+)
+# What makes a paragraph a block of another kind when it starts the line: headings,
+# quotes, list items, thematic breaks, fences, setext underlines.
+_LINE_START = re.compile(r"^(#|>|[-+](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|-{3,}\s*$|=+\s*$)")
+# A closing run of "#" that the issue parser strips from a "## " title (CommonMark).
+_TITLE_CLOSING = re.compile(r"\s#+$")
 
 
 def escape_paragraph(text: str) -> str:
-    """Escape what Markdown would read as structure at the start of a line.
+    """Escape one paragraph of plain text so that Markdown shows it exactly as written.
 
-    Headings, quotes, list items, fences and HTML at the start stay literal text; an
-    HTML comment opener anywhere is broken up (``<\\!--``) because the issue parser
-    strips comments even after a backslash.
+    Inline characters (backtick, ``*``, ``_``, brackets, ``<``, ``~~``, ``&name;``, the
+    backslash) get a backslash wherever they are; what would make the paragraph a heading,
+    quote, list item, rule or fence gets one at the start. An HTML comment opener becomes
+    ``\\<\\!--`` because the issue parser strips comments even after a backslash.
     """
-    text = text.replace("<!--", "<\\!--")
+    text = _INLINE.sub(lambda m: "\\" + m.group(0), text)
+    text = text.replace("\\<!--", "\\<\\!--")
     m = _LINE_START.match(text)
     if not m:
         return text
@@ -769,6 +788,12 @@ def escape_paragraph(text: str) -> str:
         end = m.end()
         return text[:end] + "\\" + text[end:]
     return "\\" + text
+
+
+def title_line(title: str) -> str:
+    """The ``## `` line of a title; a title ending in " #" keeps it (the parser strips one
+    closing run of "#", so one more is added for it to strip)."""
+    return f"## {title} #" if _TITLE_CLOSING.search(title) else f"## {title}"
 
 
 def render_issue_text(month: str, summaries: list[ImportedSummary]) -> str:
@@ -782,7 +807,7 @@ def render_issue_text(month: str, summaries: list[ImportedSummary]) -> str:
     ]
     for s in summaries:
         e = s.entry
-        out.append(f"## {e.title}")
+        out.append(title_line(e.title))
         if e.citation:
             out.append(f"Citation: {e.citation}")
         out.append("Topics: " + "; ".join(t.name for t in s.topics.topics))
@@ -863,10 +888,42 @@ def plan_files(
                 Problem(str(path), p.line, "error", f"generated file invalid: {p.message}")
                 for p in result.errors
             ]
-        elif path.exists():
-            planned.action = "overwrite" if force else "skip"
+        else:
+            problems += _changed_in_reading(result, kept, str(path))
+            if path.exists():
+                planned.action = "overwrite" if force else "skip"
         files.append(planned)
     return files, problems
+
+
+def _changed_in_reading(
+    result: ParseResult, items: list[ImportedSummary], path: str
+) -> list[Problem]:
+    """Warnings for titles and citations the issue file would not show as the page did.
+
+    They are plain text in the issue format (not Markdown, so never escaped); only an HTML
+    comment in them (``<!-- -->``, which the parser removes) can change them.
+    """
+    out: list[Problem] = []
+    assert result.issue is not None
+    for summary, item in zip(result.issue.summaries, items, strict=True):
+        e = item.entry
+        for name, read, written in (
+            ("title", summary.title, e.title),
+            ("citation", summary.citation, e.citation),
+        ):
+            if read != written:
+                out.append(
+                    Problem(
+                        e.page,
+                        e.line,
+                        "warning",
+                        f"the {name} reads {read!r} in {path}, not {written!r} as on the page",
+                        "an HTML comment ('<!-- -->') is left out of issue files; "
+                        "fix the text in the issue file",
+                    )
+                )
+    return out
 
 
 def import_archive(
