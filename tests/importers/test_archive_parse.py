@@ -340,7 +340,8 @@ def test_keyword_rules_cover_every_topic_but_miscellaneous() -> None:
     every = {t.slug for t in load_taxonomy()}
     assert covered == every - {"miscellaneous"}
     assert len(covered) == 35
-    assert {r.slug for r in rules.research.targets} == {r.slug for r in RESEARCH_TYPES} - {"other"}
+    # "other" collects case studies.
+    assert {r.slug for r in rules.research.targets} == {r.slug for r in RESEARCH_TYPES}
 
 
 def entry(title: str, body: str = "Some text.", implications: str = "Do this."):
@@ -437,6 +438,7 @@ def test_every_generated_file_passes_the_checker(name: str, pages: Path) -> None
 
 
 def test_keyword_spaces_hyphens_and_plurals() -> None:
-    s = suggest_topics(entry("Why Clients Drop Out", "Meta analyses of attrition."))
+    # "meta-analyses" alone is what reviews read as often as what a study did: no evidence.
+    s = suggest_topics(entry("Why Clients Drop Out", "A meta analysis of attrition rates."))
     assert s.suggested[0].slug == "attendance-attrition-and-drop-out"
     assert s.research is not None and s.research.slug == "meta-analysis"
