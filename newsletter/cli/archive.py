@@ -102,25 +102,24 @@ def _print_report(report) -> None:
         files.add_row(f.month, escape(str(f.path)), verbs.get(f.action, f.action), titles)
     out.print(files)
 
-    topics = Table(
-        title="Topics (page filter in bold, the rest suggested from keywords: please review)",
-        title_justify="left",
+    # Why each summary got its topics: the evidence, so the author can judge the guesses.
+    out.print(
+        "[bold]Topics[/bold] (page filter in bold, the rest suggested from the phrases "
+        "shown; written as 'Topics-Suggested:' and 'Research-Suggested:' to confirm)"
     )
-    for col in ("Month", "Title", "Topics", "Research"):
-        topics.add_column(col, overflow="fold")
     for s in report.summaries:
         t = s.topics
-        names = [f"[bold]{escape(x.name)}[/bold]" for x in t.page_topics]
-        names += [escape(x.name) for x in t.suggested if x not in t.page_topics]
+        out.print(f"{s.entry.month}  {escape(s.entry.title)}")
+        for topic in t.page_topics:
+            out.print(f"    [bold]{escape(topic.name)}[/bold] (page filter)")
+        for guess in t.guesses:
+            if guess.target not in t.page_topics:
+                out.print(f"    {escape(guess.target.name)} ← {escape(guess.explain())}")
         if t.fallback:
-            names = ["[yellow]Miscellaneous (nothing matched)[/yellow]"]
-        topics.add_row(
-            s.entry.month,
-            escape(s.entry.title),
-            "; ".join(names),
-            t.research.name if t.research else "",
-        )
-    out.print(topics)
+            out.print("    [yellow]Miscellaneous (nothing matched)[/yellow]")
+        if t.research_guess:
+            name = t.research_guess.target.name
+            out.print(f"    {escape(name)} ← {escape(t.research_guess.explain())}")
 
     for p in report.problems:
         colour = "red" if p.severity == "error" else "yellow"

@@ -951,7 +951,12 @@ def title_line(title: str) -> str:
 
 
 def render_issue_text(month: str, summaries: list[ImportedSummary]) -> str:
-    """The text of ``issues/<month>.md`` for the given summaries (status: published)."""
+    """The text of ``issues/<month>.md`` for the given summaries (status: published).
+
+    The topics of the pages' filters are certain and go on ``Topics:``; the guesses of the
+    keyword rules go on ``Topics-Suggested:`` and ``Research-Suggested:``, which
+    ``issue check`` reports until the author confirms them.
+    """
     out = [
         "---",
         f"month: {month}",
@@ -964,9 +969,13 @@ def render_issue_text(month: str, summaries: list[ImportedSummary]) -> str:
         out.append(title_line(e.title))
         if e.citation:
             out.append(f"Citation: {e.citation}")
-        out.append("Topics: " + "; ".join(t.name for t in s.topics.topics))
-        if s.topics.research:
-            out.append(f"Research: {s.topics.research.slug}")
+        t = s.topics
+        if t.page_topics:
+            out.append("Topics: " + "; ".join(x.name for x in t.page_topics))
+        if t.unconfirmed:
+            out.append("Topics-Suggested: " + "; ".join(x.name for x in t.unconfirmed))
+        if t.research:
+            out.append(f"Research-Suggested: {t.research.slug}")
         out.append("")
         for p in e.body:
             out += [escape_paragraph(p), ""]
@@ -1138,9 +1147,14 @@ def report_to_dict(report: ImportReport) -> dict:
                 "month": s.entry.month,
                 "title": s.entry.title,
                 "page_topics": [t.slug for t in s.topics.page_topics],
-                "suggested": [t.slug for t in s.topics.suggested],
+                "suggested": [
+                    {"topic": g.target.slug, **_guess_to_dict(g)} for g in s.topics.guesses
+                ],
                 "topics": [t.slug for t in s.topics.topics],
                 "research": s.topics.research.slug if s.topics.research else None,
+                "research_evidence": _guess_to_dict(s.topics.research_guess)
+                if s.topics.research_guess
+                else None,
                 "fallback": s.topics.fallback,
             }
             for s in report.summaries
@@ -1158,5 +1172,15 @@ def report_to_dict(report: ImportReport) -> dict:
         "problems": [
             {"path": p.path, "line": p.line, "severity": p.severity, "message": p.message}
             for p in report.problems
+        ],
+    }
+
+
+def _guess_to_dict(guess: Guess) -> dict:
+    return {
+        "score": guess.score,
+        "evidence": [
+            {"phrase": e.phrase, "field": e.field, "count": e.count, "points": e.points}
+            for e in guess.evidence
         ],
     }
