@@ -43,10 +43,13 @@ def import_archive_cmd(
     """Turn plain-text copies of the blog's archive pages into issue files.
 
     Reads each FILE (a page: header, then months newest first, each with summaries),
-    merges the pages (a summary on several pages is imported once), suggests topics from
-    keyword rules, and writes one issues/YYYY-MM.md per month marked 'status: published'
-    so it is never sent. Existing files are kept unless --force. Lines that cannot be
-    placed are listed with page and line number; the exit code is 1 if any were left out.
+    merges the pages (a summary on several pages is imported once), and writes one
+    issues/YYYY-MM.md per month marked 'status: published' so it is never sent. Topics
+    and a research type guessed from phrase rules are written as 'Topics-Suggested:' and
+    'Research-Suggested:' for you to confirm (the report shows why each was guessed;
+    'newsletter issue check' lists them until accepted). Existing files are kept unless
+    --force. Lines that cannot be placed are listed with page and line number; the exit
+    code is 1 if any were left out.
 
     --topic gives each page's topic filter: once per FILE, in file order; use 'all' for a
     page showing all topics.
@@ -119,7 +122,7 @@ def _print_report(report) -> None:
             out.print("    [yellow]Miscellaneous (nothing matched)[/yellow]")
         if t.research_guess:
             name = t.research_guess.target.name
-            out.print(f"    {escape(name)} ← {escape(t.research_guess.explain())}")
+            out.print(f"    research type: {escape(name)} ← {escape(t.research_guess.explain())}")
 
     for p in report.problems:
         colour = "red" if p.severity == "error" else "yellow"

@@ -10,9 +10,13 @@ guesses are made by small named functions (:func:`is_month_heading`,
 line number, never dropped silently.
 
 :func:`import_archive` is the one entry point of the command: read the pages, merge them
-(deduplicating by month and title), suggest topics with the keyword rules in
-``newsletter/importers/topic_keywords.toml``, and write one ``issues/YYYY-MM.md`` per month, marked
-``status: published`` so it is never sent.
+(deduplicating by month and title), weigh the evidence for each topic and research type
+with the phrase rules in ``newsletter/importers/topic_keywords.toml``
+(:func:`suggest_topics`), and write one ``issues/YYYY-MM.md`` per month, marked
+``status: published`` so it is never sent. Paragraphs are escaped for Markdown
+(:func:`escape_paragraph`) so they show as the page wrote them; guessed topics and research
+types go on ``Topics-Suggested:`` and ``Research-Suggested:`` lines for the author to
+confirm (``newsletter issue accept-suggestions``).
 """
 
 from __future__ import annotations

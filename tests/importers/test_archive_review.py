@@ -152,4 +152,4 @@ def test_the_report_shows_the_evidence_of_each_suggestion(run_import, pages: Pat
     assert text.exit_code == 0, text.output
     flat = " ".join(text.output.split())
     assert 'Therapist Factors ← "vicarious trauma" (title)' in flat
-    assert 'Narrative review ← "book chapter" (citation)' in flat
+    assert 'research type: Narrative review ← "book chapter" (citation)' in flat
