@@ -214,9 +214,16 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
         lines = [f"[bold]{n}. {esc(s.title)}[/bold]"]
         if s.citation:
             lines.append(f"[italic]{esc(s.citation)}[/italic]")
-        lines.append("Topics: " + esc("; ".join(t.name for t in s.topics)))
+        confirmed = [t.name for t in s.topics if t not in s.suggested_topics]
+        if confirmed:
+            lines.append("Topics: " + esc("; ".join(confirmed)))
+        if s.suggested_topics:
+            guessed = "; ".join(t.name for t in s.suggested_topics)
+            lines.append(f"Topics-Suggested: {esc(guessed)}  [yellow](not confirmed)[/yellow]")
         if s.research:
-            lines.append(f"Research: {esc(s.research.name)}")
+            key = "Research-Suggested" if s.research_suggested else "Research"
+            unsure = "  [yellow](not confirmed)[/yellow]" if s.research_suggested else ""
+            lines.append(f"{key}: {esc(s.research.name)}{unsure}")
         if s.link:
             lines.append(f"Link: {esc(s.link)}")
         out.print(Panel("\n".join(lines), expand=True))
@@ -252,6 +259,8 @@ def issue_to_dict(i) -> dict:
                 "citation": s.citation,
                 "topics": [{"slug": t.slug, "name": t.name} for t in s.topics],
                 "research": s.research.slug if s.research else None,
+                "suggested_topics": [t.slug for t in s.suggested_topics],
+                "research_suggested": s.research_suggested,
                 "link": s.link,
                 "body": s.body,
                 "implications": s.implications,

@@ -70,6 +70,23 @@ def test_guesses_are_written_as_suggestions_and_checked(run_import, pages: Path)
     assert newsletter("issue", "check", "--strict", folder / "2018-11.md").exit_code == 1
 
 
+def test_issue_show_tells_guesses_from_confirmed_topics(run_import, pages: Path) -> None:
+    folder = imported(run_import, pages)
+    shown = newsletter("issue", "show", folder / "2018-06.md")
+    assert shown.exit_code == 0, shown.output
+    flat = " ".join(shown.output.replace("│", " ").split())
+    assert "Topics: Alliance and Therapeutic Relationship" in flat
+    assert "Topics-Suggested: Transference and Countertransference; Self-Reflection and" in flat
+    assert "Research-Suggested: Narrative review (not confirmed)" in flat
+    data = json.loads(newsletter("issue", "show", folder / "2018-06.md", "--json").output)
+    (summary,) = data["summaries"]
+    assert summary["suggested_topics"] == [
+        "transference-and-countertransference",
+        "self-reflection-and-awareness",
+    ]
+    assert summary["research_suggested"] is True
+
+
 def test_accept_suggestions_renames_and_merges_the_lines(run_import, pages: Path) -> None:
     folder = imported(run_import, pages)
     path = folder / "2018-11.md"
