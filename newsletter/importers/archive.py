@@ -870,6 +870,11 @@ def load_keyword_rules() -> KeywordRuleSet:
     )
     taxonomy = load_taxonomy()
     by_slug = {r.slug: r for r in RESEARCH_TYPES}
+    for section in ("topics", "research"):
+        for slug, kinds in data[section].items():
+            unknown = set(kinds) - {"strong", "phrases", "not"}
+            if unknown:  # a misspelt list would be ignored without a word
+                raise ValueError(f"topic_keywords.toml [{section}.{slug}]: {sorted(unknown)}")
     return KeywordRuleSet(
         KeywordRules([(taxonomy.by_slug[slug], kinds) for slug, kinds in data["topics"].items()]),
         KeywordRules([(by_slug[slug], kinds) for slug, kinds in data["research"].items()]),
