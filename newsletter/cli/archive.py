@@ -43,10 +43,13 @@ def import_archive_cmd(
     """Turn plain-text copies of the blog's archive pages into issue files.
 
     Reads each FILE (a page: header, then months newest first, each with summaries),
-    merges the pages (a summary on several pages is imported once), suggests topics from
-    keyword rules, and writes one issues/YYYY-MM.md per month marked 'status: published'
-    so it is never sent. Existing files are kept unless --force. Lines that cannot be
-    placed are listed with page and line number; the exit code is 1 if any were left out.
+    merges the pages (a summary on several pages is imported once), and writes one
+    issues/YYYY-MM.md per month marked 'status: published' so it is never sent. Topics
+    and a research type guessed from phrase rules are written as 'Topics-Suggested:' and
+    'Research-Suggested:' for you to confirm (the report shows why each was guessed;
+    'newsletter issue check' lists them until accepted). Existing files are kept unless
+    --force. Lines that cannot be placed are listed with page and line number; the exit
+    code is 1 if any were left out.
 
     --topic gives each page's topic filter: once per FILE, in file order; use 'all' for a
     page showing all topics.
@@ -102,25 +105,24 @@ def _print_report(report) -> None:
         files.add_row(f.month, escape(str(f.path)), verbs.get(f.action, f.action), titles)
     out.print(files)
 
-    topics = Table(
-        title="Topics (page filter in bold, the rest suggested from keywords: please review)",
-        title_justify="left",
+    # Why each summary got its topics: the evidence, so the author can judge the guesses.
+    out.print(
+        "[bold]Topics[/bold] (page filter in bold, the rest suggested from the phrases "
+        "shown; written as 'Topics-Suggested:' and 'Research-Suggested:' to confirm)"
     )
-    for col in ("Month", "Title", "Topics", "Research"):
-        topics.add_column(col, overflow="fold")
     for s in report.summaries:
         t = s.topics
-        names = [f"[bold]{escape(x.name)}[/bold]" for x in t.page_topics]
-        names += [escape(x.name) for x in t.suggested if x not in t.page_topics]
+        out.print(f"{s.entry.month}  {escape(s.entry.title)}")
+        for topic in t.page_topics:
+            out.print(f"    [bold]{escape(topic.name)}[/bold] (page filter)")
+        for guess in t.guesses:
+            if guess.target not in t.page_topics:
+                out.print(f"    {escape(guess.target.name)} ← {escape(guess.explain())}")
         if t.fallback:
-            names = ["[yellow]Miscellaneous (nothing matched)[/yellow]"]
-        topics.add_row(
-            s.entry.month,
-            escape(s.entry.title),
-            "; ".join(names),
-            t.research.name if t.research else "",
-        )
-    out.print(topics)
+            out.print("    [yellow]Miscellaneous (nothing matched)[/yellow]")
+        if t.research_guess:
+            name = t.research_guess.target.name
+            out.print(f"    research type: {escape(name)} ← {escape(t.research_guess.explain())}")
 
     for p in report.problems:
         colour = "red" if p.severity == "error" else "yellow"

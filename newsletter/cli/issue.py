@@ -60,6 +60,38 @@ def check(app: AppContext, paths: tuple[Path, ...], strict: bool) -> None:
         raise SystemExit(1)
 
 
+@issue.command(name="accept-suggestions")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--all", "every_file", is_flag=True, help="Every file of the issues folder.")
+@click.pass_obj
+def accept_suggestions(app: AppContext, paths: tuple[Path, ...], every_file: bool) -> None:
+    """Confirm the topics and research types the archive import suggested.
+
+    In each file (a month or a path; --all for the whole issues folder), every
+    'Topics-Suggested:' line becomes 'Topics:' (joined to an existing 'Topics:' line) and
+    'Research-Suggested:' becomes 'Research:'. Read the summaries and correct the
+    suggestions first: 'newsletter issue check' lists them. Nothing else changes.
+
+    \b
+    Example:
+        newsletter issue accept-suggestions 2019-02
+        newsletter issue accept-suggestions --all
+    """
+    from newsletter.services import issues
+
+    if not paths and not every_file:
+        raise click.UsageError("name a month or a file, or use --all")
+    done = issues.accept_suggestions(app.app(), paths, every_file=every_file)
+    changed = [d for d in done if d.lines]
+    for d in changed:
+        where = plural(d.summaries, "summary")
+        click.echo(f"{d.path}: accepted {plural(d.lines, 'suggestion')} in {where}")
+    if not changed:
+        click.echo("nothing to accept: no 'Topics-Suggested:' or 'Research-Suggested:' lines")
+    else:
+        click.echo(f"{plural(len(changed), 'file')} changed", err=True)
+
+
 @issue.command()
 @click.argument("month")
 @click.pass_obj
@@ -182,9 +214,16 @@ def show(app: AppContext, month: str, as_json: bool) -> None:
         lines = [f"[bold]{n}. {esc(s.title)}[/bold]"]
         if s.citation:
             lines.append(f"[italic]{esc(s.citation)}[/italic]")
-        lines.append("Topics: " + esc("; ".join(t.name for t in s.topics)))
+        confirmed = [t.name for t in s.topics if t not in s.suggested_topics]
+        if confirmed:
+            lines.append("Topics: " + esc("; ".join(confirmed)))
+        if s.suggested_topics:
+            guessed = "; ".join(t.name for t in s.suggested_topics)
+            lines.append(f"Topics-Suggested: {esc(guessed)}  [yellow](not confirmed)[/yellow]")
         if s.research:
-            lines.append(f"Research: {esc(s.research.name)}")
+            key = "Research-Suggested" if s.research_suggested else "Research"
+            unsure = "  [yellow](not confirmed)[/yellow]" if s.research_suggested else ""
+            lines.append(f"{key}: {esc(s.research.name)}{unsure}")
         if s.link:
             lines.append(f"Link: {esc(s.link)}")
         out.print(Panel("\n".join(lines), expand=True))
@@ -220,6 +259,8 @@ def issue_to_dict(i) -> dict:
                 "citation": s.citation,
                 "topics": [{"slug": t.slug, "name": t.name} for t in s.topics],
                 "research": s.research.slug if s.research else None,
+                "suggested_topics": [t.slug for t in s.suggested_topics],
+                "research_suggested": s.research_suggested,
                 "link": s.link,
                 "body": s.body,
                 "implications": s.implications,

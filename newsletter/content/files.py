@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.content.model import Issue, Problem
 from newsletter.content.parser import (
+    FENCE_RE,
+    META_LINE,
     PLACEHOLDERS,
     ParseResult,
+    decode_issue_bytes,
     find_issue_files,
     issue_path,
     load_issue,
+    parse_issue,
     read_issue_file,
 )
-from newsletter.errors import IssueNotFoundError, NewsletterError
+from newsletter.content.taxonomy import load_taxonomy
+from newsletter.errors import IssueFormatError, IssueNotFoundError, NewsletterError
 from newsletter.rules.months import check_month
 
 
@@ -173,3 +180,151 @@ class IssueLibrary:
                 self._issues = found
                 self._stamp = stamp
             return dict(self._issues)
+
+
+# --- accepting the archive import's suggestions --------------------------------------
+
+_SUMMARY_START = re.compile(r"^##(?!#)")
+
+
+@dataclass(frozen=True)
+class AcceptedFile:
+    """One issue file whose suggested topics and research types are to be confirmed."""
+
+    path: Path
+    summaries: int  # summaries that had suggestions
+    lines: int  # ``*-Suggested:`` lines accepted
+    text: str | None = None  # the new text (None: nothing to change)
+
+    def write(self) -> None:
+        """Replace the file with the new text (in one step)."""
+        if self.text is not None:
+            _replace_file(self.path, self.text)
+
+
+def accept_suggestions(path: Path) -> AcceptedFile:
+    """:func:`plan_acceptance` of one file, written."""
+    planned = plan_acceptance(path)
+    planned.write()
+    return planned
+
+
+def plan_acceptance(path: Path) -> AcceptedFile:
+    """Confirm every ``Topics-Suggested:`` and ``Research-Suggested:`` line of one file.
+
+    ``Topics-Suggested:`` becomes ``Topics:`` (merged into the summary's ``Topics:`` line
+    when it has one); ``Research-Suggested:`` becomes ``Research:`` (dropped when the
+    summary already has a ``Research:`` line, which the author wrote). Nothing else of
+    the file changes. The new text must parse without errors and give every summary the
+    same topics as before (:class:`IssueFormatError` otherwise). Nothing is written here:
+    :meth:`AcceptedFile.write` replaces the file in one step.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IssueNotFoundError(f"no issue file {path}", hint="check the month or path") from None
+    except OSError as exc:
+        raise NewsletterError(f"{path}: cannot read: {exc.strerror}") from None
+    text, problems = decode_issue_bytes(data, str(path))
+    if text is None:
+        raise IssueFormatError(problems)
+    lines = text.splitlines(keepends=True)
+    summaries = accepted = 0
+    i = 0
+    in_fence = False
+    while i < len(lines):
+        line = lines[i]
+        if FENCE_RE.match(line):
+            in_fence = not in_fence
+        if in_fence or not _SUMMARY_START.match(line):
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines) and lines[end].strip():
+            end += 1
+        block, changed = _accept_block(lines[i + 1 : end])
+        if changed:
+            lines[i + 1 : end] = block
+            summaries += 1
+            accepted += changed
+        i += 1 + len(block)
+    if not accepted:
+        return AcceptedFile(path, 0, 0)
+    new_text = "".join(lines)
+    before = parse_issue(text, str(path)).issue
+    after = parse_issue(new_text, str(path))
+    if after.errors or after.issue is None:
+        raise IssueFormatError(after.problems)
+    if before is not None and [s.topic_slugs for s in before.summaries] != [
+        s.topic_slugs for s in after.issue.summaries
+    ]:
+        raise NewsletterError(
+            f"{path}: accepting the suggestions would change the topics; nothing written",
+            hint="rename the 'Topics-Suggested:' lines to 'Topics:' by hand",
+        )
+    return AcceptedFile(path, summaries, accepted, new_text)
+
+
+def _accept_block(meta: list[str]) -> tuple[list[str], int]:
+    """The metadata lines of one summary with its suggestions accepted, and how many."""
+    keys: dict[str, int] = {}
+    for k, line in enumerate(meta):
+        m = META_LINE.match(line.strip())
+        if m:
+            keys.setdefault(m.group(1).strip().lower(), k)
+    out = list(meta)
+    drop: set[int] = set()
+    changed = 0
+    if "topics-suggested" in keys:
+        k = keys["topics-suggested"]
+        guessed = _value(meta[k])
+        if "topics" in keys:
+            t = keys["topics"]
+            mine = _value(meta[t])
+            known = {_topic_key(p) for p in mine.split(";")}
+            extra = [p.strip() for p in guessed.split(";") if _topic_key(p) not in known]
+            joined = "; ".join(x for x in [mine.strip(), *extra] if x)
+            out[t] = f"Topics: {joined}{_ending(meta[t])}"
+            drop.add(k)
+        else:
+            out[k] = f"Topics: {guessed.strip()}{_ending(meta[k])}"
+        changed += 1
+    if "research-suggested" in keys:
+        k = keys["research-suggested"]
+        if "research" in keys:
+            drop.add(k)
+        else:
+            out[k] = f"Research: {_value(meta[k]).strip()}{_ending(meta[k])}"
+        changed += 1
+    return [line for k, line in enumerate(out) if k not in drop], changed
+
+
+def _value(line: str) -> str:
+    return line.split(":", 1)[1].strip()
+
+
+def _ending(line: str) -> str:
+    return line[len(line.rstrip("\r\n")) :]
+
+
+def _topic_key(name: str) -> str:
+    topic = load_taxonomy().find(name)
+    return topic.slug if topic else " ".join(name.casefold().split())
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it over, keeping the file's mode."""
+    mode = path.stat().st_mode & 0o777
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise NewsletterError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -61,6 +61,11 @@ class Summary:
     research: ResearchType | None = None
     link: str | None = None
     line: int = 0
+    # Guesses of the archive import the author has not confirmed yet: these topics are
+    # also in ``topics`` (so a back issue is found by them), the research type is
+    # ``research``. ``issue check`` warns about them; a ready issue may not have any.
+    suggested_topics: tuple[Topic, ...] = ()
+    research_suggested: bool = False
 
     @property
     def topic_slugs(self) -> frozenset[str]:

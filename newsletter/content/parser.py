@@ -18,7 +18,15 @@ from urllib.parse import urlsplit
 import yaml
 
 from newsletter.content.markdown import MAX_NESTING, iter_links, too_deep
-from newsletter.content.model import ISSUE_STATUSES, MAX_SUBJECT, Issue, Problem, Summary
+from newsletter.content.model import (
+    ISSUE_STATUSES,
+    MAX_SUBJECT,
+    Issue,
+    Problem,
+    ResearchType,
+    Summary,
+    Topic,
+)
 from newsletter.content.taxonomy import load_taxonomy, resolve_research_type, slugify
 from newsletter.errors import (
     IssueFormatError,
@@ -30,13 +38,17 @@ from newsletter.rules.months import is_month, looks_like_month
 
 FILE_NAME_RE = re.compile(r"^\d{4}-\d{2}\.md$")
 FRONT_KEYS = ("month", "subject", "intro", "status")
-META_KEYS = ("citation", "topics", "research", "link")
+META_KEYS = ("citation", "topics", "topics-suggested", "research", "research-suggested", "link")
+#: Lines the archive import writes for guesses; accepted by renaming them (see
+#: :func:`newsletter.content.files.accept_suggestions`).
+SUGGESTED_KEYS = {"topics-suggested": "topics", "research-suggested": "research"}
 META_LINE = re.compile(r"^([A-Za-z][A-Za-z \-]*?)\s*:\s*(.*)$")
 # APA puts the year in parentheses: (2025), (2025, March 3), (2025a), (n.d.), (in press).
 CITATION_YEAR = re.compile(r"\((?:\d{4}[a-z]?(?:,[^)]*)?|n\.\s?d\.|in press)\)", re.IGNORECASE)
 IMPLICATIONS_RE = re.compile(r"^###\s+practice\s+implications\s*:?\s*#*\s*$", re.IGNORECASE)
 COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
+TITLE_CLOSING = re.compile(r"(?:^|\s)#+$")
 
 #: The example text of the skeleton ``newsletter issue new`` writes
 #: (:data:`newsletter.content.files.SCAFFOLD`), and what replaces each. Each is an error
@@ -188,7 +200,7 @@ def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
 
     front, body_start = _split_front_matter(lines, out)
     month, status, subject, intro = _check_front_matter(front, path, out)
-    summaries = _parse_body(lines, body_start, out)
+    summaries = _parse_body(lines, body_start, out, ready=status == "ready")
 
     if not summaries and not any(p.severity == "error" and p.line > 0 for p in out.problems):
         out.error(
@@ -427,7 +439,7 @@ def _front_text(front: dict, key: str, out: _Collector) -> str | None:
     return raw.strip()
 
 
-def _parse_body(lines: list[str], start: int, out: _Collector) -> list[Summary]:
+def _parse_body(lines: list[str], start: int, out: _Collector, *, ready: bool) -> list[Summary]:
     """Split the body into summaries at '## ' lines and parse each."""
     blocks: list[tuple[int, list[tuple[int, str]]]] = []  # (title line index, body lines)
     in_fence = False
@@ -456,13 +468,17 @@ def _parse_body(lines: list[str], start: int, out: _Collector) -> list[Summary]:
             "text before the first summary",
             "put an introduction in the front matter as 'intro:', or start a summary with '## '",
         )
-    return [s for s in (_parse_summary(lines[i], i + 1, body, out) for i, body in blocks) if s]
+    return [
+        s for s in (_parse_summary(lines[i], i + 1, body, out, ready) for i, body in blocks) if s
+    ]
 
 
 def _parse_summary(
-    title_line: str, lineno: int, body: list[tuple[int, str]], out: _Collector
+    title_line: str, lineno: int, body: list[tuple[int, str]], out: _Collector, ready: bool
 ) -> Summary | None:
-    title = title_line[2:].strip().rstrip("#").strip()
+    # As in CommonMark, a closing run of "#" after a space is not part of the title; a
+    # "#" inside a word ("C#") is.
+    title = TITLE_CLOSING.sub("", title_line[2:].strip()).strip()
     ok = True
     if not title:
         out.error(lineno, "summary has no title", "write the title after '## '")
@@ -483,8 +499,9 @@ def _parse_summary(
                 f"unknown metadata key {shown!r}" if m else f"expected 'Key: value', got {shown!r}",
                 f"did you mean '{close[0].title()}:'?"
                 if close
-                else "metadata lines are Citation:, Topics:, Research: and Link:, "
-                "followed by a blank line before the summary text",
+                else "metadata lines are Citation:, Topics:, Research: and Link: (and the "
+                "archive import's Topics-Suggested: and Research-Suggested:), followed by a "
+                "blank line before the summary text",
             )
             ok = False
         elif key in meta:
@@ -494,43 +511,43 @@ def _parse_summary(
             meta[key] = (m.group(2).strip(), n)
         pos += 1
 
-    taxonomy = load_taxonomy()
-    topics = []
-    if "topics" not in meta:
+    topics: list[Topic] = []
+    suggested: list[Topic] = []
+    if "topics" not in meta and "topics-suggested" not in meta:
         out.error(
             lineno,
             f"summary {title!r} has no 'Topics:' line",
             "add e.g. 'Topics: Empathy; Therapist Factors' under the title",
         )
         ok = False
-    else:
-        value, n = meta["topics"]
-        parts = [p.strip() for p in value.split(";")]
-        if not any(parts):
-            out.error(n, "'Topics:' is empty", "name at least one topic")
-            ok = False
-        for part in parts:
-            if not part:
-                continue
-            try:
-                topic = taxonomy.resolve(part)
-            except UnknownTopicError as exc:
-                out.error(n, exc.message, f"{exc.hint} (topics are separated by ';')")
-                ok = False
-                continue
-            if topic in topics:
-                out.warning(n, f"topic {topic.name!r} is listed twice")
-            else:
-                topics.append(topic)
+    for key, into in (("topics", topics), ("topics-suggested", suggested)):
+        if key in meta:
+            ok = _parse_topics(meta[key], key, topics + suggested, into, out) and ok
+    if suggested:
+        _report_suggested(meta["topics-suggested"][1], "topics", suggested, ready, out)
 
     research = None
-    if "research" in meta:
-        value, n = meta["research"]
-        try:
-            research = resolve_research_type(value)
-        except UnknownResearchTypeError as exc:
-            out.error(n, exc.message, exc.hint)
-            ok = False
+    research_suggested = False
+    if "research" in meta and "research-suggested" in meta:
+        out.error(
+            meta["research-suggested"][1],
+            f"both 'Research:' (line {meta['research'][1]}) and 'Research-Suggested:'",
+            "keep one: delete the suggestion, or delete 'Research:' and rename the "
+            "suggestion to 'Research:'",
+        )
+        ok = False
+    for key in ("research", "research-suggested"):
+        if key in meta:
+            value, n = meta[key]
+            try:
+                research = resolve_research_type(value)
+            except UnknownResearchTypeError as exc:
+                out.error(n, exc.message, exc.hint)
+                ok = False
+                continue
+            if key == "research-suggested":
+                research_suggested = True
+                _report_suggested(n, "research type", [research], ready, out)
 
     citation = None
     if "citation" in meta:
@@ -596,14 +613,66 @@ def _parse_summary(
     return Summary(
         key=slugify(title) or "summary",
         title=title,
-        topics=tuple(topics),
+        topics=tuple(topics + suggested),
         body=body_md,
         implications=impl_md,
         citation=citation,
         research=research,
         link=link,
         line=lineno,
+        suggested_topics=tuple(suggested),
+        research_suggested=research_suggested,
     )
+
+
+def _parse_topics(
+    meta: tuple[str, int], key: str, seen: list[Topic], into: list[Topic], out: _Collector
+) -> bool:
+    """Read one ``Topics:`` or ``Topics-Suggested:`` line into ``into``; False on an error.
+
+    A topic already in ``seen`` (either line) is reported and kept once.
+    """
+    value, n = meta
+    name = "Topics-Suggested" if key == "topics-suggested" else "Topics"
+    parts = [p.strip() for p in value.split(";")]
+    ok = True
+    if not any(parts):
+        out.error(n, f"'{name}:' is empty", "name at least one topic")
+        ok = False
+    taxonomy = load_taxonomy()
+    for part in parts:
+        if not part:
+            continue
+        try:
+            topic = taxonomy.resolve(part)
+        except UnknownTopicError as exc:
+            out.error(n, exc.message, f"{exc.hint} (topics are separated by ';')")
+            ok = False
+            continue
+        if topic in seen or topic in into:
+            out.warning(n, f"topic {topic.name!r} is listed twice")
+        else:
+            into.append(topic)
+    return ok
+
+
+def _report_suggested(
+    line: int, what: str, guesses: list[Topic] | list[ResearchType], ready: bool, out: _Collector
+) -> None:
+    """A ``*-Suggested:`` line: a warning until the author confirms it; an error in a
+    ready issue, which would be sent to subscribers chosen by guesses."""
+    names = "; ".join(g.name for g in guesses)
+    key = "Topics" if what == "topics" else "Research"
+    hint = (
+        f"check the {what} against the summary, then rename '{key}-Suggested:' to '{key}:'"
+        + (" (or add them to the 'Topics:' line)" if what == "topics" else "")
+        + f"; `newsletter issue accept-suggestions {out.path}` accepts every suggestion "
+        "of the file"
+    )
+    if ready:
+        out.error(line, f"suggested {what} not confirmed in a ready issue: {names}", hint)
+    else:
+        out.warning(line, f"{what} suggested by the archive import, not confirmed: {names}", hint)
 
 
 def _first_line(lines: list[tuple[int, str]], default: int) -> int:

@@ -10,9 +10,13 @@ guesses are made by small named functions (:func:`is_month_heading`,
 line number, never dropped silently.
 
 :func:`import_archive` is the one entry point of the command: read the pages, merge them
-(deduplicating by month and title), suggest topics with the keyword rules in
-``newsletter/importers/topic_keywords.toml``, and write one ``issues/YYYY-MM.md`` per month, marked
-``status: published`` so it is never sent.
+(deduplicating by month and title), weigh the evidence for each topic and research type
+with the phrase rules in ``newsletter/importers/topic_keywords.toml``
+(:func:`suggest_topics`), and write one ``issues/YYYY-MM.md`` per month, marked
+``status: published`` so it is never sent. Paragraphs are escaped for Markdown
+(:func:`escape_paragraph`) so they show as the page wrote them; guessed topics and research
+types go on ``Topics-Suggested:`` and ``Research-Suggested:`` lines for the author to
+confirm (``newsletter issue accept-suggestions``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,13 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from newsletter.content.model import Problem, ResearchType, Topic
-from newsletter.content.parser import CITATION_YEAR, MAX_SUMMARIES, decode_issue_bytes, parse_issue
+from newsletter.content.parser import (
+    CITATION_YEAR,
+    MAX_SUMMARIES,
+    ParseResult,
+    decode_issue_bytes,
+    parse_issue,
+)
 from newsletter.content.taxonomy import RESEARCH_TYPES, load_taxonomy
 from newsletter.errors import NewsletterError
 
@@ -107,25 +117,49 @@ class ArchivePage:
 
 @dataclass(frozen=True)
 class TopicSuggestion:
-    """The topics and research type chosen for one summary, and why."""
+    """The topics and research type found for one summary, and why.
+
+    Topics of the pages' filters are certain (the blog filed the summary there); the
+    guesses from the keyword rules are written as ``Topics-Suggested:`` and
+    ``Research-Suggested:`` for the author to confirm.
+    """
 
     page_topics: tuple[Topic, ...]  # the topic filters of the pages it was found on
-    suggested: tuple[Topic, ...]  # from the keyword rules, best first
-    research: ResearchType | None
+    guesses: tuple[Guess[Topic], ...]  # from the keyword rules, best first
+    research_guess: Guess[ResearchType] | None
+
+    @property
+    def suggested(self) -> tuple[Topic, ...]:
+        """The guessed topics, best first (some may also be page topics)."""
+        return tuple(g.target for g in self.guesses)
+
+    @property
+    def unconfirmed(self) -> tuple[Topic, ...]:
+        """What goes on the ``Topics-Suggested:`` line: guesses that are not page topics,
+        or Miscellaneous when there is nothing else."""
+        out = tuple(t for t in self.suggested if t not in self.page_topics)
+        if not out and not self.page_topics:
+            out = (load_taxonomy().by_slug["miscellaneous"],)
+        return out
+
+    @property
+    def research(self) -> ResearchType | None:
+        """The guessed research type, if any."""
+        return self.research_guess.target if self.research_guess else None
 
     @property
     def fallback(self) -> bool:
         """True when nothing matched and Miscellaneous is used."""
-        return not self.page_topics and not self.suggested
+        return not self.page_topics and not self.guesses
 
     @property
     def topics(self) -> tuple[Topic, ...]:
-        """The topics written to the issue: the pages' topics first, then the suggestions."""
-        out = list(self.page_topics)
-        out += [t for t in self.suggested if t not in out]
-        if not out:
-            out = [load_taxonomy().by_slug["miscellaneous"]]
-        return tuple(out)
+        """Every topic the issue file names: the pages' topics first, then the guesses."""
+        return self.page_topics + self.unconfirmed
+
+    def evidence_for(self, topic: Topic) -> Guess[Topic] | None:
+        """The guess of ``topic`` with its evidence, or None (a page topic only)."""
+        return next((g for g in self.guesses if g.target == topic), None)
 
     def with_page_topic(self, topic: Topic | None) -> TopicSuggestion:
         """The same suggestion, also tagged with the topic of another page it appeared on."""
@@ -635,10 +669,28 @@ def _content(e: ArchiveEntry) -> tuple:
 
 _WORD = re.compile(r"\w+")
 
+#: What a phrase found in each part of a summary is worth: a title names what the study
+#: is about, a citation's article title nearly so, the text mentions much in passing.
+FIELD_WEIGHTS = {"title": 3.0, "citation": 2.0, "text": 1.0}
+STRONG = 2.0  # a phrase listed under ``strong``: specific enough to count double
+REPEAT = 0.5  # each further occurrence in the same part adds this share ...
+MAX_REPEATS = 2  # ... up to this many times
+#: A topic is suggested from this score up: one phrase in the title, or a phrase in the
+#: citation and one in the text, or a strong phrase twice in the text, or three phrases
+#: in the text. Mentioned once in passing is not enough.
+TOPIC_THRESHOLD = 3.0
+#: A research type needs less: one strong phrase in the text names a design.
+RESEARCH_THRESHOLD = 2.0
+#: A citation of a chapter in an edited book: "In A. Editor (Ed.), Title (pp. 1-20)".
+CHAPTER = re.compile(
+    r"\bIn\s+[^()]{2,200}?\((?:Eds?|Hrsg|Dir|Coord)s?\.\)|\(pp?\.\s*\d", re.IGNORECASE
+)
+CHAPTER_POINTS = 6.0  # as much as a strong phrase in the title
+
 
 @dataclass(frozen=True)
 class Keyword:
-    """One keyword of a rule, as words: ``drop-out`` is ("drop", "out")."""
+    """One phrase of a rule, as words: ``drop-out`` is ("drop", "out")."""
 
     text: str
     words: tuple[str, ...]  # lower case, or as written when ``exact_case``
@@ -667,37 +719,139 @@ class Keyword:
         return token in (last, last + "s", last + "es")
 
 
+@dataclass(frozen=True)
+class Phrase:
+    """A keyword of one rule, how much it counts, and whether it speaks against the rule."""
+
+    rule: int  # index of the rule (topic or research type)
+    keyword: Keyword
+    strength: float  # 1, or STRONG
+    negative: bool  # a "not" phrase: hits of the rule inside it do not count
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One phrase found in a text: tokens ``start`` to ``end`` (exclusive)."""
+
+    phrase: Phrase
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A phrase found in one part of a summary, and the points it gave the guess."""
+
+    phrase: str  # as written in the rules (or "book chapter" for a chapter citation)
+    field: str  # title | citation | text
+    count: int
+    points: float
+
+    def format(self) -> str:
+        """``"vicarious trauma" (title)``, ``"depress*" (text, 3 times)``."""
+        times = f", {self.count} times" if self.count > 1 else ""
+        return f'"{self.phrase}" ({self.field}{times})'
+
+
+@dataclass(frozen=True)
+class Guess(Generic[T]):
+    """A topic or research type suggested for a summary, its score and why."""
+
+    target: T
+    score: float
+    evidence: tuple[Evidence, ...]  # best first
+
+    def explain(self) -> str:
+        """The evidence in one line, for the report."""
+        return ", ".join(e.format() for e in self.evidence)
+
+
 class KeywordRules(Generic[T]):
-    """Keyword rules indexed by their first word, so a text is read once for all rules."""
+    """Phrase rules indexed by their first word, so a text is read once for all rules."""
 
-    def __init__(self, rules: list[tuple[T, list[str]]]) -> None:
+    def __init__(self, rules: list[tuple[T, dict[str, list[str]]]]) -> None:
         self.targets = [target for target, _ in rules]
-        self._by_first: dict[str, list[tuple[int, Keyword]]] = {}
-        self._prefixes: list[tuple[int, Keyword]] = []
-        for index, (_, words) in enumerate(rules):
-            for text in words:
-                kw = Keyword.parse(text)
-                if kw.prefix and len(kw.words) == 1:
-                    self._prefixes.append((index, kw))
-                    continue
-                first = kw.words[0].lower()
-                forms = (first, first + "s", first + "es") if len(kw.words) == 1 else (first,)
-                for form in forms:
-                    self._by_first.setdefault(form, []).append((index, kw))
+        self._by_first: dict[str, list[Phrase]] = {}
+        self._prefixes: list[Phrase] = []
+        for index, (_, kinds) in enumerate(rules):
+            for kind, strength, negative in (
+                ("strong", STRONG, False),
+                ("phrases", 1.0, False),
+                ("not", 0.0, True),
+            ):
+                for text in kinds.get(kind, ()):
+                    phrase = Phrase(index, Keyword.parse(text), strength, negative)
+                    kw = phrase.keyword
+                    if kw.prefix and len(kw.words) == 1:
+                        self._prefixes.append(phrase)
+                        continue
+                    first = kw.words[0].lower()
+                    forms = (first, first + "s", first + "es") if len(kw.words) == 1 else (first,)
+                    for form in forms:
+                        self._by_first.setdefault(form, []).append(phrase)
 
-    def find(self, text: str) -> dict[int, set[str]]:
-        """Rule index -> the keywords of that rule found in ``text``."""
+    def hits(self, text: str) -> list[Hit]:
+        """Every phrase of every rule found in ``text``, with its place."""
         tokens = _WORD.findall(text)
         lower = [t.lower() for t in tokens]
-        found: dict[int, set[str]] = {}
+        found: list[Hit] = []
         for i, token in enumerate(lower):
-            for index, kw in self._by_first.get(token, ()):
-                if kw.matches(tokens, lower, i):
-                    found.setdefault(index, set()).add(kw.text)
-            for index, kw in self._prefixes:
-                if kw.matches(tokens, lower, i):
-                    found.setdefault(index, set()).add(kw.text)
+            for phrase in (*self._by_first.get(token, ()), *self._prefixes):
+                if phrase.keyword.matches(tokens, lower, i):
+                    found.append(Hit(phrase, i, i + len(phrase.keyword.words)))
         return found
+
+    def evidence(self, fields: dict[str, str]) -> dict[int, list[Evidence]]:
+        """Rule index -> the evidence for it in the named texts (see FIELD_WEIGHTS).
+
+        A hit inside a "not" phrase of the same rule does not count ("vicarious trauma"
+        is no evidence of Trauma/PTSD). Where phrases of one rule overlap ("social
+        anxiety", "anxiety") only the strongest, then longest, counts. A phrase found
+        again in the same part adds REPEAT of its points, at most MAX_REPEATS times.
+        """
+        out: dict[int, list[Evidence]] = {}
+        for field_name, text in fields.items():
+            by_rule: dict[int, list[Hit]] = {}
+            for hit in self.hits(text):
+                by_rule.setdefault(hit.phrase.rule, []).append(hit)
+            for rule, hits in by_rule.items():
+                vetoes = [h for h in hits if h.phrase.negative]
+                kept: list[Hit] = []
+                ranked = sorted(
+                    (h for h in hits if not h.phrase.negative),
+                    key=lambda h: (-h.phrase.strength, h.start - h.end, h.start),
+                )
+                for h in ranked:
+                    if any(v.start <= h.start and h.end <= v.end for v in vetoes):
+                        continue
+                    if any(h.start < k.end and k.start < h.end for k in kept):
+                        continue
+                    kept.append(h)
+                counts: dict[Phrase, int] = {}
+                for h in kept:
+                    counts[h.phrase] = counts.get(h.phrase, 0) + 1
+                weight = FIELD_WEIGHTS[field_name]
+                for phrase, n in counts.items():
+                    points = weight * phrase.strength * (1 + REPEAT * min(n - 1, MAX_REPEATS))
+                    out.setdefault(rule, []).append(
+                        Evidence(phrase.keyword.text, field_name, n, points)
+                    )
+        return out
+
+    def guesses(self, fields: dict[str, str], threshold: float) -> list[Guess[T]]:
+        """The rules scoring at least ``threshold``, best first (rule order on a tie)."""
+        found = self.evidence(fields)
+        return self.rank(found, threshold)
+
+    def rank(self, found: dict[int, list[Evidence]], threshold: float) -> list[Guess[T]]:
+        """Guesses from collected evidence, best first (rule order on a tie)."""
+        scored = []
+        for rule, evidence in found.items():
+            score = sum(e.points for e in evidence)
+            if score >= threshold:
+                best = tuple(sorted(evidence, key=lambda e: -e.points))
+                scored.append((-score, rule, Guess(self.targets[rule], score, best)))
+        return [guess for _, _, guess in sorted(scored, key=lambda x: x[:2])]
 
 
 @dataclass(frozen=True)
@@ -716,52 +870,80 @@ def load_keyword_rules() -> KeywordRuleSet:
     )
     taxonomy = load_taxonomy()
     by_slug = {r.slug: r for r in RESEARCH_TYPES}
+    for section in ("topics", "research"):
+        for slug, kinds in data[section].items():
+            unknown = set(kinds) - {"strong", "phrases", "not"}
+            if unknown:  # a misspelt list would be ignored without a word
+                raise ValueError(f"topic_keywords.toml [{section}.{slug}]: {sorted(unknown)}")
     return KeywordRuleSet(
-        KeywordRules([(taxonomy.by_slug[slug], words) for slug, words in data["topics"].items()]),
-        KeywordRules([(by_slug[slug], words) for slug, words in data["research"].items()]),
+        KeywordRules([(taxonomy.by_slug[slug], kinds) for slug, kinds in data["topics"].items()]),
+        KeywordRules([(by_slug[slug], kinds) for slug, kinds in data["research"].items()]),
     )
 
 
-MAX_SUGGESTED = 3
+def summary_fields(entry: ArchiveEntry) -> dict[str, str]:
+    """The parts of a summary that evidence is weighed in."""
+    return {
+        "title": entry.title,
+        "citation": entry.citation or "",
+        "text": "\n".join([*entry.body, *entry.implications]),
+    }
+
+
+def is_book_chapter(citation: str | None) -> bool:
+    """An APA reference to a chapter of an edited book (``In X (Ed.), ... (pp. 1-20)``)."""
+    return bool(citation and CHAPTER.search(citation))
 
 
 def suggest_topics(entry: ArchiveEntry, page_topic: Topic | None = None) -> TopicSuggestion:
-    """Topics (best first, at most three) and a research type from the keyword rules.
+    """Topics and a research type for one summary, each with the evidence that chose it.
 
-    A topic's score is 3 if one of its keywords is in the title, plus the number of
-    different keyword forms found in the text, so one word repeated does not swamp the
-    others.
+    Every topic whose evidence reaches :data:`TOPIC_THRESHOLD` is suggested (no cap),
+    best first. The research type is the best-scoring one from
+    :data:`RESEARCH_THRESHOLD` up; a chapter of an edited book counts as strong evidence
+    of a narrative review.
     """
     rules = load_keyword_rules()
-    in_title = rules.topics.find(entry.title)
-    in_text = rules.topics.find(" ".join([entry.citation or "", *entry.body, *entry.implications]))
-    scored = sorted(
-        (-(3 * (index in in_title) + len(in_text.get(index, ()))), index)
-        for index in set(in_title) | set(in_text)
-    )
-    suggested = tuple(rules.topics.targets[index] for _, index in scored[:MAX_SUGGESTED])
-    kinds = rules.research.find(
-        " ".join([entry.title, entry.citation or "", *entry.body, *entry.implications])
-    )
-    research = rules.research.targets[min(kinds)] if kinds else None
-    return TopicSuggestion((page_topic,) if page_topic else (), suggested, research)
+    fields = summary_fields(entry)
+    topics = tuple(rules.topics.guesses(fields, TOPIC_THRESHOLD))
+    found = rules.research.evidence(fields)
+    if is_book_chapter(entry.citation):
+        review = next(
+            i for i, r in enumerate(rules.research.targets) if r.slug == "narrative-review"
+        )
+        found.setdefault(review, []).append(Evidence("book chapter", "citation", 1, CHAPTER_POINTS))
+    kinds = rules.research.rank(found, RESEARCH_THRESHOLD)
+    return TopicSuggestion((page_topic,) if page_topic else (), topics, kinds[0] if kinds else None)
 
 
 # ---------------------------------------------------------------------------------------
 # Writing issue files
 
 
-_LINE_START = re.compile(r"^(#|>|[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|```|~~~|=+\s*$|<)")
+# Inline Markdown, wherever it stands: code spans, emphasis, links and images, autolinks,
+# strikethrough, entity references, and the backslash itself. An underscore between two
+# letters or digits ("snake_case") cannot start emphasis, so it is left readable.
+_INLINE = re.compile(
+    r"[\\`*\[\]<]|~(?=~)|(?<=~)~|(?<![^\W_])_|_(?![^\W_])"
+    r"|&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};)"
+)
+# What makes a paragraph a block of another kind when it starts the line: headings,
+# quotes, list items, thematic breaks, fences, setext underlines.
+_LINE_START = re.compile(r"^(#|>|[-+](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|-{3,}\s*$|=+\s*$)")
+# A closing run of "#" that the issue parser strips from a "## " title (CommonMark).
+_TITLE_CLOSING = re.compile(r"\s#+$")
 
 
 def escape_paragraph(text: str) -> str:
-    """Escape what Markdown would read as structure at the start of a line.
+    """Escape one paragraph of plain text so that Markdown shows it exactly as written.
 
-    Headings, quotes, list items, fences and HTML at the start stay literal text; an
-    HTML comment opener anywhere is broken up (``<\\!--``) because the issue parser
-    strips comments even after a backslash.
+    Inline characters (backtick, ``*``, ``_``, brackets, ``<``, ``~~``, ``&name;``, the
+    backslash) get a backslash wherever they are; what would make the paragraph a heading,
+    quote, list item, rule or fence gets one at the start. An HTML comment opener becomes
+    ``\\<\\!--`` because the issue parser strips comments even after a backslash.
     """
-    text = text.replace("<!--", "<\\!--")
+    text = _INLINE.sub(lambda m: "\\" + m.group(0), text)
+    text = text.replace("\\<!--", "\\<\\!--")
     m = _LINE_START.match(text)
     if not m:
         return text
@@ -771,8 +953,19 @@ def escape_paragraph(text: str) -> str:
     return "\\" + text
 
 
+def title_line(title: str) -> str:
+    """The ``## `` line of a title; a title ending in " #" keeps it (the parser strips one
+    closing run of "#", so one more is added for it to strip)."""
+    return f"## {title} #" if _TITLE_CLOSING.search(title) else f"## {title}"
+
+
 def render_issue_text(month: str, summaries: list[ImportedSummary]) -> str:
-    """The text of ``issues/<month>.md`` for the given summaries (status: published)."""
+    """The text of ``issues/<month>.md`` for the given summaries (status: published).
+
+    The topics of the pages' filters are certain and go on ``Topics:``; the guesses of the
+    keyword rules go on ``Topics-Suggested:`` and ``Research-Suggested:``, which
+    ``issue check`` reports until the author confirms them.
+    """
     out = [
         "---",
         f"month: {month}",
@@ -782,12 +975,16 @@ def render_issue_text(month: str, summaries: list[ImportedSummary]) -> str:
     ]
     for s in summaries:
         e = s.entry
-        out.append(f"## {e.title}")
+        out.append(title_line(e.title))
         if e.citation:
             out.append(f"Citation: {e.citation}")
-        out.append("Topics: " + "; ".join(t.name for t in s.topics.topics))
-        if s.topics.research:
-            out.append(f"Research: {s.topics.research.slug}")
+        t = s.topics
+        if t.page_topics:
+            out.append("Topics: " + "; ".join(x.name for x in t.page_topics))
+        if t.unconfirmed:
+            out.append("Topics-Suggested: " + "; ".join(x.name for x in t.unconfirmed))
+        if t.research:
+            out.append(f"Research-Suggested: {t.research.slug}")
         out.append("")
         for p in e.body:
             out += [escape_paragraph(p), ""]
@@ -863,10 +1060,42 @@ def plan_files(
                 Problem(str(path), p.line, "error", f"generated file invalid: {p.message}")
                 for p in result.errors
             ]
-        elif path.exists():
-            planned.action = "overwrite" if force else "skip"
+        else:
+            problems += _changed_in_reading(result, kept, str(path))
+            if path.exists():
+                planned.action = "overwrite" if force else "skip"
         files.append(planned)
     return files, problems
+
+
+def _changed_in_reading(
+    result: ParseResult, items: list[ImportedSummary], path: str
+) -> list[Problem]:
+    """Warnings for titles and citations the issue file would not show as the page did.
+
+    They are plain text in the issue format (not Markdown, so never escaped); only an HTML
+    comment in them (``<!-- -->``, which the parser removes) can change them.
+    """
+    out: list[Problem] = []
+    assert result.issue is not None
+    for summary, item in zip(result.issue.summaries, items, strict=True):
+        e = item.entry
+        for name, read, written in (
+            ("title", summary.title, e.title),
+            ("citation", summary.citation, e.citation),
+        ):
+            if read != written:
+                out.append(
+                    Problem(
+                        e.page,
+                        e.line,
+                        "warning",
+                        f"the {name} reads {read!r} in {path}, not {written!r} as on the page",
+                        "an HTML comment ('<!-- -->') is left out of issue files; "
+                        "fix the text in the issue file",
+                    )
+                )
+    return out
 
 
 def import_archive(
@@ -927,9 +1156,14 @@ def report_to_dict(report: ImportReport) -> dict:
                 "month": s.entry.month,
                 "title": s.entry.title,
                 "page_topics": [t.slug for t in s.topics.page_topics],
-                "suggested": [t.slug for t in s.topics.suggested],
+                "suggested": [
+                    {"topic": g.target.slug, **_guess_to_dict(g)} for g in s.topics.guesses
+                ],
                 "topics": [t.slug for t in s.topics.topics],
                 "research": s.topics.research.slug if s.topics.research else None,
+                "research_evidence": _guess_to_dict(s.topics.research_guess)
+                if s.topics.research_guess
+                else None,
                 "fallback": s.topics.fallback,
             }
             for s in report.summaries
@@ -947,5 +1181,15 @@ def report_to_dict(report: ImportReport) -> dict:
         "problems": [
             {"path": p.path, "line": p.line, "severity": p.severity, "message": p.message}
             for p in report.problems
+        ],
+    }
+
+
+def _guess_to_dict(guess: Guess) -> dict:
+    return {
+        "score": guess.score,
+        "evidence": [
+            {"phrase": e.phrase, "field": e.field, "count": e.count, "points": e.points}
+            for e in guess.evidence
         ],
     }

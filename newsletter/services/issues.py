@@ -16,14 +16,17 @@ from pathlib import Path
 
 from newsletter.browser import screenshot
 from newsletter.content.files import (
+    AcceptedFile,
     CheckedFile,
     IssueInfo,
     check_issues,
     get_issue,
     new_issue_file,
+    plan_acceptance,
 )
 from newsletter.content.files import list_issues as list_issue_files
 from newsletter.content.model import Issue, Summary
+from newsletter.content.parser import find_issue_files
 from newsletter.content.taxonomy import means_all_topics, resolve_topics
 from newsletter.delivery.personalise import Recipient, recipient_values
 from newsletter.errors import NewsletterError
@@ -97,6 +100,29 @@ def check(app: App, paths: Iterable[Path] = ()) -> list[CheckedFile]:
     """Check the given files (months allowed), or every file of the issues folder."""
     resolved = [resolve_path(app, p) for p in paths]
     return check_issues(resolved, app.settings.issues_dir)
+
+
+def accept_suggestions(
+    app: App, paths: Iterable[Path] = (), *, every_file: bool = False
+) -> list[AcceptedFile]:
+    """Confirm the archive import's suggested topics and research types.
+
+    ``paths`` are files or months; with ``every_file``, every file of the issues folder.
+    Returns one entry per file looked at (``lines`` is 0 where there was nothing to
+    accept). Every file is checked before any is written: if one would not parse
+    afterwards (:class:`~newsletter.errors.IssueFormatError`), none changes.
+    """
+    targets = [resolve_path(app, p) for p in paths]
+    if every_file:
+        targets += [p for p in find_issue_files(app.settings.issues_dir) if p not in targets]
+    if not targets:
+        raise NewsletterError(
+            "no issue files given", hint="name a month (2026-12) or a file, or use --all"
+        )
+    planned = [plan_acceptance(p) for p in targets]
+    for f in planned:
+        f.write()
+    return planned
 
 
 def new_issue(app: App, month: str) -> Path:

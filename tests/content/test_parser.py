@@ -288,3 +288,83 @@ def test_front_matter_lists_are_errors_and_never_built() -> None:
     month_line = 2 + len(levels)
     assert (month_line, "'month' must be a single value, not a list or mapping") in found
     assert not any("front matter has no 'month'" in m for _, m in found)
+
+
+# --- suggestions of the archive import ------------------------------------------------
+
+
+def test_suggested_topics_count_but_are_reported_until_confirmed() -> None:
+    result = read_issue_file(CASES / "suggested_topics.md")
+    assert result.errors == []
+    first, second = result.issue.summaries
+    assert [t.slug for t in first.topics] == [
+        "alliance-and-therapeutic-relationship",
+        "client-preferences",
+        "attendance-attrition-and-drop-out",
+    ]
+    assert [t.slug for t in first.suggested_topics] == [
+        "client-preferences",
+        "attendance-attrition-and-drop-out",
+    ]
+    assert first.research is not None and first.research.slug == "meta-analysis"
+    assert first.research_suggested
+    assert not second.suggested_topics and not second.research_suggested
+    warnings = [
+        (p.line, p.message, p.hint) for p in result.warnings if "YYYY-MM.md" not in p.message
+    ]
+    assert [(line, message) for line, message, _ in warnings] == [
+        (
+            9,
+            "topics suggested by the archive import, not confirmed: Client Preferences; "
+            "Attendance, Attrition, and Drop-Out",
+        ),
+        (10, "research type suggested by the archive import, not confirmed: Meta-analysis"),
+    ]
+    assert "rename 'Topics-Suggested:' to 'Topics:'" in warnings[0][2]
+    assert "rename 'Research-Suggested:' to 'Research:'" in warnings[1][2]
+    assert "newsletter issue accept-suggestions" in warnings[0][2]
+
+
+def test_a_ready_issue_may_not_be_sent_with_guessed_topics() -> None:
+    text = (CASES / "suggested_topics.md").read_text("utf-8")
+    result = parse_issue(text.replace("status: published", "status: ready"), "2019-02.md")
+    assert result.issue is None
+    assert [(p.line, p.message.split(":")[0]) for p in result.errors] == [
+        (9, "suggested topics not confirmed in a ready issue"),
+        (10, "suggested research type not confirmed in a ready issue"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        (
+            "Topics: Empathy\n",
+            "Topics-Suggested: Empathy\nResearch-Suggested: survey\n",
+            20,
+            "both 'Research:' (line 21) and 'Research-Suggested:'",
+        ),
+        ("Topics: Alliance\n", "", 7, None),
+        (
+            "Topics-Suggested: Client Preferences; Drop-out",
+            "Topics-Suggested: Client Preferences; Astrology",
+            9,
+            "unknown topic 'Astrology'",
+        ),
+        (
+            "Topics-Suggested: Client Preferences; Drop-out",
+            "Topics-Suggested: ",
+            9,
+            "'Topics-Suggested:' is empty",
+        ),
+    ],
+)
+def test_suggestion_lines_are_checked_like_the_others(
+    old: str, new: str, line: int, message: str | None
+) -> None:
+    text = (CASES / "suggested_topics.md").read_text("utf-8").replace(old, new)
+    result = parse_issue(text, "2019-02.md")
+    if message is None:  # suggestions alone are enough for a published back issue
+        assert result.errors == []
+        return
+    assert [(p.line, p.message) for p in result.errors][:1] == [(line, message)]

@@ -33,7 +33,9 @@ def test_import_writes_one_valid_file_per_month(run_import, pages: Path) -> None
     assert (
         "## Feedback Helps Trainees Repair Ruptures\nCitation: Lee, K., & Ortiz, M. (2023)" in text
     )
-    topics_line = next(line for line in text.splitlines() if line.startswith("Topics: "))
+    # Guessed topics and research type are written for the author to confirm.
+    assert not any(line.startswith("Topics: ") for line in text.splitlines())
+    topics_line = next(line for line in text.splitlines() if line.startswith("Topics-Suggested: "))
     assert "Alliance and Therapeutic Relationship" in topics_line
     # Paragraphs are separated by blank lines.
     assert (

@@ -139,3 +139,24 @@ def test_query_strings_do_not_fill_the_archive_cache(app, client):
         assert client.get(f"/archive?utm_source=x{i}&topic=empathy").status_code == 200
         assert client.get(f"/archive?topic=nonsense{i}").status_code == 400
     assert len(ctx.archive_cache._pages) == 2
+
+
+def test_back_issue_with_only_suggested_topics_is_found_by_them(client, web_project):
+    """Guessed topics of an imported back issue count in the archive and its filters
+    until the author confirms them."""
+    (web_project / "issues" / "2019-02.md").write_text(
+        "---\nmonth: 2019-02\nstatus: published\n---\n\n"
+        "## Clients Who Get the Therapy They Prefer Stay Longer\n"
+        "Topics-Suggested: Client Preferences; Attendance, Attrition, and Drop-Out\n"
+        "Research-Suggested: meta-analysis\n\n"
+        "Clients whose preferences were met stayed longer.\n\n"
+        "### Practice Implications\n\nAsk about preferences.\n",
+        "utf-8",
+    )
+    html = client.get("/archive?topic=client-preferences").get_data(as_text=True)
+    assert "Clients Who Get the Therapy They Prefer Stay Longer" in html
+    assert "February 2019" in html
+    html = client.get("/archive?type=meta-analysis").get_data(as_text=True)
+    assert "Clients Who Get the Therapy They Prefer Stay Longer" in html
+    html = client.get("/archive?topic=empathy").get_data(as_text=True)
+    assert "Clients Who Get the Therapy They Prefer Stay Longer" not in html
