@@ -92,9 +92,9 @@ def _result_table(result):
 WAITING = "[yellow]waiting for the server; Ctrl-C leaves the rest queued[/yellow]"
 
 
-def _drain(app, options, total: int, total_later=None):
-    """Run a worker with a progress bar; returns the SendResult. ``total_later``: a
-    function that gives the total once it is known (None before: planning goes on)."""
+def _drain(app, options, total: int, planning=None):
+    """Run a worker with a progress bar; returns the SendResult. ``planning``: the rest
+    of the send is being planned meanwhile (the total is known once it is over)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -115,15 +115,15 @@ def _drain(app, options, total: int, total_later=None):
         console=console(stderr=True, soft_wrap=False),
         transient=False,
     ) as progress:
-        known = total_later is None or total_later() is not None
+        known = planning is None or options.limit is not None or planning.total is not None
         task = progress.add_task("sending", total=max(total, 1) if known else None, rate=0.0)
         waiting = False
 
         def on_progress(report) -> None:
             nonlocal waiting, known
-            if not known and total_later() is not None:
+            if not known and planning.total is not None:
                 known = True
-                progress.update(task, total=max(total_later(), 1))
+                progress.update(task, total=max(planning.total, 1))
             if report.waiting != waiting:  # the server went away, or came back: say so
                 waiting = report.waiting
                 progress.console.print(WAITING if waiting else "the server is back; sending")
@@ -134,7 +134,9 @@ def _drain(app, options, total: int, total_later=None):
                 description="waiting" if waiting else "sending",
             )
 
-        result = sends.run_worker(app, options, on_progress=on_progress, stop=stop)
+        result = sends.run_worker(
+            app, options, on_progress=on_progress, stop=stop, planning=planning
+        )
         progress.update(task, completed=result.report.handled)
     return result
 
@@ -236,20 +238,8 @@ def send(
         limit=limit,
         months=[issue.month],
         max_unavailable_wait=ctx.settings.smtp_outage_wait,
-        more_coming=planning.more_coming if planning is not None else None,
     )
-    total_later = None
-    if planning is not None and limit is None:
-        total_later = lambda: planning.total  # noqa: E731
-    stopped = True
-    try:
-        result = _drain(ctx, options, limit or preview.outstanding, total_later)
-        stopped = result.report.stopped
-    finally:
-        if planning is not None:
-            if stopped:  # Ctrl-C or an error: `newsletter send` again finishes planning
-                planning.stop()
-            planning.wait()
+    result = _drain(ctx, options, limit or preview.outstanding, planning)
     # The plan's table, now that it is whole.
     if background and planning is not None and planning.total is not None:
         out.print(_preview_table(sends.preview(ctx, issue.month), f"Send of {issue.month}"))

@@ -13,9 +13,10 @@ the author re-plans the rows not yet sent (``replan=True``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from newsletter.content.model import Issue
 from newsletter.delivery.message import (
@@ -323,10 +324,29 @@ def run_worker(
     options: WorkerOptions,
     on_progress: Callable[[WorkerReport], None] | None = None,
     stop: threading.Event | None = None,
+    planning: Planning | None = None,
 ) -> SendResult:
-    """Drain due deliveries (of ``options.months``, or of every running send)."""
+    """Drain due deliveries (of ``options.months``, or of every running send).
+
+    ``planning``: the rest of a send being planned (:func:`plan_while_sending`); the
+    worker waits for its rows, and the counts returned are taken once it is over. Stopped
+    (Ctrl-C, an error), it ends after its current step and the send stays planning.
+    """
+    if planning is not None:
+        options = replace(options, more_coming=planning.more_coming)
     worker = DeliveryWorker(app.settings, app.store, app.transport, options, on_progress, stop)
-    report = worker.run()
+    try:
+        report = worker.run()
+    except BaseException:
+        if planning is not None:
+            planning.stop()
+            with contextlib.suppress(Exception):
+                planning.wait()
+        raise
+    if planning is not None:
+        if report.stopped and not report.paused:  # Ctrl-C: the rest stays for later
+            planning.stop()
+        planning.wait()  # paused by an outage: the rest is planned for the next worker
     months = options.months or [s.month for s in ledger.list_sends(app.store)]
     statuses = [s for m in months if (s := send_state(app, m)) is not None]
     return SendResult(report, statuses)

@@ -183,6 +183,29 @@ def test_send_yes_sends_the_first_messages_while_the_rest_is_planned(
     assert f"Send of {MONTH}" in out.output and "s1+s3" in out.output  # the whole plan
 
 
+def test_a_send_paused_by_an_outage_is_still_planned_to_the_end(
+    project, smtp_server, monkeypatch
+) -> None:
+    """The server is down while the rest is being planned: the worker gives up waiting,
+    but planning goes on to the end, so a later worker finds everyone queued."""
+    from newsletter.services import sends
+
+    monkeypatch.setattr(sends, "FIRST_STEP", 2)
+    monkeypatch.setattr(ledger, "PLAN_STEP", {"postgresql": 2, "sqlite": 2})
+    smtp_server.stop()
+    with App(settings_of(project)) as app:
+        planning = sends.plan_while_sending(app, MONTH)
+        assert planning.more_coming() or planning.total is not None
+        options = WorkerOptions(months=[MONTH], max_unavailable_wait=0.2)
+        result = sends.run_worker(app, options, planning=planning)
+    assert result.report.paused and result.report.sent == 0
+    [status] = result.statuses
+    assert not status.planning and status.counts == {"pending": 5, "skipped": 2}
+    smtp_server.start()
+    assert run_worker(settings_of(project), WorkerOptions(months=[MONTH])).report.sent == 5
+    check_everyone_got_their_digest(smtp_server)
+
+
 def ledger_status(settings):
     with open_store(settings) as store:
         return ledger.send_status(store, MONTH)
