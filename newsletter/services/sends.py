@@ -37,6 +37,7 @@ from newsletter.services import issues
 from newsletter.services.app import App
 from newsletter.store import bounces as bounce_store
 from newsletter.store import ledger
+from newsletter.store.errors import SendFinishedError
 from newsletter.store.ledger import DeliveryRow, NewSnapshot, SendStatus
 from newsletter.store.views import PartContent, SummaryInfo, VariantContent
 
@@ -60,6 +61,7 @@ __all__ = [
     "send_state",
     "send_test",
     "sendable_issue",
+    "start",
 ]
 
 
@@ -282,6 +284,20 @@ def delivery_page(
 def list_sends(app: App) -> list[SendStatus]:
     """Every send that was planned, with its counts."""
     return ledger.list_sends(app.store)
+
+
+def start(app: App, month: str) -> SendStatus:
+    """Plan the send of ``month`` (as :func:`plan`) and return its state: a running
+    worker or the scheduler then delivers it. :class:`SendFinishedError` for a send that
+    is done or cancelled (it is not started again)."""
+    state = send_state(app, month)
+    if state is not None and state.finished:
+        raise SendFinishedError(
+            f"the send of {month} is {state.status} already",
+            hint="a finished send is not started again",
+        )
+    plan(app, month)
+    return ledger.send_status(app.store, month)
 
 
 def cancel(app: App, month: str) -> SendStatus:

@@ -7,14 +7,33 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
+from newsletter.config import load_settings
+from newsletter.web import create_app
 from newsletter.web.api import ROUTES
 
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def document(api_client) -> dict:
-    response = api_client.get("/api/v1/openapi.json")
+def api_app(store_url):
+    """The web app with the API on, over an empty store (the description needs no data)."""
+    settings = load_settings(
+        overrides={
+            "database_url": store_url,
+            "secret_key": "k",
+            "base_url": "https://news.example.org",
+            "api_enabled": True,
+        },
+        environ={},
+    )
+    application = create_app(settings)
+    yield application
+    application.extensions["newsletter"].close()
+
+
+@pytest.fixture
+def document(api_app) -> dict:
+    response = api_app.test_client().get("/api/v1/openapi.json")
     assert response.status_code == 200 and response.mimetype == "application/json"
     return response.get_json()
 

@@ -25,7 +25,7 @@ from flask import Response, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from newsletter.errors import NewsletterError
+from newsletter.errors import MissingSettingError, NewsletterError
 from newsletter.services.error_kinds import CONFLICT, INVALID, NOT_FOUND, UNAVAILABLE, classify
 
 log = logging.getLogger("newsletter.web.api")
@@ -166,9 +166,9 @@ def from_error(exc: NewsletterError, body: dict[str, Any] | None = None) -> ApiP
             503, "unavailable", "the store cannot be reached now", headers={"Retry-After": "5"}
         )
     log.error("API request failed: %s", exc)
-    return ApiProblem(
-        500, "server-error", "the server is not set up for this; see its log", hint=None
-    )
+    if isinstance(exc, MissingSettingError):  # names a setting, never a value
+        return ApiProblem(500, "server-error", exc.message, hint=exc.hint)
+    return ApiProblem(500, "server-error", "the server is not set up for this; see its log")
 
 
 def from_http(exc: HTTPException) -> ApiProblem:

@@ -133,7 +133,18 @@ def endpoint(
                 kwargs["query"] = _parse_query(query)
             if body is not None:
                 kwargs["body"] = _parse_body(body)
-            result = view(**kwargs)
+            try:
+                result = view(**kwargs)
+            except Exception as exc:
+                if write and token is not None:
+                    log.info(
+                        "API %s %s by token %r refused: %s",
+                        method,
+                        request.path,
+                        token.name,
+                        type(exc).__name__,
+                    )
+                raise
             if isinstance(result, Response):
                 return result
             headers: dict[str, str] = {}

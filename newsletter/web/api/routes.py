@@ -449,18 +449,7 @@ def start_send(token: Any, month: str) -> s.SendStatus:
     scheduler) delivers the queued messages. Starting again adds only people who joined
     since; 409 for a send that is done or cancelled.
     """
-    app = web().app
-    month = _month(month)
-    state = sends.send_state(app, month)
-    if state is not None and state.finished:
-        raise ApiProblem(
-            409,
-            "conflict",
-            f"the send of {month} is {state.status} already",
-            hint="a finished send is not started again",
-        )
-    sends.plan(app, month)
-    return send_out(sends.delivery_status(app, month))
+    return send_out(sends.start(web().app, _month(month)))
 
 
 @endpoint(
