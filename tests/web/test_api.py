@@ -4,13 +4,14 @@ sends, topics, stats; tokens and their misuse; paging; problem details; limits."
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
 from newsletter.config import load_settings
 from newsletter.services import App, api_tokens, subscribers
 from newsletter.web import create_app
-from tests.web.conftest import wait_jobs
+from tests.web.conftest import csrf_of, wait_jobs
 
 PROBLEM = "application/problem+json"
 # For tests of the HTTP layer alone: the store's part is the same on both databases.
@@ -151,7 +152,14 @@ def test_double_opt_in_adds_a_pending_subscriber_and_mails_the_link(
     wait_jobs(api_app)
     mails = [m for m in smtp_server.messages if m.rcpt_tos == ["later@example.org"]]
     assert len(mails) == 1
-    assert "/confirm/" in mails[0].parsed().get_body(("plain",)).get_content()
+    text = mails[0].parsed().get_body(("plain",)).get_content()
+    path = re.search(r"https://news\.example\.org(/confirm/\S+)", text).group(1)
+    # The owner confirms from the mail, on the site's page: then they are active.
+    page = api_client.get(path)
+    api_client.post(path, data={"csrf_token": csrf_of(page.get_data(as_text=True))})
+    url = response.headers["Location"]
+    confirmed = api_client.get(url, headers=bearer(api_token("reader"))).get_json()
+    assert confirmed["status"] == "active" and confirmed["confirmed_at"]
 
 
 def test_listing_filters_by_status_topic_and_creation(api_client, api_token, api_clock):
