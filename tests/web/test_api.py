@@ -348,6 +348,10 @@ def test_wrong_bodies_and_parameters_are_problems_that_point_at_the_field(
 
     body = assert_problem(api_client.get(add + "?limit=0", headers=auth), 400, "validation")
     assert body["errors"][0]["parameter"] == "limit"
+    body = assert_problem(api_client.get(add + "?topic=Empthy", headers=auth), 422, "unprocessable")
+    assert body["errors"][0]["parameter"] == "topic" and "Empathy" in body["hint"]
+    body = assert_problem(api_client.get(add + "?status=gone", headers=auth), 400, "validation")
+    assert body["errors"][0]["parameter"] == "status"
     body = assert_problem(api_client.get(add + "?cursor=bogus", headers=auth), 400, "validation")
     assert body["errors"][0]["parameter"] == "cursor"
     body = assert_problem(api_client.get(add + "?sort=email", headers=auth), 400, "validation")

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from newsletter.content.taxonomy import load_taxonomy
+from newsletter.errors import UnknownTopicError
 from newsletter.rules.months import check_month
 from newsletter.services import issues, sends, signup, subscribers
 from newsletter.services.subscribers import SubscriberChange
@@ -141,14 +142,23 @@ def list_subscribers(token: Any, query: s.SubscriberQuery) -> s.SubscriberPage:
     since = query.created_since
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
-    page = subscribers.list_after(
-        web().app,
-        after_id=read_cursor("s", query.cursor),
-        limit=query.limit,
-        topic=query.topic,
-        status=query.status,
-        created_since=since,
-    )
+    try:
+        page = subscribers.list_after(
+            web().app,
+            after_id=read_cursor("s", query.cursor),
+            limit=query.limit,
+            topic=query.topic,
+            status=query.status,
+            created_since=since,
+        )
+    except UnknownTopicError as exc:
+        raise ApiProblem(
+            422,
+            "unprocessable",
+            exc.message,
+            hint=exc.hint,
+            errors=[{"detail": exc.message, "parameter": "topic"}],
+        ) from None
     items = [subscriber_out(v) for v in page.items]
     following = make_cursor("s", page.items[-1].id) if page.more and page.items else None
     return s.SubscriberPage(items=items, next_cursor=following)
