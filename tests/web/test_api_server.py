@@ -2,7 +2,7 @@
 example client that knows only the OpenAPI description run against it.
 
 One server for the whole module, on a SQLite store of its own (the test client tests in
-test_api.py run on both databases).
+test_api.py run on both databases); its checks run in one test (see the last one).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         proc.wait(timeout=20)
 
 
-def test_the_example_client_adds_changes_removes_and_reads_a_send(server):
+def check_the_example_client_adds_changes_removes_and_reads_a_send(server):
     token = server.token("example-client")
     with server.client(token) as api:
         started = api.post("/api/v1/sends/2026-11/start")
@@ -128,7 +129,7 @@ def test_the_example_client_adds_changes_removes_and_reads_a_send(server):
     assert token not in log
 
 
-def test_a_token_revoked_beside_the_server_is_refused_at_once(server):
+def check_a_token_revoked_beside_the_server_is_refused_at_once(server):
     token = server.token("short-lived", read_only=True)
     with server.client(token) as api:
         assert api.get("/api/v1/topics").status_code == 200
@@ -142,7 +143,7 @@ def test_a_token_revoked_beside_the_server_is_refused_at_once(server):
         assert gone.json()["type"] == "/api/v1/problems/unauthorized"
 
 
-def test_the_served_description_and_limits_through_waitress(server):
+def check_the_served_description_and_limits_through_waitress(server):
     token = server.token("limits")
     with server.client(token) as api:
         doc = api.get("/api/v1/openapi.json").json()
@@ -157,3 +158,44 @@ def test_the_served_description_and_limits_through_waitress(server):
         assert page.status_code == 200 and page.json()["next_cursor"]
         assert "set-cookie" not in page.headers
         assert not [h for h in page.headers if h.lower().startswith("access-control")]
+
+
+def check_paging_while_another_client_adds_people(server):
+    reader, writer = server.token("pager", read_only=True), server.token("adder")
+    with server.client(reader) as api:
+        before = {p["id"] for p in api.get("/api/v1/subscribers").json()["items"]}
+
+    answers: list[int] = []
+
+    def add_people() -> None:
+        with server.client(writer) as other:
+            for n in range(12):
+                added = other.post("/api/v1/subscribers", json={"email": f"new{n}@example.org"})
+                answers.append(added.status_code)
+
+    adder = threading.Thread(target=add_people)
+    seen: list[int] = []
+    with server.client(reader) as api:
+        adder.start()
+        cursor = None
+        while True:
+            params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+            page = api.get("/api/v1/subscribers", params=params).json()
+            seen += [p["id"] for p in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        adder.join()
+    assert answers == [201] * 12
+    assert len(seen) == len(set(seen))  # no one twice
+    assert before <= set(seen)  # no one who was there before skipped
+    assert seen == sorted(seen)
+
+
+def test_the_api_of_a_real_server(server):
+    """One test, so that pytest-xdist cannot split the checks over two workers and start
+    the server twice."""
+    check_the_example_client_adds_changes_removes_and_reads_a_send(server)
+    check_a_token_revoked_beside_the_server_is_refused_at_once(server)
+    check_the_served_description_and_limits_through_waitress(server)
+    check_paging_while_another_client_adds_people(server)
