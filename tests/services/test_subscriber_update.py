@@ -52,25 +52,25 @@ def test_an_update_applies_every_change_with_its_consent_event(app) -> None:
     assert again.status == "active" and events(app, "ann@example.org")[-1] == "resubscribed"
 
 
-@pytest.mark.parametrize(
-    ("change", "error"),
-    [
-        (SubscriberChange(name="New", topics=("No Such Topic",)), UnknownTopicError),
-        (SubscriberChange(name="Bad\x00Name", status="unsubscribed"), InvalidNameError),
-        (
-            SubscriberChange(name="New", status="paused", paused_until=dt.date(2026, 11, 1)),
-            BadDateError,
-        ),
-        (SubscriberChange(name="New", paused_until=dt.date(2027, 1, 1)), SubscriberStateError),
-        (SubscriberChange(topics=("Training",), status="bounced"), SubscriberStateError),
-    ],
-)
-def test_a_refused_update_changes_nothing(app, change, error) -> None:
+REFUSED = [
+    (SubscriberChange(name="New", topics=("No Such Topic",)), UnknownTopicError),
+    (SubscriberChange(name="Bad\x00Name", status="unsubscribed"), InvalidNameError),
+    (
+        SubscriberChange(name="New", status="paused", paused_until=dt.date(2026, 11, 1)),
+        BadDateError,
+    ),
+    (SubscriberChange(name="New", paused_until=dt.date(2027, 1, 1)), SubscriberStateError),
+    (SubscriberChange(topics=("Training",), status="bounced"), SubscriberStateError),
+]
+
+
+def test_a_refused_update_changes_nothing(app) -> None:
     add_subscriber(app, "ann@example.org", name="Ann", topics="Empathy")
     before = get_subscriber(app, "ann@example.org", history=True)
-    with pytest.raises(error):
-        update_subscriber(app, "ann@example.org", change)
-    assert get_subscriber(app, "ann@example.org", history=True) == before
+    for change, error in REFUSED:
+        with pytest.raises(error):
+            update_subscriber(app, "ann@example.org", change)
+        assert get_subscriber(app, "ann@example.org", history=True) == before, change
 
 
 def test_keyset_pages_filter_and_show_later_rows_at_the_end(app) -> None:

@@ -14,7 +14,8 @@ from newsletter.web import create_app
 from tests.web.conftest import csrf_of, wait_jobs
 
 PROBLEM = "application/problem+json"
-# For tests of the HTTP layer alone: the store's part is the same on both databases.
+# For tests of the HTTP layer alone: the store's part is the same on both databases (and
+# tested on both in tests/services and tests/store).
 sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
@@ -117,6 +118,7 @@ def test_add_change_unsubscribe_and_erase_a_subscriber(api_client, api_token, ca
     assert not any(token in r.getMessage() for r in caplog.records)
 
 
+@sqlite_only
 def test_a_refused_change_changes_nothing(api_client, api_token, api_app):
     token = api_token()
     app = api_app.extensions["newsletter"].app
@@ -239,6 +241,7 @@ def test_missing_wrong_and_revoked_tokens_are_refused(api_client, api_token, api
     assert listed["partner"].revoked and listed["partner"].last_used_at is not None
 
 
+@sqlite_only
 def test_a_read_only_token_reads_and_cannot_write(api_client, api_token, api_app):
     token = api_token("dashboard", read_only=True)
     app = api_app.extensions["newsletter"].app
@@ -290,6 +293,7 @@ def test_the_rate_limit_is_per_token_and_says_when_to_retry(web_project, api_clo
 # --- problems ----------------------------------------------------------------------------
 
 
+@sqlite_only
 def test_wrong_bodies_and_parameters_are_problems_that_point_at_the_field(
     api_client, api_token, api_app
 ):
