@@ -296,6 +296,16 @@ class Settings:
         "IP (X-Forwarded-For); 0 when browsers connect directly.",
         minimum=0,
     )
+    api_enabled: bool = setting(
+        False,
+        "Serve the JSON API under /api/v1/ in `newsletter serve` (off: it answers 404). "
+        "Clients need a token from `newsletter api-token create`.",
+    )
+    api_rate_limit: int = setting(
+        120,
+        "Most JSON API requests one API token may make per minute (0 = no limit).",
+        minimum=0,
+    )
     # provider webhooks (docs/webhooks.md): each hook is off (404) while its setting is empty
     ses_webhook_secret: str = setting(
         "",

@@ -72,6 +72,7 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("send", "deliveries", None),
     ("bounces", "bounces", None),
     ("web", "serve", None),
+    ("api_token", "api_token", None),
     ("schedule", "schedule", None),
     ("schedule", "scheduler", None),
 ]

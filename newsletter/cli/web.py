@@ -38,4 +38,8 @@ def serve(app: AppContext, host: str, port: int, threads: int) -> None:
         f"Serving on http://{esc(host)}:{port}/ (links in emails use "
         f"{esc(settings.base_url)}); Ctrl+C stops."
     )
+    if settings.api_enabled:
+        console(stderr=True).print(
+            f"JSON API on http://{esc(host)}:{port}/api/v1/ (description: /api/v1/openapi.json)"
+        )
     run(settings, host=host, port=port, threads=threads)

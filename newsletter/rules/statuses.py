@@ -257,6 +257,7 @@ OUTSTANDING = ("pending", "sending")
 SKIP_NO_MATCH = "no matching topic"
 SKIP_PAUSED = "paused"
 SKIP_LEFT = "unsubscribed before sending"
+SKIP_CANCELLED = "send cancelled"
 
 
 def is_finished(send_status: str | None) -> bool:

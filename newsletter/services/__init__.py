@@ -17,7 +17,11 @@ modules, each taking the app first::
 - :mod:`~newsletter.services.schedules`: one-off and monthly sends, firings, the lease;
 - :mod:`~newsletter.services.mail`: one way to build and send any single email;
 - :mod:`~newsletter.services.setup`: ``init``, the store's migrations and its status;
-- :mod:`~newsletter.services.demo`: the demo project the Quick start runs.
+- :mod:`~newsletter.services.demo`: the demo project the Quick start runs;
+- :mod:`~newsletter.services.api_tokens`: the JSON API's tokens (made, listed, revoked,
+  checked);
+- :mod:`~newsletter.services.error_kinds`: what kind of failure an error is (not found,
+  conflict, invalid input, ...), for entry points that answer with a status code.
 
 Rules that decide (statuses, addresses, variants, months) live in :mod:`newsletter.rules`;
 persistence in :mod:`newsletter.store`. A service composes them and never talks SQL,

@@ -38,6 +38,7 @@ from newsletter.services import issues
 from newsletter.services.app import App
 from newsletter.store import bounces as bounce_store
 from newsletter.store import ledger
+from newsletter.store.errors import SendFinishedError
 from newsletter.store.ledger import DeliveryRow, NewSnapshot, SendStatus
 from newsletter.store.views import PartContent, SummaryInfo, VariantContent
 
@@ -45,11 +46,15 @@ __all__ = [
     "SendPlan",
     "SendPreview",
     "SendResult",
+    "SendStatus",
     "TestSendResult",
     "WorkerOptions",
     "WorkerReport",
+    "cancel",
+    "delivery_page",
     "delivery_status",
     "list_deliveries",
+    "list_sends",
     "plan",
     "prepare",
     "retry_failed",
@@ -57,6 +62,7 @@ __all__ = [
     "send_state",
     "send_test",
     "sendable_issue",
+    "start",
 ]
 
 
@@ -368,6 +374,40 @@ def list_deliveries(
     """Delivery rows of one send."""
     ledger.send_status(app.store, month)  # a clear error for an unknown send
     return ledger.list_deliveries(app.store, month, status=status, limit=limit)
+
+
+def delivery_page(
+    app: App, month: str, *, after_id: int = 0, limit: int = 100, status: str | None = None
+) -> list[tuple[int, DeliveryRow]]:
+    """Up to ``limit`` deliveries of one send after the delivery id ``after_id``, each with
+    its id (keyset paging: a row added by a later planning comes after those seen)."""
+    ledger.send_status(app.store, month)  # a clear error for an unknown send
+    return ledger.delivery_page(app.store, month, after_id, limit, status)
+
+
+def list_sends(app: App) -> list[SendStatus]:
+    """Every send that was planned, with its counts."""
+    return ledger.list_sends(app.store)
+
+
+def start(app: App, month: str) -> SendStatus:
+    """Plan the send of ``month`` (as :func:`plan`) and return its state: a running
+    worker or the scheduler then delivers it. :class:`SendFinishedError` for a send that
+    is done or cancelled (it is not started again)."""
+    state = send_state(app, month)
+    if state is not None and state.finished:
+        raise SendFinishedError(
+            f"the send of {month} is {state.status} already",
+            hint="a finished send is not started again",
+        )
+    plan(app, month)
+    return ledger.send_status(app.store, month)
+
+
+def cancel(app: App, month: str) -> SendStatus:
+    """Cancel the send of ``month``: nothing more of it goes out (a message already on
+    the wire finishes). Refused for a send that is done or cancelled already."""
+    return ledger.cancel_send(app.store, month, app.now())
 
 
 @dataclass(frozen=True)

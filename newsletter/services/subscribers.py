@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from newsletter.content.taxonomy import (
@@ -43,6 +43,7 @@ from newsletter.store.views import (
     StatusResult,
     SubscriberFilter,
     SubscriberPage,
+    SubscriberSlice,
     SubscriberView,
     TopicCounts,
 )
@@ -54,7 +55,9 @@ __all__ = [
     "BadLinkError",
     "Erasure",
     "LinkFromTestError",
+    "SubscriberChange",
     "SubscriberRecord",
+    "SubscriberSlice",
     "SubscriberView",
     "TopicState",
     "add_subscriber",
@@ -66,6 +69,7 @@ __all__ = [
     "from_link",
     "get_subscriber",
     "get_subscriber_by_id",
+    "list_after",
     "list_subscribers",
     "pause",
     "remove_topics",
@@ -79,6 +83,7 @@ __all__ = [
     "topic_state",
     "unsubscribe",
     "unsubscribe_link",
+    "update_subscriber",
     "valid_id",
 ]
 
@@ -223,6 +228,23 @@ def list_subscribers(
     return db.list_subscribers(
         app.store, SubscriberFilter(topic=slug, status=status, search=search), page, page_size
     )
+
+
+def list_after(
+    app: App,
+    *,
+    after_id: int = 0,
+    limit: int = 50,
+    topic: str | None = None,
+    status: str | None = None,
+    created_since: dt.datetime | None = None,
+) -> SubscriberSlice:
+    """Up to ``limit`` subscribers after the id ``after_id``, in the order they were added
+    (keyset paging: stable while people are added); ``topic`` (slug or name) also matches
+    all-topics subscribers, ``created_since`` keeps those added at or after that time."""
+    slug = load_taxonomy().resolve(topic).slug if topic else None
+    flt = SubscriberFilter(topic=slug, status=status, created_since=created_since)
+    return db.list_after(app.store, flt, after_id, limit)
 
 
 # --- topics ------------------------------------------------------------------------------
@@ -485,6 +507,93 @@ def erase(app: App, email: str, *, source: str = "cli") -> Erasure:
     view = db.stop_mail(app.store, email)
     _wait_for_wire(app, view)
     return db.erase(app.store, email, source=source)
+
+
+@dataclass(frozen=True)
+class SubscriberChange:
+    """Several changes to one person at once; None leaves that part as it is.
+
+    ``topics`` and ``all_topics`` as for :func:`set_topics`; ``status`` one of
+    ``active`` (confirm a pending person, resume a paused one, bring back one who
+    unsubscribed), ``paused`` (until ``paused_until``, or until resumed) or
+    ``unsubscribed``.
+    """
+
+    name: str | None = None
+    topics: tuple[str, ...] | None = None
+    all_topics: bool | None = None
+    status: str | None = None
+    paused_until: dt.date | None = None
+
+
+CHANGEABLE_STATUSES = ("active", "paused", "unsubscribed")
+
+
+def update_subscriber(
+    app: App, email: str, change: SubscriberChange, *, source: str = "cli"
+) -> SubscriberView:
+    """Apply ``change`` to the person ``email``: all of it, or (on a mistake) none of it.
+
+    Everything that can be refused is checked before anything is written: the name, the
+    topics, and the status change against the rules of :mod:`newsletter.rules.statuses`.
+    The status is written first, then the topics, then the name, each with its consent
+    event, as the single-change functions do.
+    """
+    current = db.get_subscriber(app.store, email)
+    name = check_name(change.name) if change.name is not None else None
+    topics_given = change.topics is not None or change.all_topics is not None
+    slugs: list[str] = []
+    all_topics = bool(change.all_topics)
+    if change.topics is not None and means_all_topics(change.topics):
+        all_topics = True
+    elif change.topics is not None:
+        slugs = resolve_topics(change.topics)
+    if topics_given and not slugs and not all_topics:
+        raise StoreError("no topics given", hint="name at least one topic, or all_topics")
+    status_step = _status_step(app, current, change, source)
+    view = current
+    if status_step is not None:
+        view = status_step()
+    if topics_given:
+        view = set_topics(app, view.email, slugs, all_topics=all_topics, source=source)
+    if name is not None and name != view.name:
+        view = rename(app, view.email, name, source=source)
+    return view
+
+
+def _status_step(
+    app: App, current: SubscriberView, change: SubscriberChange, source: str
+) -> Callable[[], SubscriberView] | None:
+    """The status change ``change`` asks of ``current``, checked now and run later; None
+    when there is nothing to do. A change the rules refuse raises here."""
+    status, email, today = change.status, current.email, app.today()
+    if status is None or (status == current.status and status != "paused"):
+        if change.paused_until is not None and status != "paused":
+            raise SubscriberStateError(
+                "paused_until is only taken with the status paused",
+                hint='send "status": "paused" with it',
+            )
+        return None
+    if status not in CHANGEABLE_STATUSES:
+        raise SubscriberStateError(
+            f"the status cannot be set to {status!r}",
+            hint="one of: " + ", ".join(CHANGEABLE_STATUSES),
+        )
+    if status == "paused":
+        statuses.pause(email, current.status, change.paused_until, today)
+        return lambda: pause(app, email, change.paused_until, source=source)
+    if status == "unsubscribed":
+        return lambda: unsubscribe(app, email, source=source)[0]
+    if current.status == "pending":
+        return lambda: confirm(app, email, source=source)
+    if current.status == "paused":
+        return lambda: resume(app, email, source=source)
+    if current.status == "unsubscribed":
+        return lambda: resubscribe(app, current, source=source)
+    raise SubscriberStateError(
+        f"{email} is {current.status} and cannot be made active here",
+        hint="a bounced address comes back with `newsletter subscribers reactivate`",
+    )
 
 
 # --- signed links ------------------------------------------------------------------------

@@ -40,6 +40,10 @@ class SendNotFoundError(StoreError):
     """No send has been planned for that issue."""
 
 
+class SendFinishedError(StoreError):
+    """The send is over (done or cancelled): it cannot be changed any more."""
+
+
 class StoreLockedError(StoreUnavailableError):
     """SQLite: another process held the write lock longer than the busy timeout."""
 

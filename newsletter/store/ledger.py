@@ -56,6 +56,7 @@ from newsletter.rules.statuses import (
     OUTSTANDING,
     PUBLIC_SENDS,
     RUNNING_SENDS,
+    SKIP_CANCELLED,
     SKIP_LEFT,
     SKIP_NO_MATCH,
     SKIP_PAUSED,
@@ -64,7 +65,7 @@ from newsletter.rules.statuses import (
 from newsletter.rules.variants import VariantKey, choose_variant
 from newsletter.store.bounces import NewBounce, record_bounces
 from newsletter.store.db import Store, is_transient, retrying, rowcount, store_fault
-from newsletter.store.errors import SendNotFoundError, StoreError
+from newsletter.store.errors import SendFinishedError, SendNotFoundError, StoreError
 from newsletter.store.models import (
     WIRE_STARTED,
     Bounce,
@@ -1557,3 +1558,74 @@ def list_deliveries(
         stmt = stmt.where(Subscriber.email == email.strip().lower())
     with store.transaction() as session:
         return [DeliveryRow(*cast(tuple[Any, ...], r)) for r in session.execute(stmt)]
+
+
+def delivery_page(
+    store: Store, month: str, after_id: int = 0, limit: int = 100, status: str | None = None
+) -> list[tuple[int, DeliveryRow]]:
+    """Up to ``limit`` deliveries of the send of ``month`` with an id above ``after_id``,
+    in id order, each with its id (the keyset of the next page)."""
+    stmt = (
+        select(
+            Delivery.id,
+            Send.issue_month,
+            Subscriber.email,
+            Delivery.status,
+            Delivery.variant_mask,
+            Delivery.attempts,
+            Delivery.skip_reason,
+            Delivery.last_reply,
+            Delivery.message_id,
+            Delivery.sent_at,
+            Delivery.next_attempt_at,
+            Send.summaries,
+        )
+        .join(Send, Send.id == Delivery.send_id)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Send.issue_month == month, Delivery.id > after_id)
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if status:
+        stmt = stmt.where(Delivery.status == status)
+    with store.transaction() as session:
+        return [(r[0], DeliveryRow(*cast(tuple[Any, ...], r[1:]))) for r in session.execute(stmt)]
+
+
+def cancel_send(store: Store, month: str, now: dt.datetime | None = None) -> SendStatus:
+    """Stop the send of ``month`` for good: it becomes ``cancelled`` and every delivery
+    not on the wire yet is skipped, in one transaction.
+
+    Rows a worker has claimed but not started are skipped too; its fence
+    (:func:`begin_messages`) then refuses to start them. A message already on the wire
+    finishes. A finished send (done or cancelled) is refused.
+    """
+    now = now or _now()
+    with store.transaction() as session:
+        stmt = select(Send).where(Send.issue_month == month)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        send = session.execute(stmt).scalar_one_or_none()
+        if send is None:
+            raise _not_planned(month)
+        if is_finished(send.status):
+            raise SendFinishedError(
+                f"the send of {month} is {send.status} already",
+                hint="only a send that is planned, sending or paused can be cancelled",
+            )
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.send_id == send.id,
+                or_(
+                    Delivery.status == "pending",
+                    and_(Delivery.status == "sending", Delivery.wire_state.is_(None)),
+                ),
+            )
+            .values(status="skipped", skip_reason=SKIP_CANCELLED, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        send.status = "cancelled"
+        send.finished_at = now
+        send.paused_reason = None
+    return send_status(store, month)

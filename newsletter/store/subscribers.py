@@ -69,6 +69,7 @@ from newsletter.store.views import (
     StatusResult,
     SubscriberFilter,
     SubscriberPage,
+    SubscriberSlice,
     SubscriberView,
     TopicCounts,
 )
@@ -321,6 +322,8 @@ def _filtered(stmt: Select[Any], flt: SubscriberFilter) -> Select[Any]:
             SubscriberTopic.subscriber_id == Subscriber.id, SubscriberTopic.topic_slug == flt.topic
         )
         stmt = stmt.where(Subscriber.all_topics | chose)
+    if flt.created_since is not None:
+        stmt = stmt.where(Subscriber.created_at >= flt.created_since)
     if flt.search and flt.search.strip():
         term = flt.search.strip().lower()
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -361,6 +364,37 @@ def list_subscribers(
         topics = topics_of(s, [r.id for r in rows])
         items = tuple(_view(r, topics[r.id]) for r in rows)
     return SubscriberPage(items, total, page, page_size)
+
+
+def list_after(
+    store: Store, flt: SubscriberFilter | None = None, after_id: int = 0, limit: int = 50
+) -> SubscriberSlice:
+    """Up to ``limit`` subscribers with an id above ``after_id``, in id order.
+
+    Ids only grow (never reused, see migration 0006), so a row added while a client pages
+    through comes after every row it has seen: paging this way shows no row twice and
+    skips none that existed when it began.
+    """
+    flt = flt or SubscriberFilter()
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise StoreError(
+            f"a page of {limit} subscribers is not possible",
+            hint=f"a page holds 1 to {MAX_PAGE_SIZE} subscribers",
+        )
+    with store.transaction() as s:
+        rows = list(
+            s.scalars(
+                _filtered(select(Subscriber), flt)
+                .where(Subscriber.id > after_id)
+                .order_by(Subscriber.id)
+                .limit(limit + 1)
+            )
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        topics = topics_of(s, [r.id for r in rows])
+        items = tuple(_view(r, topics[r.id]) for r in rows)
+    return SubscriberSlice(items, more)
 
 
 # --- changes -----------------------------------------------------------------------------

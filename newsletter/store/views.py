@@ -85,6 +85,7 @@ class SubscriberFilter:
     topic: str | None = None  # a topic slug
     status: str | None = None
     search: str | None = None  # part of the address or the name, any case
+    created_since: dt.datetime | None = None  # added at or after this time
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,32 @@ class SubscriberPage:
     def pages(self) -> int:
         """How many pages there are (at least 1)."""
         return max(1, -(-self.total // self.page_size))
+
+
+@dataclass(frozen=True)
+class SubscriberSlice:
+    """Subscribers in id order after a given id (keyset paging: rows added meanwhile
+    come after the ones already seen, so none is shown twice or skipped)."""
+
+    items: tuple[SubscriberView, ...]
+    more: bool  # whether rows follow the last of ``items``
+
+
+@dataclass(frozen=True)
+class ApiTokenView:
+    """One API token as the rest of the program sees it (never the token itself)."""
+
+    id: int
+    name: str
+    read_only: bool
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        """True once revoked: it opens nothing any more."""
+        return self.revoked_at is not None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, threads
     """
     app = create_app(App(settings))
     logging.basicConfig()  # waitress reports its own errors through logging
+    if settings.api_enabled:
+        # Every write through the API is logged with the name of its token.
+        logging.getLogger("newsletter.web.api").setLevel(logging.INFO)
     try:
         make_server(app, host=host, port=port, threads=threads).run()
     finally:

@@ -29,6 +29,7 @@ from newsletter.config import Settings, template_dirs
 from newsletter.errors import NewsletterError
 from newsletter.rules.links import is_secure
 from newsletter.services import App, signup
+from newsletter.web.api import API_PREFIX, api, from_http
 from newsletter.web.archive_pages import archive_pages
 from newsletter.web.context import WebContext, csrf_token, page, web
 from newsletter.web.hooks import HOOKS_PREFIX, hooks
@@ -75,6 +76,8 @@ def create_app(app: App | Settings) -> Flask:
     flask_app.register_blueprint(subscriber_pages)
     flask_app.register_blueprint(archive_pages)
     flask_app.register_blueprint(hooks)
+    if settings.api_enabled:
+        flask_app.register_blueprint(api)
     flask_app.add_url_rule("/static/<path:name>", "static_file", _static_file)
     flask_app.add_url_rule(
         "/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"})
@@ -101,12 +104,21 @@ def _check_origin() -> Any:
     """Refuse cross-site form posts outright (defence in depth on top of CSRF tokens)."""
     if request.method != "POST" or request.path.startswith(("/unsubscribe/", HOOKS_PREFIX)):
         return None  # one-click unsubscribe and webhooks come from mail providers' servers
+    if _is_api_request():
+        return None  # the API takes no cookies, only bearer tokens: nothing to forge
     origin = request.headers.get("Origin")
     # "null" is what privacy settings send (e.g. a no-referrer policy); the CSRF token
     # still has to match, so only a named foreign origin is refused here.
     if origin not in (None, "null") and origin.rstrip("/") != request.host_url.rstrip("/"):
         abort(400, "this form was sent from another site")
     return None
+
+
+def _is_api_request() -> bool:
+    """True for a request to the JSON API while it is on (its errors are JSON)."""
+    return web().settings.api_enabled and (
+        request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
+    )
 
 
 # --- responses ---------------------------------------------------------------------------
@@ -185,7 +197,9 @@ def _register_errors(app: Flask) -> None:
     }
 
     @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_exc: Exception):
+    def too_large(exc: RequestEntityTooLarge):
+        if _is_api_request():
+            return from_http(exc).response()
         return page(
             "error.html",
             400,
@@ -195,6 +209,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if _is_api_request():  # an unknown path or method under /api/v1/
+            return from_http(exc).response()
         code = exc.code or 500
         if code >= 500:
             code = 500

@@ -32,6 +32,8 @@ class WebContext:
 
     app: App
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    # The JSON API's requests per token, per minute (settings.api_rate_limit).
+    api_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(window=60.0))
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
     archive_cache: PageCache = field(default_factory=PageCache)
 

@@ -103,6 +103,17 @@ class RateLimiter:
             events.append(now)
             return True
 
+    def retry_after(self, key: str, limit: int, now: float | None = None) -> float:
+        """Seconds until ``key`` may have one more event (0 if it may now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            events = self._events.get(key)
+            if not events or len(events) < limit:
+                return 0.0
+            # The event that must leave the window first is the len-limit+1'th oldest.
+            oldest = events[len(events) - limit]
+            return max(0.0, oldest + self.window - now)
+
     def __len__(self) -> int:
         return len(self._events)
 

@@ -91,3 +91,67 @@ def assert_security_headers(response) -> None:
     assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+# --- the JSON API ------------------------------------------------------------------------
+
+
+class StepClock:
+    """A clock the API tests move by hand (``advance``); aware UTC datetimes."""
+
+    def __init__(self) -> None:
+        import datetime as dt
+
+        self.now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        import datetime as dt
+
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def api_clock() -> StepClock:
+    """The clock of ``api_app`` (it drives the API's rate limit)."""
+    return StepClock()
+
+
+@pytest.fixture
+def api_app(web_project: Path, api_clock: StepClock) -> Iterator[object]:
+    """The Flask app of ``web_project`` with the JSON API on, on an App whose clock is
+    ``api_clock``."""
+    from newsletter.services import App
+    from newsletter.web import create_app
+
+    settings = load_settings(
+        web_project / "newsletter.toml",
+        overrides={"api_enabled": True},
+        environ={},
+    )
+    application = create_app(App(settings, clock=api_clock))
+    application.config["TESTING"] = True
+    yield application
+    ctx = application.extensions["newsletter"]
+    ctx.jobs.wait_idle()
+    ctx.close()
+
+
+@pytest.fixture
+def api_client(api_app):
+    """A test client of ``api_app``."""
+    return api_app.test_client()
+
+
+@pytest.fixture
+def api_token(api_app) -> Callable[..., str]:
+    """``api_token(name, read_only=False)``: a new API token of ``api_app``'s store."""
+    from newsletter.services import api_tokens
+
+    def make(name: str = "tests", read_only: bool = False) -> str:
+        app = api_app.extensions["newsletter"].app
+        return api_tokens.create_token(app, name, read_only=read_only).token
+
+    return make
