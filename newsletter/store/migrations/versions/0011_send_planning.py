@@ -6,7 +6,7 @@ subscriber id planned so far while planning goes on, and NULL once every subscri
 row (every send before this revision). A send is never marked done while it is set.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
