@@ -511,6 +511,13 @@ def plan_step(
     processes at once: a row is never added twice, and the mark only moves forward."""
     today = today or dt.date.today()
     size = size or PLAN_STEP.get(store.dialect, 20_000)
+    try:
+        return _plan_step(store, month, today, size)
+    except _StepLostError:
+        return 0, _planning_over(store, month)
+
+
+def _plan_step(store: Store, month: str, today: dt.date, size: int) -> tuple[int, bool]:
     with store.transaction() as session:
         send = session.execute(select(Send).where(Send.issue_month == month)).scalar_one_or_none()
         if send is None:
@@ -528,13 +535,32 @@ def plan_step(
             .limit(1)
         ).scalar()
         added = _queue(store, session, send, today, (low, high))
-        session.execute(
+        # Moves the mark only from where this step found it, and only while the send
+        # runs: if another process planned this range first, or the send was cancelled
+        # meanwhile, the step's rows go back (the UPDATE reads the latest committed row).
+        moved = session.execute(
             update(Send)
-            .where(Send.id == send.id, Send.planned_through == low)
+            .where(
+                Send.id == send.id,
+                Send.planned_through == low,
+                Send.status.not_in(FINISHED_SENDS),
+            )
             .values(planned_through=high)
             .execution_options(synchronize_session=False)
         )
+        if moved.rowcount != 1:
+            raise _StepLostError
     return added, high is None
+
+
+class _StepLostError(Exception):
+    """A step of planning found the mark moved or the send over: it rolls back."""
+
+
+def _planning_over(store: Store, month: str) -> bool:
+    with store.transaction() as session:
+        send = session.execute(select(Send).where(Send.issue_month == month)).scalar_one()
+        return send.planned_through is None or send.status in FINISHED_SENDS
 
 
 def _analyze(store: Store) -> None:
@@ -1628,4 +1654,5 @@ def cancel_send(store: Store, month: str, now: dt.datetime | None = None) -> Sen
         send.status = "cancelled"
         send.finished_at = now
         send.paused_reason = None
+        send.planned_through = None  # a step under way now rolls back (see plan_step)
     return send_status(store, month)

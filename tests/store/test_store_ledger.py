@@ -189,6 +189,15 @@ def test_planning_again_finishes_a_send_whose_planning_stopped(app, store, issue
     assert ledger.plan_step(store, issue.month) == (0, True)
 
 
+def test_a_cancelled_send_is_planned_no_further(app, store, issue) -> None:
+    people(app)
+    ledger.plan_send(store, issue.month, snapshot(issue), first_step=2)
+    status = ledger.cancel_send(store, issue.month)
+    assert status.status == "cancelled" and not status.planning
+    assert ledger.plan_step(store, issue.month, size=2) == (0, True)
+    assert {r.status for r in rows(store).values()} == {"skipped"} and len(rows(store)) == 2
+
+
 @pytest.mark.parametrize(
     ("policy", "mask", "status"), [("full", 0b111, "pending"), ("teaser", 0, "pending")]
 )
