@@ -334,6 +334,11 @@ def _from(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
 
 def _codec(sql_type: TypeEngine[Any]) -> Codec:
     """How a column's Python values become JSON and come back."""
+    if isinstance(sql_type, Interval):  # a TypeDecorator over DateTime on some databases
+        return (
+            lambda v: [v.days, v.seconds, v.microseconds],
+            lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+        )
     if isinstance(sql_type, TypeDecorator):
         sql_type = sql_type.impl_instance
     if isinstance(sql_type, DateTime):
@@ -342,8 +347,6 @@ def _codec(sql_type: TypeEngine[Any]) -> Codec:
         return _iso, _from(dt.date.fromisoformat)
     if isinstance(sql_type, Time):
         return _iso, _from(dt.time.fromisoformat)
-    if isinstance(sql_type, Interval):
-        return (lambda v: v.total_seconds()), (lambda v: dt.timedelta(seconds=v))
     if isinstance(sql_type, LargeBinary):
         return (lambda v: base64.b64encode(v).decode("ascii")), _from(base64.b64decode)
     if isinstance(sql_type, Numeric) and not isinstance(sql_type, Float):
