@@ -77,6 +77,7 @@ KNOWN_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Buttondown", "subscriber_type", "status"),
     ("Buttondown", "tags", "tags"),
     ("Mailman 3", "email, display_name", "email, name"),
+    ("others", "state, subscription_status, subscriber_status, member_status", "status"),
     ("others", "subscribed, subscribed_to_emails, is_subscribed, opted_in", "subscribed"),
     ("others", "unsubscribed", "email_disabled (true: unsubscribed)"),
     ("others", "subscribed_at, signup_date, date_added", "created_at"),
@@ -113,6 +114,10 @@ _ALIASES: dict[str, str] = {
     "subscribertype": "status",
     # listmonk (email, name, status, created_at are ours already)
     # other tools' common names (Ghost, Kit, MailerLite, beehiiv, ...)
+    "state": "status",  # Kit
+    "subscriptionstatus": "status",
+    "subscriberstatus": "status",
+    "memberstatus": "status",
     "subscribedtoemails": "subscribed",
     "issubscribed": "subscribed",
     "subscribed": "subscribed",
@@ -157,6 +162,8 @@ STATUS_WORDS: dict[str, str] = {
     "unconfirmed": "pending",
     "validating": "pending",
     "inactive": "unsubscribed",
+    "cancelled": "unsubscribed",
+    "canceled": "unsubscribed",
     "optedout": "unsubscribed",
     "optout": "unsubscribed",
     "deleted": "unsubscribed",

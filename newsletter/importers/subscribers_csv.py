@@ -314,8 +314,18 @@ def _header(cells: list[str], name: str, overrides: dict[str, str] | None = None
         raise CsvError(exc.message, hint=exc.hint) from None
 
 
+_UTC_SUFFIX = re.compile(r"\s*(?:UTC|GMT)$", re.IGNORECASE)
+
+
 def _parse_time(value: str) -> dt.datetime:
-    when = dt.datetime.fromisoformat(value)
+    """An ISO 8601 time (without a zone: UTC); other tools' ``... UTC`` suffix too."""
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        bare = _UTC_SUFFIX.sub("", value)
+        if bare == value:
+            raise
+        when = dt.datetime.fromisoformat(bare).replace(tzinfo=dt.UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.astimezone(dt.UTC)
