@@ -170,4 +170,5 @@ def copy(app: AppContext, to_url: str, as_json: bool) -> None:
         print_json(_manifest_json(result.manifest, target=result.target))
         return
     console().print(_counts_table(f"Copied to {esc(result.target)}", result.manifest))
-    console().print(f"now set database_url to {esc(result.target)} (with its password)")
+    with_password = " (with its password)" if "***" in result.target else ""
+    console().print(f"now set database_url to {esc(result.target)}{with_password}")

@@ -254,7 +254,7 @@ def load_store(
         if held:
             listed = ", ".join(f"{n} in {t}" for t, n in held.items())
             raise BackupError(
-                f"the target store is not empty ({listed}); nothing was restored",
+                f"the target store is not empty ({listed}); nothing was written to it",
                 hint="restore into a new database: point database_url (or --to) at an "
                 "empty one; `newsletter db upgrade` makes its tables",
             )
@@ -277,7 +277,7 @@ def load_store(
             wrong = sorted(t for t in written if written[t] != manifest.counts.get(t))
             raise BackupError(
                 f"{where}: table {wrong[0]} has {written[wrong[0]]} rows, the manifest "
-                f"says {manifest.counts.get(wrong[0], 0)}; nothing was restored",
+                f"says {manifest.counts.get(wrong[0], 0)}; nothing was written",
                 hint=_DAMAGED_HINT,
             )
         _move_sequences(conn, manifest.sequences)

@@ -12,7 +12,6 @@ import gzip
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from newsletter.services.imports import import_subscribers
 from newsletter.store.backup import tables
 from newsletter.store.db import normalise_url, upgrade_database
 from newsletter.store.models import Base
-from tests.plugin import PG_SERVER, REPO, require_or_skip
+from tests.plugin import DATA_TABLES, PG_SERVER, REPO, require_or_skip
 from tests.support.fault_smtp import FaultSmtpServer
 from tests.support.services import (
     SAMPLE_MONTH,
@@ -41,66 +40,25 @@ from tests.support.services import (
 DEAD = "pdt@example.org"
 
 
-@pytest.fixture(scope="module")
-def pg_admin() -> Iterator[tuple[Any, str] | None]:
-    """An admin engine on the server and a migrated, empty template database to clone
-    (cloning is much faster than migrating), or None when the server is unreachable."""
-    server = normalise_url(PG_SERVER)
-    admin = sa.create_engine(
-        server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"newsletter_backup_t{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError:
-        admin.dispose()
-        yield None
-        return
-    try:
-        upgrade_database(server.set(database=name).render_as_string(hide_password=False))
-        yield admin, name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture
-def fresh_pg_factory(pg_admin: tuple[Any, str] | None) -> Iterator[Any]:
-    """Makes new, empty, migrated PostgreSQL databases, dropped afterwards."""
-    if pg_admin is None:
+def _empty_pg(request: pytest.FixtureRequest) -> str:
+    """The session's migrated PostgreSQL scratch database, emptied (as ``store_url`` empties
+    it: making a new database each time is slow)."""
+    url = request.getfixturevalue("pg_scratch")
+    if url is None:
         require_or_skip(
             "NEWSLETTER_REQUIRE_POSTGRES", f"PostgreSQL is not reachable at {PG_SERVER}"
         )
-    admin, template = pg_admin  # type: ignore[misc]
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"newsletter_backup_{uuid.uuid4().hex[:12]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-        made.append(name)
-        return str(admin.url.set(database=name).render_as_string(hide_password=False))
-
-    try:
-        yield make
-    finally:
-        with admin.connect() as conn:
-            for name in made:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture
-def fresh_pg(fresh_pg_factory: Any) -> str:
-    """A new, empty, migrated PostgreSQL database."""
-    return str(fresh_pg_factory())
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return str(url)
 
 
 def _other(store_url: str, tmp_path: Path, request: pytest.FixtureRequest, name: str) -> str:
     """An empty database of the other kind than ``store_url``'s."""
     if store_url.startswith("sqlite"):
-        return str(request.getfixturevalue("fresh_pg_factory")())
+        return _empty_pg(request)
     return f"sqlite:///{tmp_path / name / 'newsletter.db'}"
 
 
@@ -204,7 +162,7 @@ def test_dump_restore_and_copy_into_the_other_database(
     _assert_same(store_url, restored)
     _next_ids_continue(restored, store_url)
 
-    copied = _other(store_url, tmp_path, request, "copied")
+    copied = _other(store_url, tmp_path, request, "copied")  # (emptied again)
     result = _run("db", "copy", "--to", copied, url=store_url)
     assert result.exit_code == 0, result.output
     _assert_same(store_url, copied)
@@ -303,8 +261,11 @@ def test_dump_refuses_to_overwrite_without_force(sqlite_url: str, tmp_path: Path
     assert not list(tmp_path.glob("*.part"))
 
 
-def test_copy_never_prints_the_target_password(sqlite_url: str, fresh_pg: str) -> None:
-    url = normalise_url(fresh_pg).set(password="s3cret-pw").render_as_string(hide_password=False)
+def test_copy_never_prints_the_target_password(
+    sqlite_url: str, request: pytest.FixtureRequest
+) -> None:
+    target = _empty_pg(request)
+    url = normalise_url(target).set(password="s3cret-pw").render_as_string(hide_password=False)
     result = _run("db", "copy", "--to", url, url=sqlite_url)
     assert result.exit_code == 0, result.output
     assert "s3cret-pw" not in result.output and "***" in result.output
