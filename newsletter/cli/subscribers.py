@@ -463,6 +463,13 @@ def erase_cmd(app: AppContext, email: str, yes: bool) -> None:
     "(logged in their history; only if they asked).",
 )
 @click.option("--check-dns", is_flag=True, help="Also check that each domain receives mail.")
+@click.option(
+    "--map",
+    "column_map",
+    multiple=True,
+    metavar='"COLUMN=FIELD"',
+    help="Fill FIELD from COLUMN (FIELD 'ignore' drops it); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def import_cmd(
@@ -475,21 +482,28 @@ def import_cmd(
     resubscribe: bool,
     force_resubscribe: bool,
     check_dns: bool,
+    column_map: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Import subscribers from a CSV file with a header row.
 
     Columns (any case): email (required), name, topics (";"-separated slugs or names, or
-    "all"), status, and the other columns `export` writes. Comma, semicolon or tab
-    separated; UTF-8 with or without BOM. Every bad row is listed with its line number and
-    reason and the good rows are imported, and the exit code is 1 if any row was rejected
-    (importing the fixed file again adds just those); with --atomic a bad row means nothing
-    is imported. A row without topics gets every topic.
+    "all"), status, and the other columns `export` writes. The export columns of
+    Mailchimp, listmonk, Substack, Buttondown and Mailman 3 are recognised ("Email
+    Address", "First Name", TAGS, subscriber_type, ...; see the README); other columns
+    are listed and ignored; --map decides any column. A row its old tool marks as
+    unsubscribed, cleaned or bounced is imported as unsubscribed or bounced, never
+    active. Comma, semicolon or tab separated; UTF-8 with or without BOM. Every bad row
+    is listed with its line number and reason and the good rows are imported, and the
+    exit code is 1 if any row was rejected (importing the fixed file again adds just
+    those); with --atomic a bad row means nothing is imported. A row without topics gets
+    every topic.
 
     \b
     Example:
         newsletter subscribers import subscribers/list.csv --dry-run
         newsletter subscribers import list.csv --on-duplicate update --encoding cp1252
+        newsletter subscribers import mailchimp.csv --map "Areas of interest=tags"
     """
     from newsletter.services import imports
 
@@ -501,6 +515,7 @@ def import_cmd(
         resubscribe,
         check_dns,
         force_resubscribe=force_resubscribe,
+        column_map=column_map,
     )
     with _progress(file) as progress:
         report = imports.import_subscribers(app.app(), file, options, progress)
@@ -512,8 +527,28 @@ def import_cmd(
         raise SystemExit(1)
 
 
+def _print_mapping(report: Any) -> None:
+    """The columns used and the columns ignored, once, before the rows."""
+    out = console()
+    used = ", ".join(
+        esc(column) if column == field else f"{esc(column)} → {field}"
+        for column, field in report.mapping
+    )
+    out.print(f"columns: {used}")
+    if report.ignored_columns:
+        out.print(f"ignored columns: {esc(', '.join(report.ignored_columns))}")
+    if report.other_tags:
+        shown = ", ".join(f"{tag} ({n})" for tag, n in list(report.other_tags.items())[:20])
+        more = len(report.other_tags) - 20
+        out.print(
+            f"tags that are not topics, left out: {esc(shown)}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+
+
 def _print_report(file: Path, report: Any) -> None:
     out = console()
+    _print_mapping(report)
     for title, problems in (("Rejected rows", report.errors), ("Skipped rows", report.skipped)):
         if not problems:
             continue

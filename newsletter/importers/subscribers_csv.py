@@ -29,6 +29,14 @@ from typing import TextIO
 
 from newsletter.content.taxonomy import means_all_topics, resolve_topics
 from newsletter.errors import NewsletterError, UnknownTopicError
+from newsletter.importers import csv_columns
+from newsletter.importers.csv_columns import (
+    STATUS_WORDS,
+    ColumnError,
+    Header,
+    status_word,
+    stricter,
+)
 from newsletter.importers.deliverability import check_deliverable
 from newsletter.rules.addresses import InvalidAddressError, normalise_address
 from newsletter.rules.names import InvalidNameError, check_name
@@ -66,6 +74,7 @@ _ESCAPED = re.compile(r"^'*[=+\-@\t\r]")
 MAX_CELL = csv.field_size_limit()  # characters in one cell (the csv module's limit, 128 KB)
 _TRUE = ("1", "true", "yes", "y", "t")
 _FALSE = ("0", "false", "no", "n", "f", "")
+_SAID_FALSE = _FALSE[:-1]  # an empty cell says nothing
 # Rows checked and written at a time: large enough that per-chunk queries cost little,
 # small enough that a chunk's rows and objects are a few megabytes.
 CHUNK_ROWS = 10_000
@@ -99,10 +108,19 @@ class ImportReport:
     skipped: list[RowProblem] = field(default_factory=list)  # not faults: e.g. suppressed
     dry_run: bool = False
     atomic_aborted: bool = False  # --atomic and some row was bad: nothing was imported
+    #: (the file's column, the field it filled), in the file's order
+    mapping: list[tuple[str, str]] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    #: tags of a tags column that are not topics -> rows with them (those rows keep
+    #: only the tags that are topics)
+    other_tags: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-able dict."""
         return {
+            "mapping": [{"column": c, "field": f} for c, f in self.mapping],
+            "ignored_columns": self.ignored_columns,
+            "other_tags": self.other_tags,
             "rows": self.rows,
             "added": self.added,
             "updated": self.updated,
@@ -289,29 +307,25 @@ def _open_quote_line(lines: Iterable[str], delimiter: str, start: int) -> int:
     return opened_at
 
 
-def _header(cells: list[str], name: str) -> list[str]:
-    columns = [
-        c.strip().lstrip("\ufeff").lower().replace(" ", "_").replace("-", "_") for c in cells
-    ]
-    unknown = [c for c in columns if c not in COLUMNS]
-    if unknown:
-        raise CsvError(
-            f"{name}: line 1: unknown column {unknown[0]!r}",
-            hint="columns: " + ", ".join(COLUMNS) + " (only email is required)",
-        )
-    dupes = {c for c in columns if columns.count(c) > 1}
-    if dupes:
-        raise CsvError(f"{name}: line 1: column {sorted(dupes)[0]!r} appears twice")
-    if "email" not in columns:
-        raise CsvError(
-            f"{name}: line 1: no 'email' column",
-            hint="the first line must name the columns, e.g. email,name,topics",
-        )
-    return columns
+def _header(cells: list[str], name: str, overrides: dict[str, str] | None = None) -> Header:
+    try:
+        return csv_columns.read_header(cells, name, overrides)
+    except ColumnError as exc:
+        raise CsvError(exc.message, hint=exc.hint) from None
+
+
+_UTC_SUFFIX = re.compile(r"\s*(?:UTC|GMT)$", re.IGNORECASE)
 
 
 def _parse_time(value: str) -> dt.datetime:
-    when = dt.datetime.fromisoformat(value)
+    """An ISO 8601 time (without a zone: UTC); other tools' ``... UTC`` suffix too."""
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        bare = _UTC_SUFFIX.sub("", value)
+        if bare == value:
+            raise
+        when = dt.datetime.fromisoformat(bare).replace(tzinfo=dt.UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.astimezone(dt.UTC)
@@ -337,15 +351,22 @@ class _RowParser:
     Each column's position is found once, so a row is a few list look-ups, not a dict
     of its cells. Raises ValueError with the reason for a bad row; the checks run in a
     fixed order (cell count, email, name, status, source, all_topics, topics, dates), so
-    a row with several faults always reports the same first one.
+    a row with several faults always reports the same first one. The columns of other
+    tools (first and last name, tags, their status columns) cost nothing when absent.
     """
 
-    def __init__(self, columns: list[str], check_dns: bool) -> None:
-        self.columns = columns
-        self.width = len(columns)
-        self.names = frozenset(columns)
+    def __init__(self, header: Header | list[str], check_dns: bool) -> None:
+        if not isinstance(header, Header):
+            header = Header(list(header))
+        fields = header.fields
+        self.width = len(fields)
+        # The store's fields the file speaks of (what `update` may change).
+        real = {_REAL_FIELD.get(f, f) for f in fields if f is not None}
+        self.names = frozenset(real)
+        self.columns = [f if f in COLUMNS else None for f in fields]
+        self.shown = {f: c for c, f in header.mapping}
         self.check_dns = check_dns
-        at = {col: i for i, col in enumerate(columns)}
+        at = {f: i for i, f in enumerate(fields) if f is not None}
         self.email_at = at["email"]
         self.name_at = at.get("name")
         self.status_at = at.get("status")
@@ -353,6 +374,17 @@ class _RowParser:
         self.all_topics_at = at.get("all_topics")
         self.topics_at = at.get("topics")
         self.dates = [(at[col], col) for col in _DATE_COLUMNS if col in at]
+        self.first_at = at.get("first_name")
+        self.last_at = at.get("last_name")
+        self.tags_at = at.get("tags")
+        self.disabled_at = at.get("email_disabled")
+        self.subscribed_at = at.get("subscribed")
+        self.cleaned_at = at.get("cleaned_at")
+        # An unsubscribe time with no status column says the person left.
+        self.unsub_means_left = "unsubscribed_at" in at and self.status_at is None
+        # Only our own columns: the status is the status column's.
+        self.plain = not self.unsub_means_left and not any(f in _REAL_FIELD for f in at)
+        self.other_tags: dict[str, int] = {}
 
     def __call__(self, line: int, cells: list[str]) -> ImportRow:
         width = self.width
@@ -369,7 +401,7 @@ class _RowParser:
         # The columns with a value in this row: usually all of them.
         given = self.names
         if not all(cells):
-            given = frozenset(c for c, v in zip(self.columns, cells, strict=True) if v)
+            given = frozenset(c for c, v in zip(self.columns, cells, strict=True) if v and c)
         try:
             address = normalise_address(cells[self.email_at])
             if self.check_dns:
@@ -377,11 +409,27 @@ class _RowParser:
         except InvalidAddressError as exc:
             raise ValueError(exc.message) from None
         name = None if self.name_at is None else check_name(cells[self.name_at])
+        if not name and (self.first_at is not None or self.last_at is not None):
+            parts = [cells[i] for i in (self.first_at, self.last_at) if i is not None]
+            joined = " ".join(p for p in parts if p)
+            name = check_name(joined)
+            if joined:
+                given = given | {"name"}
         status = source = None
-        if self.status_at is not None and (status := cells[self.status_at].lower() or None):
-            _check_choice("status", cells[self.status_at], SUBSCRIBER_STATUSES)
-        if self.source_at is not None and (source := cells[self.source_at].lower() or None):
-            _check_choice("source", cells[self.source_at], SOURCES)
+        if self.status_at is not None and (word := cells[self.status_at].lower()):
+            status = status_word(word)
+            if status is None:
+                raise ValueError(
+                    f"unknown {self.shown.get('status', 'status')} {cells[self.status_at]!r} "
+                    f"(one of: {', '.join(SUBSCRIBER_STATUSES)}, or another tool's word: "
+                    f"{', '.join(w for w in STATUS_WORDS if w not in SUBSCRIBER_STATUSES)})"
+                )
+        if not self.plain:
+            status = self._stricter_status(cells, status)
+        if self.source_at is not None:
+            # Another tool's word for where someone came from says nothing of ours.
+            source = cells[self.source_at].lower()
+            source = source if source in SOURCES else None
         all_topics = None
         if self.all_topics_at is not None:
             flag = cells[self.all_topics_at].lower()
@@ -398,6 +446,12 @@ class _RowParser:
                 all_topics, topics = True, []
             elif topics_text:
                 topics = list(slugs)
+        if self.tags_at is not None and cells[self.tags_at]:
+            tagged, other = csv_columns.tag_topics(cells[self.tags_at])
+            for tag in other:
+                self.other_tags[tag] = self.other_tags.get(tag, 0) + 1
+            if tagged and not all_topics:
+                topics = list(dict.fromkeys((topics or []) + list(tagged)))
         if all_topics:
             topics = []
         row = ImportRow(line, address, name, status, topics, all_topics, None, source)
@@ -413,18 +467,48 @@ class _RowParser:
                 else:
                     setattr(row, col, _parse_time(text))
             except ValueError:
-                raise ValueError(f"{col} {text!r} is not a date (YYYY-MM-DD)") from None
+                shown = self.shown.get(col, col)
+                raise ValueError(f"{shown} {text!r} is not a date (YYYY-MM-DD)") from None
         return row
 
+    def _stricter_status(self, cells: list[str], status: str | None) -> str | None:
+        """The status once the other tools' columns that stop mail are read: a row
+        they mark as gone is never imported as active."""
+        if self.disabled_at is not None:
+            flag = cells[self.disabled_at].lower()
+            if flag not in _TRUE + _FALSE:
+                raise ValueError(
+                    f"{self.shown.get('email_disabled')} is {cells[self.disabled_at]!r}; "
+                    "expected true or false"
+                )
+            if flag in _TRUE:
+                status = stricter(status, "unsubscribed")
+        if self.subscribed_at is not None and cells[self.subscribed_at].lower() in _SAID_FALSE:
+            # Only an explicit "false" says they left (some tools write a date here).
+            status = stricter(status, "unsubscribed")
+        if self.cleaned_at is not None and cells[self.cleaned_at]:
+            status = stricter(status, "bounced")
+        if self.unsub_means_left:
+            at = self.dates[[c for _, c in self.dates].index("unsubscribed_at")][0]
+            if cells[at]:
+                status = stricter(status, "unsubscribed")
+        return status
 
-def _check_choice(column: str, cell: str, choices: tuple[str, ...]) -> None:
-    """Raise ValueError unless ``cell`` (any case) is one of ``choices``."""
-    if cell.lower() not in choices:
-        raise ValueError(f"unknown {column} {cell!r} (one of: {', '.join(choices)})")
+
+# Fields of other tools' columns -> the subscriber field they fill.
+_REAL_FIELD = {
+    "first_name": "name",
+    "last_name": "name",
+    "tags": "topics",
+    "email_disabled": "status",
+    "subscribed": "status",
+    "cleaned_at": "status",
+}
 
 
 def _parse_row(line: int, columns: list[str], cells: list[str], check_dns: bool) -> ImportRow:
-    """One row checked; raises ValueError with the reason if it is bad."""
+    """One row checked (``columns``: the field of each cell); raises ValueError with the
+    reason if it is bad."""
     return _RowParser(columns, check_dns)(line, cells)
 
 
@@ -441,15 +525,21 @@ class _RowChecker:
     """Checks rows one chunk at a time, remembering across chunks only what must be
     global: the address and first line of every good row, to report duplicates."""
 
-    def __init__(self, records: _Records, name: str, check_dns: bool) -> None:
+    def __init__(
+        self,
+        records: _Records,
+        name: str,
+        check_dns: bool,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
         self.records = iter(records)
         first = next(self.records, None)
         if first is None:
             raise CsvError(
                 f"{name} is empty", hint="the first line must name the columns: email,..."
             )
-        self.columns = _header(first[2], name)
-        self.parse = _RowParser(self.columns, check_dns)
+        self.header = _header(first[2], name, overrides)
+        self.parse = _RowParser(self.header, check_dns)
         # Address (as bytes: a third smaller than str for ASCII) -> line of its first good
         # row. The one structure that grows with the file: about 120 bytes a row.
         self.seen: dict[bytes, int] = {}
@@ -534,6 +624,8 @@ class ImportOptions:
     resubscribe: bool = False
     check_dns: bool = False
     force_resubscribe: bool = False
+    #: ``Column Name=field`` pairs (``--map``), deciding over the known column names
+    column_map: tuple[str, ...] = ()
 
 
 def import_csv(
@@ -553,6 +645,10 @@ def import_csv(
     path = Path(path)
     enc, codec_name = _codec(options.encoding)
     try:
+        overrides = csv_columns.parse_overrides(options.column_map)
+    except ColumnError as exc:
+        raise CsvError(exc.message, hint=exc.hint) from None
+    try:
         binary = path.open("rb")
         size = os.fstat(binary.fileno()).st_size
     except OSError as exc:
@@ -567,7 +663,7 @@ def import_csv(
     with io.TextIOWrapper(binary, encoding=enc, newline="") as text:
         try:
             records = _Records(text, path.name, reopen)
-            checker = _RowChecker(records, path.name, options.check_dns)
+            checker = _RowChecker(records, path.name, options.check_dns, overrides)
             with subscribers_import.bulk_import(store, path.name, dry_run=dry_run) as bulk:
                 for chunk in checker.chunks(chunk_rows):
                     report.rows += chunk.rows
@@ -588,6 +684,9 @@ def import_csv(
         report = ImportReport(
             rows=report.rows, errors=report.errors, dry_run=dry_run, atomic_aborted=True
         )
+    report.mapping = list(checker.header.mapping)
+    report.ignored_columns = list(checker.header.ignored)
+    report.other_tags = dict(sorted(checker.parse.other_tags.items()))
     report.errors.sort(key=lambda p: p.line)
     report.skipped.sort(key=lambda p: p.line)
     return report

@@ -5,7 +5,8 @@
 - :mod:`~newsletter.store.signups`: sign-up requests waiting for the owner's confirmation;
 - :mod:`~newsletter.store.ledger`: sends, their snapshots and their deliveries;
 - :mod:`~newsletter.store.schedules`: requested schedules, firings, the scheduler lease;
-- :mod:`~newsletter.store.views`: the plain dataclasses handed out (never ORM rows).
+- :mod:`~newsletter.store.views`: the plain dataclasses handed out (never ORM rows);
+- :mod:`~newsletter.store.backup`: every table dumped, restored or copied (``db dump``).
 
 What a change means is decided above (services, pure rules); the store applies it in one
 transaction. Open it through :class:`newsletter.services.App`::
