@@ -548,7 +548,7 @@ def _plan_step(store: Store, month: str, today: dt.date, size: int) -> tuple[int
             .values(planned_through=high)
             .execution_options(synchronize_session=False)
         )
-        if moved.rowcount != 1:
+        if rowcount(moved) != 1:
             raise _StepLostError
     return added, high is None
 
