@@ -40,6 +40,7 @@ SNIPPET_WORDS = 28
 
 # FTS5 column weights for bm25, in column order: month, key, topics, research (not
 # searched), title, citation, body, implications.
+_CITATION, _BODY, _IMPLICATIONS = 5, 6, 7
 _BM25 = f"bm25({TABLE}, 0, 0, 0, 0, 10.0, 4.0, 1.0, 1.0)"
 _PG_DOCUMENT = (
     "setweight(to_tsvector('english', CAST(:title AS text)), 'A') || "
@@ -122,7 +123,7 @@ def search(
         if count == 0 or offset >= count:
             return SearchResults((), count)
         rows = conn.execute(text(_page_sql(store, where)), params).all()
-    hits = tuple(SearchHit(r.month, r.key, _tidy(r.snippet)) for r in rows)
+    hits = tuple(SearchHit(r.month, r.key, _snippet(r)) for r in rows)
     return SearchResults(hits, count)
 
 
@@ -175,11 +176,25 @@ def _page_sql(store: Store, where: str) -> str:
             "ORDER BY rank DESC, month DESC, key LIMIT :limit OFFSET :offset) AS p "
             "ORDER BY p.rank DESC, p.month DESC, p.key"
         )
+    # The passage comes from the text, not the title the page shows above it: the
+    # summary's text if the words are there, else the implications, else the citation.
+    snippets = ", ".join(
+        f"snippet({TABLE}, {column}, '{HIGHLIGHT_START}', '{HIGHLIGHT_END}', '…', "
+        f"{SNIPPET_WORDS}) AS s{column}"
+        for column in (_BODY, _IMPLICATIONS, _CITATION)
+    )
     return (
-        f"SELECT month, key, snippet({TABLE}, -1, '{HIGHLIGHT_START}', '{HIGHLIGHT_END}', "
-        f"'…', {SNIPPET_WORDS}) AS snippet FROM {TABLE} WHERE {where} "
+        f"SELECT month, key, {snippets} FROM {TABLE} WHERE {where} "
         f"ORDER BY {_BM25}, month DESC, key LIMIT :limit OFFSET :offset"
     )
+
+
+def _snippet(row: Any) -> str:
+    """The PostgreSQL headline, or the first FTS5 snippet that marks a word (the text's)."""
+    if hasattr(row, "snippet"):
+        return _tidy(row.snippet)
+    texts = [getattr(row, f"s{column}") or "" for column in (_BODY, _IMPLICATIONS, _CITATION)]
+    return _tidy(next((t for t in texts if HIGHLIGHT_START in t), texts[0]))
 
 
 def _pg_query_sql() -> str:
