@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -96,7 +97,7 @@ def archive_page(
     empty or not).
     """
     query = parse_query(q)
-    issues = public_issues(app)
+    issues = _public_issues(app, version)
     candidates = [(i, s) for i in issues for s in i.summaries]
     if not query.empty:
         refresh_index(app, version)
@@ -144,6 +145,22 @@ def archive_page(
         if (h.month, h.key) in by_key
     )
     return replace(base, hits=hits)
+
+
+# The public issues of each app for the archive version they were read at: a request
+# that knows the version (the web pages' cache holds it) need not look at every file.
+_PUBLIC: weakref.WeakKeyDictionary[App, tuple[object, list[Issue]]] = weakref.WeakKeyDictionary()
+
+
+def _public_issues(app: App, version: object | None) -> list[Issue]:
+    if version is None:
+        return public_issues(app)
+    known = _PUBLIC.get(app)
+    if known is not None and known[0] == version:
+        return known[1]
+    found = public_issues(app)
+    _PUBLIC[app] = (version, found)
+    return found
 
 
 def _has_research(s: Summary, research: str | None) -> bool:
