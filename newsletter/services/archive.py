@@ -77,6 +77,11 @@ class ArchivePage:
     research_counts: dict[str, int] | None = None
 
     @property
+    def per_page(self) -> int:
+        """How many results a page of this kind holds (issues, or search hits)."""
+        return ISSUES_PER_PAGE if self.query.empty else HITS_PER_PAGE
+
+    @property
     def searching(self) -> bool:
         """True when a search with at least one word was asked for."""
         return not self.query.empty
@@ -117,7 +122,7 @@ def archive_page(
         if (topic is None or topic in s.topic_slugs) and _has_research(s, research)
     ]
     months = {i.month for i, _ in chosen}
-    per_page = HITS_PER_PAGE if not query.empty else ISSUES_PER_PAGE
+    per_page = ISSUES_PER_PAGE if query.empty else HITS_PER_PAGE
     pages = max(1, math.ceil((len(chosen) if not query.empty else len(months)) / per_page))
     if page < 1 or page > pages:
         raise PageOutOfRangeError(f"there is no page {page}; the last page is {pages}")
