@@ -235,7 +235,7 @@ def test_the_summary_page_has_a_cite_block_with_copy_buttons(client):
     cite = html.split('<section class="cite"', 1)[1].split("</section>", 1)[0]
     assert summary.citation.replace("&", "&amp;") in cite
     line = re.sub(r"<[^>]+>", "", cite.split('id="cite-summary">', 1)[1].split("</p>", 1)[0])
-    assert line.startswith(f"Research Digest. (2026, October). {summary.title}. Research Digest.")
+    assert line.startswith(f"Research Digest. (2026, October). {summary.title}. Retrieved ")
     assert line.endswith(f"from {BASE}/archive/2026-10/{summary.key}")
     assert "Retrieved " in line
     assert cite.count('class="copy"') == 2 and cite.count(" hidden>Copy</button>") == 2
