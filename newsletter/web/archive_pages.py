@@ -131,13 +131,15 @@ def archive_index():
             )
         except archive.PageOutOfRangeError:
             abort(404)
-        links = _page_links(result, q)
+        # Links carry the query as it was read (at most MAX_QUERY_CHARS), not as sent.
+        shown = result.query.text if q else None
+        links = _page_links(result, shown)
         taxonomy = load_taxonomy()
         return page(
             "archive_index.html",
             400 if errors else 200,
             result=result,
-            q=result.query.text if q else "",
+            q=shown or "",
             groups=topic_groups(),
             research_types=RESEARCH_TYPES,
             topic=topic,
@@ -147,7 +149,7 @@ def archive_index():
             errors=errors,
             links=links,
             canonical=_base_url()
-            + _index_url(topic=topic, type=research, q=q or None, page=result.page),
+            + _index_url(topic=topic, type=research, q=shown, page=result.page),
             feeds=_feed_links(topic),
             description=f"Research summaries for psychotherapists from "
             f"{ctx.settings.newsletter_name}"
@@ -162,11 +164,11 @@ def archive_index():
     return _cached(("index", topic, research, number, tuple(sorted(errors))), render)
 
 
-def _page_links(result: archive.ArchivePage, q: str) -> dict[str, object]:
+def _page_links(result: archive.ArchivePage, q: str | None) -> dict[str, object]:
     """Addresses of the previous, next and numbered pages, with the filters kept."""
 
     def at(n: int) -> str:
-        return _index_url(topic=result.topic, type=result.research, q=q or None, page=n)
+        return _index_url(topic=result.topic, type=result.research, q=q, page=n)
 
     shown = sorted(
         {1, result.pages, *range(max(1, result.page - 2), min(result.pages, result.page + 2) + 1)}
@@ -187,10 +189,10 @@ def _feed_links(topic: str | None) -> list[tuple[str, str, str]]:
     ]
     if topic:
         topic_name = load_taxonomy().by_slug[topic].name
-        for kind in ("atom", "rss"):
+        for kind, label in (("atom", "Atom"), ("rss", "RSS")):
             out.append(
                 (
-                    f"{name}: {topic_name} ({kind.upper() if kind == 'rss' else 'Atom'})",
+                    f"{name}: {topic_name} ({label})",
                     FEED_TYPES[kind],
                     url_for(".topic_feed", slug=topic, kind=kind),
                 )
