@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from newsletter.rules.search_query import HIGHLIGHT_END, HIGHLIGHT_START, parse_query
 from newsletter.store import archive_index
 from newsletter.store.views import IndexedSummary
@@ -118,11 +116,11 @@ HOSTILE = [
 FINDS_EMPATHY = {"empathy)", "empathy AND", "empathy*)", "^empathy", "empathy OR", "empathy " * 300}
 
 
-@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_queries_never_raise(store, text):
+def test_hostile_queries_never_raise(store):
     archive_index.replace_index(store, ROWS, "v1")
-    found = search(store, text)
-    assert found.total >= 0 and len(found.hits) <= found.total
-    assert archive_index.matching(store, parse_query(text)) is not None
-    if text in FINDS_EMPATHY:
-        assert found.total == 2, "the word itself is still searched"
+    for text in HOSTILE:
+        found = search(store, text)
+        assert found.total >= 0 and len(found.hits) <= found.total, text
+        assert archive_index.matching(store, parse_query(text)) is not None
+        if text in FINDS_EMPATHY:
+            assert found.total == 2, f"{text!r}: the word itself is still searched"
