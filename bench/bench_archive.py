@@ -16,6 +16,13 @@
 
 Targets (issue 14): >= 1,500 requests/s at concurrency 16, >= 0.25 x the static
 reference, p99 < 50 ms, the same with a 1M-row ledger.
+
+``--search`` measures the catalogue instead, in this process, on SQLite and on
+PostgreSQL (``--pg-admin-url``, a scratch database is made and dropped): the generated
+150-issue catalogue of ``tests/support/catalogue.py`` (350 summaries), the time to
+parse it, the time to build the search index, and the latency of search requests
+(``/archive?q=...`` through the Flask app: search, counts and page), median and p95 over
+``--repeat`` rounds of a few queries.
 """
 
 from __future__ import annotations
@@ -152,7 +159,18 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--database", default="", help="a PostgreSQL URL (default SQLite)")
+    parser.add_argument("--search", action="store_true", help="measure index and search")
+    parser.add_argument("--issues", type=int, default=150, help="catalogue size (--search)")
+    parser.add_argument("--repeat", type=int, default=30, help="rounds of queries (--search)")
+    parser.add_argument(
+        "--pg-admin-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="where to make the scratch database (--search); '' for SQLite only",
+    )
     args = parser.parse_args()
+    if args.search:
+        search_bench(args)
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
 
@@ -219,6 +237,82 @@ def main() -> None:
             f"{'PASS' if ok else 'FAIL'}: targets >= {TARGET_RPS:.0f} req/s, "
             f">= {TARGET_RATIO} x static, p99 < {TARGET_P99_MS:.0f} ms"
         )
+
+
+SEARCHES = ("rumination", "exposure therapy", '"number 12"', "superv*", "sleep clients")
+
+
+def search_bench(args: argparse.Namespace) -> None:
+    """Index the generated catalogue and time search requests, on each database."""
+    import statistics
+    import uuid
+
+    sys.path.insert(0, str(REPO))
+    from sqlalchemy import create_engine, text
+
+    from newsletter.config import load_settings
+    from newsletter.services import App, archive
+    from newsletter.store import upgrade_database
+    from newsletter.web import create_app
+    from tests.support.catalogue import write_catalogue
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        entries = write_catalogue(folder / "issues", args.issues)
+        print(f"catalogue: {args.issues} issues, {len(entries)} summaries")
+        databases = [("SQLite", f"sqlite:///{folder}/newsletter.db", None)]
+        if args.pg_admin_url:
+            name = f"bench_archive_{uuid.uuid4().hex[:8]}"
+            admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            pg_url = args.pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+            databases.append(("PostgreSQL", pg_url, (admin, name)))
+        try:
+            for label, url, _ in databases:
+                upgrade_database(url)
+                settings = load_settings(
+                    overrides={
+                        "database_url": url,
+                        "issues_dir": str(folder / "issues"),
+                        "secret_key": "bench",
+                        "base_url": "https://news.example.org",
+                    },
+                    environ={},
+                )
+                with App(settings) as app:
+                    start = time.perf_counter()
+                    app.library.issues()
+                    parsed = time.perf_counter() - start
+                    start = time.perf_counter()
+                    archive.refresh_index(app)
+                    indexed = time.perf_counter() - start
+                flask_app = create_app(settings)
+                client = flask_app.test_client()
+                for q in SEARCHES:  # warm-up (and the first look at the version)
+                    client.get("/archive", query_string={"q": q})
+                times = []
+                for _ in range(args.repeat):
+                    for q in SEARCHES:
+                        start = time.perf_counter()
+                        r = client.get("/archive", query_string={"q": q})
+                        times.append(time.perf_counter() - start)
+                        assert r.status_code == 200, (q, r.status_code)
+                flask_app.extensions["newsletter"].close()
+                times.sort()
+                p95 = times[int(len(times) * 0.95) - 1]
+                print(
+                    f"{label:<11} parse {parsed * 1000:6.0f} ms   index {indexed * 1000:6.0f} ms   "
+                    f"search request median {statistics.median(times) * 1000:5.1f} ms, "
+                    f"p95 {p95 * 1000:5.1f} ms ({len(times)} requests)"
+                )
+        finally:
+            for _, _, pg in databases:
+                if pg is not None:
+                    admin, name = pg
+                    with admin.connect() as conn:
+                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    admin.dispose()
 
 
 if __name__ == "__main__":

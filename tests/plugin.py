@@ -56,10 +56,12 @@ PG_SERVER = os.environ.get(
 
 
 def _data_tables() -> tuple[str, ...]:
-    """Every table of the store but its meta row (emptied between PostgreSQL tests)."""
+    """Every table of the store but its meta row (emptied between PostgreSQL tests), and
+    the archive's search index, which no model maps."""
+    from newsletter.store.archive_index import TABLE
     from newsletter.store.models import Base
 
-    return tuple(t for t in Base.metadata.tables if t != "store_meta")
+    return (*(t for t in Base.metadata.tables if t != "store_meta"), TABLE)
 
 
 DATA_TABLES = _data_tables()

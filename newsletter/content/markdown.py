@@ -59,3 +59,16 @@ def iter_links(text: str) -> Iterator[tuple[int, str]]:
         for child in block.children or ():
             if child.type == "link_open":
                 yield offset, str(child.attrs.get("href", ""))
+
+
+def plain_text(text: str) -> str:
+    """The words of Markdown ``text`` without its markup: what a search looks through."""
+    parts: list[str] = []
+    for block in markdown_parser().parse(text or ""):
+        if block.type == "inline":
+            parts.extend(
+                c.content for c in block.children or () if c.type in ("text", "code_inline")
+            )
+        elif block.type in ("code_block", "fence"):
+            parts.append(block.content)
+    return " ".join(" ".join(parts).split())

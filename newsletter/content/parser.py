@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -237,15 +238,9 @@ def parse_issue(text: str, path: str = "<issue>") -> ParseResult:
             out.error(s.line, f"duplicate title {s.title!r} (first at line {seen[norm]})")
         else:
             seen[norm] = s.line
-    keys: dict[str, int] = {}
-    fixed = []
-    for s in summaries:
-        key = s.key
-        n = keys.get(key, 0)
-        keys[key] = n + 1
-        if n:
-            key = f"{key}-{n + 1}"
-        fixed.append(_replace_key(s, key))
+    fixed = [
+        _replace_key(s, key) for s, key in zip(summaries, summary_keys(summaries), strict=True)
+    ]
 
     problems = sorted(out.problems, key=lambda p: (p.line, p.severity != "error"))
     if any(p.severity == "error" for p in problems) or month is None:
@@ -289,6 +284,40 @@ def _check_placeholders(lines: list[str], out: _Collector) -> None:
                     f"example text of the skeleton is still here: {text!r}",
                     f"replace it with {replacement}",
                 )
+
+
+def summary_keys(summaries: list[Summary] | tuple[Summary, ...]) -> list[str]:
+    """The archive key of each summary: the slug of its title, which names its address.
+
+    Two titles can make the same slug ("Sleep?" and "Sleep!", or two titles without a
+    Latin letter). Those summaries, all of them, add a short hash of their own title, so
+    that no key depends on the order of the summaries or on another summary's text:
+    reordering an issue, or editing an earlier summary, leaves every address as it was.
+    """
+    counts: dict[str, int] = {}
+    for s in summaries:
+        counts[s.key] = counts.get(s.key, 0) + 1
+    out = []
+    for s in summaries:
+        if counts[s.key] > 1:
+            digest = hashlib.sha256(" ".join(s.title.split()).encode("utf-8")).hexdigest()
+            out.append(f"{s.key}-{digest[:6]}")
+        else:
+            out.append(s.key)
+    return out
+
+
+def positional_keys(summaries: tuple[Summary, ...]) -> list[str]:
+    """The keys older versions gave colliding slugs (``slug``, ``slug-2``, ... in file
+    order), so that addresses mailed before the change can be redirected."""
+    seen: dict[str, int] = {}
+    out = []
+    for s in summaries:
+        base = re.sub(r"-[0-9a-f]{6}$", "", s.key) if s.key != slugify(s.title) else s.key
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        out.append(f"{base}-{n + 1}" if n else base)
+    return out
 
 
 def _replace_key(s: Summary, key: str) -> Summary:

@@ -241,3 +241,38 @@ class SignupRequestView:
     consent_version: str | None
     created_at: dt.datetime
     expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class IndexedSummary:
+    """One public summary as the archive's search index keeps it (text without markup)."""
+
+    month: str
+    key: str
+    title: str
+    citation: str
+    body: str
+    implications: str
+    topics: tuple[str, ...]  # slugs
+    research: str | None  # slug
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One summary found by a search: where it is and the passage that matched.
+
+    ``snippet`` is plain text; the matched words are between the markers of
+    :mod:`newsletter.rules.search_query` (``HIGHLIGHT_START`` and ``HIGHLIGHT_END``).
+    """
+
+    month: str
+    key: str
+    snippet: str
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """One page of hits, best first, and how many summaries match in all."""
+
+    hits: tuple[SearchHit, ...]
+    total: int

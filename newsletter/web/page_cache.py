@@ -36,6 +36,15 @@ class PageCache:
 
     def get(self, key: Hashable, version: Callable[[], object]) -> tuple[bytes, int] | None:
         """The page kept under ``key``, or None; ``version()`` is called when due."""
+        self.version(version)
+        return self._pages.get(key)
+
+    def version(self, version: Callable[[], object]) -> object:
+        """The version the kept pages belong to; ``version()`` is called when due.
+
+        Pages that are not kept (a search, whose text the visitor chooses) use it too:
+        the archive's search index is rebuilt when it changes.
+        """
         now = self.clock()
         if self._checked_at is None or now - self._checked_at >= self.recheck:
             current = version()  # outside the lock: it reads files and the database
@@ -44,7 +53,7 @@ class PageCache:
                     self._pages.clear()
                     self._version = current
                 self._checked_at = now
-        return self._pages.get(key)
+        return self._version
 
     def put(self, key: Hashable, page: tuple[bytes, int]) -> None:
         """Keep ``page`` (body, status) under ``key`` (nothing once the cache is full)."""

@@ -368,3 +368,33 @@ def test_suggestion_lines_are_checked_like_the_others(
         assert result.errors == []
         return
     assert [(p.line, p.message) for p in result.errors][:1] == [(line, message)]
+
+
+def _issue_of(*titles: str):
+    parts = ["---\nmonth: 2026-12\nstatus: published\n---\n"]
+    for title in titles:
+        parts.append(
+            f"## {title}\nTopics: Empathy\n\nText of {title}.\n\n### Practice Implications\n\nDo.\n"
+        )
+    result = parse_issue("\n".join(parts))
+    assert result.issue is not None, result.problems
+    return result.issue
+
+
+def test_summary_keys_do_not_depend_on_order_or_on_other_summaries() -> None:
+    from newsletter.content.parser import positional_keys
+
+    # "Sleep?" and "Sleep!" make the same slug; "Mood" does not collide.
+    one = _issue_of("Sleep?", "Mood", "Sleep!")
+    keys = {s.title: s.key for s in one.summaries}
+    assert keys["Mood"] == "mood"
+    assert keys["Sleep?"] != keys["Sleep!"]
+    assert keys["Sleep?"].startswith("sleep-") and keys["Sleep!"].startswith("sleep-")
+    reordered = _issue_of("Sleep!", "Sleep?", "Mood")
+    assert {s.title: s.key for s in reordered.summaries} == keys
+    # Editing an earlier summary (its text, or another title) leaves later keys alone.
+    edited = _issue_of("Sleep?", "Mood and sleep", "Sleep!")
+    assert {s.title: s.key for s in edited.summaries}["Sleep?"] == keys["Sleep?"]
+    # The keys older versions gave (numbered in file order) are known, for redirects.
+    assert positional_keys(one.summaries) == ["sleep", "mood", "sleep-2"]
+    assert positional_keys(_issue_of("Mood").summaries) == ["mood"]

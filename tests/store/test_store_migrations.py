@@ -20,10 +20,11 @@ def test_models_and_migrations_agree(store) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from newsletter.store.models import Base
+    from newsletter.store.models import Base, is_mapped_name
 
     with store.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_name": is_mapped_name}
+        context = MigrationContext.configure(conn, opts=opts)
         assert compare_metadata(context, Base.metadata) == []
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from newsletter.store.models import Base
+from newsletter.store.models import Base, is_mapped_name
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -21,6 +21,7 @@ context.configure(
     # SQLite cannot ALTER most things; batch mode rebuilds tables in later revisions.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=is_mapped_name,
 )
 with context.begin_transaction():
     context.run_migrations()
