@@ -74,6 +74,7 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("web", "serve", None),
     ("schedule", "schedule", None),
     ("schedule", "scheduler", None),
+    ("report", "report", None),
 ]
 
 
