@@ -24,7 +24,7 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.rules.months import add_months
-from newsletter.services import App, bounces, sends, subscribers
+from newsletter.services import App, bounces, imports, sends, subscribers
 from newsletter.services.sends import WorkerOptions
 
 START = dt.datetime(2025, 12, 1, 8, 0, tzinfo=dt.UTC)
@@ -164,6 +164,7 @@ def make_history(folder: Path, url: str, people: int = 90, seed: int = 7) -> His
     patch = pytest.MonkeyPatch()
     patch.setattr("newsletter.store.subscribers.utcnow", clock.seconds)
     patch.setattr("newsletter.store.ledger.utcnow", clock.seconds)
+    patch.setattr("newsletter.store.subscriber_import.utcnow", clock.seconds)
     try:
         with App(settings, clock=clock) as app:
             _live(app, clock, rng, history, people)
@@ -175,6 +176,7 @@ def make_history(folder: Path, url: str, people: int = 90, seed: int = 7) -> His
 def _live(app: App, clock: SimClock, rng: random.Random, history: History, people: int) -> None:
     addresses: list[str] = []
     serial = 0
+    history.folder.mkdir(parents=True, exist_ok=True)
 
     def join(source: str) -> None:
         nonlocal serial
@@ -196,8 +198,23 @@ def _live(app: App, clock: SimClock, rng: random.Random, history: History, peopl
         history.statuses[email].append((clock.seconds(), status))
 
     founders = people * 2 // 5
+    # The founders come in one CSV import (one transaction); the rest join one by one.
+    rows = ["email,topics,all_topics"]
     for _ in range(founders):
-        join("import")
+        serial += 1
+        email = f"reader{serial:03d}@example.org"
+        if rng.random() < 0.2:
+            choice = (True, frozenset[str]())
+        else:
+            choice = (False, frozenset(rng.sample(POOL, rng.randint(1, 3))))
+        rows.append(f"{email},{';'.join(sorted(choice[1]))},{'yes' if choice[0] else 'no'}")
+        history.statuses[email] = [(clock.seconds(), "active")]
+        history.topics[email] = [(clock.seconds(), *choice)]
+        addresses.append(email)
+    csv_file = history.folder / "founders.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    report = imports.import_subscribers(app, csv_file)
+    assert report.added == founders, report
     later = people - founders
     per_month = later // 12
     bounce_n = 0
