@@ -406,3 +406,19 @@ def test_the_page_in_chromium_fits_draws_every_chart_and_asks_for_nothing(
             page.screenshot(path=str(shots / f"report-{width}-{scheme}.png"), full_page=True)
         context.close()
     assert refused == []
+
+
+def test_an_empty_store_gives_a_report_of_zeros_and_says_what_it_cannot_draw(
+    store_app: App, tmp_path: Path
+) -> None:
+    report = reports.build(store_app)
+    assert report.issues == () and report.last_issue is None
+    assert all(not any(p.counts.values()) for p in report.statuses)
+    assert all(t.now == 0 and t.at_last_issue is None for t in report.topics)
+    assert report.signups and all(w.total == 0 for w in report.signups)
+    out = tmp_path / "report.html"
+    reports.write_html(store_app, out)
+    page = out.read_text()
+    assert page.count('<svg class="chart"') == 2  # statuses and topics
+    assert page.count("Nothing to draw yet.") == 5
+    assert page.count("<table") == 7
