@@ -219,8 +219,11 @@ def _start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
+Steps = list[tuple[dt.datetime, str]]
+
+
 def _status_points(
-    people: list[PersonHistory], since: dt.date, now: dt.datetime
+    people: list[PersonHistory], steps_of: list[Steps], since: dt.date, now: dt.datetime
 ) -> tuple[StatusPoint, ...]:
     """Counts by status at ``since``, at the start of each later month, and now."""
     moments = [_start(since)]
@@ -230,8 +233,7 @@ def _status_points(
         month = add_months(month, 1)
     moments.append(now)
     counts = [dict.fromkeys(SUBSCRIBER_STATUSES, 0) for _ in moments]
-    for person in people:
-        steps = status_steps(person.events, person.status, person.created_at)
+    for person, steps in zip(people, steps_of, strict=True):
         for i, moment in enumerate(moments):
             status = person.status if moment is now else status_at(steps, moment)
             if status is not None and person.created_at <= moment:
@@ -239,23 +241,20 @@ def _status_points(
     return tuple(StatusPoint(m, c) for m, c in zip(moments, counts, strict=True))
 
 
-def _active_at(person: PersonHistory, when: dt.datetime) -> bool:
-    if person.created_at > when:
-        return False
-    steps = status_steps(person.events, person.status, person.created_at)
-    return status_at(steps, when) == "active"
-
-
 def _topic_figures(
-    people: list[PersonHistory], last_start: dt.datetime | None
+    people: list[PersonHistory], steps_of: list[Steps], last_start: dt.datetime | None
 ) -> tuple[TopicFigure, ...]:
     now: dict[str, int] = {}
     then: dict[str, int] = {}
-    for person in people:
+    for person, steps in zip(people, steps_of, strict=True):
         if person.status == "active":
             for slug in (ALL_TOPICS,) if person.all_topics else person.topics:
                 now[slug] = now.get(slug, 0) + 1
-        if last_start is not None and _active_at(person, last_start):
+        if (
+            last_start is not None
+            and person.created_at <= last_start
+            and status_at(steps, last_start) == "active"
+        ):
             current = TopicChoice(person.all_topics, person.topics)
             first, changes = topic_steps(person.events, current)
             choice = topics_at(first, changes, last_start)
@@ -349,6 +348,7 @@ def build(app: App, since: dt.date | None = None) -> Report:
             hint="give a past date, YYYY-MM-DD (the default is a year ago)",
         )
     people = report_store.people_histories(app.store)
+    steps_of = [status_steps(p.events, p.status, p.created_at) for p in people]
     sends = sorted(ledger.list_sends(app.store), key=lambda s: s.started_at or s.created_at)
     starts = [s.started_at or s.created_at for s in sends]
     figures = []
@@ -363,8 +363,8 @@ def build(app: App, since: dt.date | None = None) -> Report:
     return Report(
         generated_at=now,
         since=since,
-        statuses=_status_points(people, since, now),
-        topics=_topic_figures(people, last_start),
+        statuses=_status_points(people, steps_of, since, now),
+        topics=_topic_figures(people, steps_of, last_start),
         last_issue=sends[-1].month if sends else None,
         issues=tuple(figures),
         signups=_signups(people, since, today),
