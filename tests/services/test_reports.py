@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -259,6 +260,10 @@ def test_report_command_writes_the_page_and_prints_json(
     assert "12 issues" in result.output and str(out) in result.output
     page = out.read_text()
     assert page.count("<svg") == 7 and page.count("<table") == 7
+    # Nothing that would fetch: no src or href, no url(), no @import or @font-face, no
+    # script; the only address is the SVG namespace's name.
+    assert not re.search(r"\b(src|href)\s*=|url\(|@import|@font-face|<script", page)
+    assert set(re.findall(r"https?://[^\s\"']+", page)) == {"http://www.w3.org/2000/svg"}
     result = run(history, "report", "--since", "2025-11-15", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
