@@ -10,10 +10,11 @@ copying.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from newsletter.content.taxonomy import topic_names
 from newsletter.render.charts import Series, across_bar_chart, bar_chart, line_chart
 
 if TYPE_CHECKING:
@@ -73,18 +74,22 @@ def _moment(value: dt.datetime) -> str:
 
 
 def _table(
-    caption: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: int = 1
+    caption: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    text: Collection[int] = (0,),
 ) -> str:
-    """A data table: the first cell of each row is its header (``th scope="row"``)."""
+    """A data table: the first cell of each row is its header (``th scope="row"``);
+    columns ``text`` hold words (left-aligned, wrapped), the others numbers."""
     head = "".join(
-        f'<th scope="col"{" class=text" if i < text_columns else ""}>{escape(h)}</th>'
+        f'<th scope="col"{" class=text" if i in text else ""}>{escape(h)}</th>'
         for i, h in enumerate(headers)
     )
     body = []
     for row in rows:
         cells = [f'<th scope="row">{escape(str(row[0]))}</th>']
         for i, value in enumerate(row[1:], 1):
-            cls = ' class="text"' if i < text_columns else ""
+            cls = ' class="text"' if i in text else ""
             cells.append(f"<td{cls}>{escape('' if value is None else str(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
@@ -180,7 +185,9 @@ def _readers(report: Report) -> str:
         stacked=True,
     )
     rows = [(i.month, variant, n) for i in issues for variant, n in i.variants.items()]
-    table = _table("Messages sent per issue and variant", ["Issue", "Variant", "Readers"], rows, 2)
+    table = _table(
+        "Messages sent per issue and variant", ["Issue", "Variant", "Readers"], rows, (0, 1)
+    )
     return _section(
         "readers",
         "Readers per variant",
@@ -211,7 +218,9 @@ def _reach(report: Report) -> str:
     ]
     chart = bar_chart("Readers sent each summary", _issue_labels(issues), series)
     rows = [(i.month, r.key, r.title, r.received) for i in issues for r in i.reach]
-    table = _table("Readers sent each summary", ["Issue", "Summary", "Title", "Readers"], rows, 3)
+    table = _table(
+        "Readers sent each summary", ["Issue", "Summary", "Title", "Readers"], rows, (0, 1, 2)
+    )
     return _section(
         "reach",
         "Summaries' reach",
@@ -250,26 +259,35 @@ def _after(report: Report) -> str:
         "Bounces, unsubscribes and topic removals after each issue", _issue_labels(issues), series
     )
 
-    def listing(counts: dict[str, int]) -> str:
-        return "; ".join(f"{k} {v}" for k, v in counts.items())
+    def listing(counts: dict[str, int], names: Sequence[str] | None = None) -> str:
+        shown = names or list(counts)
+        return "; ".join(f"{n} {v}" for n, v in zip(shown, counts.values(), strict=True))
 
     rows = [
         (
             i.month,
             f"{_date(i.started_at)} to {_date(i.window_end)}",
             sum(i.bounces.values()),
-            listing(i.bounces),
             i.unsubscribes,
             sum(i.topic_removals.values()),
-            listing(i.topic_removals),
+            listing(i.bounces),
+            listing(i.topic_removals, topic_names(i.topic_removals)),
         )
         for i in issues
     ]
     table = _table(
         "Bounces, unsubscribes and topic removals after each issue",
-        ["Issue", "Days counted", "Bounces", "By kind", "Unsubscribes", "Removals", "By topic"],
+        [
+            "Issue",
+            "Days counted",
+            "Bounces",
+            "Unsubscribes",
+            "Removals",
+            "Bounces by kind",
+            "Removals by topic",
+        ],
         rows,
-        3,
+        (0, 1, 5, 6),
     )
     return _section(
         "after",

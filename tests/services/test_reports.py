@@ -53,7 +53,7 @@ def history(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[History]:
     """A year of history in a store of its own, made once per database."""
-    from newsletter.store import normalise_url, upgrade_database
+    from newsletter.store import upgrade_database
 
     folder = _fast_folder(tmp_path_factory, f"history-{request.param}")
     if request.param == "sqlite":
@@ -61,28 +61,30 @@ def history(
         upgrade_database(url)
         yield make_history(folder / "project", url)
         return
-    server = normalise_url(PG_SERVER)
-    admin = sa.create_engine(
-        server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"newsletter_report_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            # A scratch database: no need to wait for the disk at each commit.
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
-    except sa.exc.OperationalError:
-        admin.dispose()
+    scratch = request.getfixturevalue("pg_scratch")
+    if scratch is None:
         require_or_skip(
             "NEWSLETTER_REQUIRE_POSTGRES", f"PostgreSQL is not reachable at {PG_SERVER}"
         )
-    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    # A schema of its own in the session's scratch database: the tests that empty that
+    # database's tables between them leave it alone, and dropping it is quick. Commits
+    # need not wait for the disk there.
+    schema = f"report_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(scratch, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    options = f"-csearch_path={schema} -csynchronous_commit=off"
+    url = (
+        sa.engine.make_url(scratch)
+        .update_query_dict({"options": options})
+        .render_as_string(hide_password=False)
+    )
     try:
         upgrade_database(url)
         yield make_history(folder / "project", url)
     finally:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
 
 
