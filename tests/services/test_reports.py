@@ -52,7 +52,7 @@ def _fast_folder(factory: pytest.TempPathFactory, name: str) -> Path:
 def history(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[History]:
-    """A year of history in a store of its own, made once per database."""
+    """A year of history in a store of its own, made once per database (and per worker)."""
     from newsletter.store import upgrade_database
 
     folder = _fast_folder(tmp_path_factory, f"history-{request.param}")
@@ -110,7 +110,7 @@ def naive(moment: dt.datetime) -> dt.datetime:
 # --- the report ------------------------------------------------------------------------
 
 
-def test_statuses_now_are_the_stores_and_before_are_what_happened(
+def check_statuses_now_are_the_stores_and_before_are_what_happened(
     history: History, report: reports.Report
 ) -> None:
     now = report.statuses[-1]
@@ -131,7 +131,7 @@ def test_statuses_now_are_the_stores_and_before_are_what_happened(
     assert all(now.counts[s] for s in ("active", "paused", "unsubscribed", "bounced"))
 
 
-def test_topics_now_are_the_stores_and_at_the_last_issue_what_people_held(
+def check_topics_now_are_the_stores_and_at_the_last_issue_what_people_held(
     history: History, report: reports.Report
 ) -> None:
     by_slug = {t.slug: t for t in report.topics}
@@ -161,7 +161,7 @@ def test_topics_now_are_the_stores_and_at_the_last_issue_what_people_held(
     assert all(t.change == t.now - (t.at_last_issue or 0) for t in report.topics)
 
 
-def test_each_issue_counts_as_the_ledger_and_the_log_say(
+def check_each_issue_counts_as_the_ledger_and_the_log_say(
     history: History, report: reports.Report
 ) -> None:
     assert [i.month for i in report.issues] == MONTHS
@@ -216,7 +216,7 @@ def test_each_issue_counts_as_the_ledger_and_the_log_say(
     assert sum(i.bounces.get("hard", 0) for i in report.issues) == len(MONTHS) - 1
 
 
-def test_signups_per_week_are_the_people_added_each_week(
+def check_signups_per_week_are_the_people_added_each_week(
     history: History, report: reports.Report
 ) -> None:
     rows = sql(history, "SELECT created_at, source FROM subscribers")
@@ -235,7 +235,7 @@ def test_signups_per_week_are_the_people_added_each_week(
     assert {"import", "web", "cli"} == {s for w in report.signups for s in w.by_source}
 
 
-def test_to_dict_is_json_with_iso_dates(report: reports.Report) -> None:
+def check_to_dict_is_json_with_iso_dates(report: reports.Report) -> None:
     data = json.loads(json.dumps(report.to_dict()))
     assert data["since"] == "2025-11-15"
     assert data["statuses"][-1]["at"] == END.isoformat()
@@ -253,7 +253,7 @@ def run(history: History, *args: str) -> Any:
     return CliRunner().invoke(cli, list(args), env=env)
 
 
-def test_report_command_writes_the_page_and_prints_json(
+def check_report_command_writes_the_page_and_prints_json(
     history: History, report: reports.Report, tmp_path: Path
 ) -> None:
     out = tmp_path / "report.html"
@@ -275,27 +275,25 @@ def test_report_command_writes_the_page_and_prints_json(
     assert data["topics"] == report.to_dict()["topics"]
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("--since", "2999-01-01"), "in the future"),
-        (("--since", "last year"), "'last year' does not match the format"),
-        (("--out", "/nonexistent/folder/report.html"), "cannot write the report"),
-    ],
-)
-def test_report_command_refuses_bad_input_with_a_hint(
-    history: History, args: tuple[str, ...], message: str
-) -> None:
-    result = run(history, "report", *args)
-    assert result.exit_code != 0
-    assert message in result.output
-    assert "Traceback" not in result.output
+BAD_INPUT = [
+    (("--since", "2999-01-01"), "in the future"),
+    (("--since", "last year"), "'last year' does not match the format"),
+    (("--out", "/nonexistent/folder/report.html"), "cannot write the report"),
+]
+
+
+def check_report_command_refuses_bad_input_with_a_hint(history: History) -> None:
+    for args, message in BAD_INPUT:
+        result = run(history, "report", *args)
+        assert result.exit_code != 0, args
+        assert message in result.output, result.output
+        assert "Traceback" not in result.output
 
 
 # --- audience planning ------------------------------------------------------------------
 
 
-def test_audience_counts_readers_gaps_and_quiet_readers(history: History) -> None:
+def check_audience_counts_readers_gaps_and_quiet_readers(history: History) -> None:
     month = MONTHS[-1]
     with App(history.settings, clock=lambda: history.now) as app:  # type: ignore[arg-type]
         plan = reports.audience(app, month, months=3)
@@ -329,7 +327,7 @@ def test_audience_counts_readers_gaps_and_quiet_readers(history: History) -> Non
     assert list(plan.without_summaries) == quiet and quiet
 
 
-def test_audience_command_prints_tables_json_and_the_list(history: History) -> None:
+def check_audience_command_prints_tables_json_and_the_list(history: History) -> None:
     month = MONTHS[-1]
     result = run(history, "issue", "audience", month, "--months", "12", "--json", "--list")
     assert result.exit_code == 0, result.output
@@ -347,14 +345,36 @@ def test_audience_command_prints_tables_json_and_the_list(history: History) -> N
     assert result.exit_code != 0 and "Traceback" not in result.output
 
 
+# --- one test per database --------------------------------------------------------------
+
+
+def test_a_year_of_history_gives_the_figures_the_store_holds(
+    history: History, report: reports.Report, tmp_path: Path
+) -> None:
+    """Every check of the report and of audience planning on one history.
+
+    One test per database rather than one per check: pytest-xdist hands tests to its
+    workers one by one, and each worker would make the year of history again.
+    """
+    check_statuses_now_are_the_stores_and_before_are_what_happened(history, report)
+    check_topics_now_are_the_stores_and_at_the_last_issue_what_people_held(history, report)
+    check_each_issue_counts_as_the_ledger_and_the_log_say(history, report)
+    check_signups_per_week_are_the_people_added_each_week(history, report)
+    check_to_dict_is_json_with_iso_dates(report)
+    check_report_command_writes_the_page_and_prints_json(history, report, tmp_path)
+    check_report_command_refuses_bad_input_with_a_hint(history)
+    check_audience_counts_readers_gaps_and_quiet_readers(history)
+    check_audience_command_prints_tables_json_and_the_list(history)
+
+
 # --- the page in a browser --------------------------------------------------------------
 
 
+# The page does not depend on the database: drawn once, from SQLite.
+@pytest.mark.parametrize("history", ["sqlite"], indirect=True)
 def test_the_page_in_chromium_fits_draws_every_chart_and_asks_for_nothing(
     history: History, report: reports.Report, browser: Any, tmp_path: Path
 ) -> None:
-    if not history.url.startswith("sqlite"):
-        pytest.skip("the page does not depend on the database: drawn once, from SQLite")
     page_file = tmp_path / "report.html"
     with App(history.settings, clock=lambda: history.now) as app:  # type: ignore[arg-type]
         reports.write_html(app, page_file, SINCE)
