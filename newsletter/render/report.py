@@ -59,7 +59,7 @@ caption { text-align: left; color: var(--muted); padding: .25rem 0; }
 th, td { padding: .25rem .6rem; border-bottom: 1px solid var(--grid); text-align: right;
   vertical-align: top; white-space: nowrap; }
 th[scope="row"], td.text, th.text { text-align: left; }
-td.text { white-space: normal; min-width: 12ch; }
+td.text, th[scope="row"] { white-space: normal; min-width: 8ch; }
 thead th { border-bottom: 2px solid var(--line); }
 .empty { color: var(--muted); font-style: italic; }
 """
@@ -146,7 +146,7 @@ def _topics(report: Report) -> str:
     chart = across_bar_chart("Active subscribers per topic", names, series)
     change = lambda c: "" if c is None else f"{c:+d}"  # noqa: E731
     rows = [(t.name, t.now, t.at_last_issue, change(t.change)) for t in report.topics]
-    last = f"When {report.last_issue} was sent" if has_then else "At the last issue (none yet)"
+    last = f"At {report.last_issue}" if has_then else "At the last issue (none yet)"
     table = _table(
         "Active subscribers per topic, now and when the last issue was sent",
         ["Topic", "Now", last, "Change"],
