@@ -75,6 +75,7 @@ COMMANDS: list[tuple[str, str, str | None]] = [
     ("api_token", "api_token", None),
     ("schedule", "schedule", None),
     ("schedule", "scheduler", None),
+    ("report", "report", None),
 ]
 
 

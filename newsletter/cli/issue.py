@@ -268,3 +268,78 @@ def issue_to_dict(i) -> dict:
             for s in i.summaries
         ],
     }
+
+
+@issue.command()
+@click.argument("month")
+@click.option(
+    "--months",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Count readers sent no summary for this many months.",
+)
+@click.option("--list", "show_list", is_flag=True, help="Also list those readers' addresses.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def audience(app: AppContext, month: str, months: int, show_list: bool, as_json: bool) -> None:
+    """Plan an issue's audience before sending it (changes nothing).
+
+    With the current subscribers: how many readers would get 0, 1, 2, 3 ... summaries;
+    the topics readers chose that no summary of MONTH covers (and how many chose each);
+    and how many readers were sent no summary in the last --months months (--list shows
+    their addresses: people a teaser of past summaries on their topics could reach).
+
+    \b
+    Example:
+        newsletter issue audience 2026-12
+        newsletter issue audience 2026-12 --months 6 --list
+    """
+    from rich.table import Table
+
+    from newsletter.content.taxonomy import topic_names
+    from newsletter.rules.months import month_name
+    from newsletter.services import reports
+
+    plan = reports.audience(app.app(), month, months)
+    if as_json:
+        print_json(plan.to_dict(addresses=show_list))
+        return
+    out = console()
+    table = Table(
+        title=f"{month_name(plan.month)}: {plural(plan.receiving, 'receiving reader')}",
+        title_justify="left",
+    )
+    table.add_column("Summaries they get", justify="right")
+    table.add_column("Readers", justify="right")
+    for k, n in plan.histogram.items():
+        table.add_row(str(k), str(n))
+    out.print(table)
+    per = Table(title="Per summary", title_justify="left")
+    per.add_column("Summary", overflow="fold")
+    per.add_column("Readers", justify="right")
+    for title, n in zip(plan.titles, plan.per_summary, strict=True):
+        per.add_row(esc(title), str(n))
+    out.print(per)
+    if plan.uncovered:
+        names = topic_names(plan.uncovered)
+        gaps = Table(
+            title=f"{plural(len(plan.uncovered), 'chosen topic')} no summary covers",
+            title_justify="left",
+        )
+        gaps.add_column("Topic", overflow="fold")
+        gaps.add_column("Readers who chose it", justify="right")
+        for name, n in zip(names, plan.uncovered.values(), strict=True):
+            gaps.add_row(esc(name), str(n))
+        out.print(gaps)
+    else:
+        out.print("Every topic readers chose is covered by a summary.")
+    quiet = len(plan.without_summaries)
+    out.print(
+        f"{plural(quiet, 'reader')} sent no summary since {plan.since.isoformat()} "
+        f"({plural(plan.months, 'month')})"
+        + (": a teaser of past summaries on their topics could reach them" if quiet else "")
+    )
+    if show_list:
+        for address in plan.without_summaries:
+            click.echo(address)
