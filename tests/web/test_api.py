@@ -495,3 +495,21 @@ def test_the_openapi_description_needs_no_token(api_client):
     response = api_client.get("/api/v1/openapi.json")
     assert response.status_code == 200
     assert response.get_json()["openapi"].startswith("3.")
+
+
+def test_the_report_gives_the_numbers_of_newsletter_report(api_client, api_token, api_app):
+    import datetime as dt
+
+    from newsletter.services import reports
+
+    auth = bearer(api_token())
+    got = api_client.get("/api/v1/report?since=2026-01-01", headers=auth)
+    assert got.status_code == 200, got.get_data(as_text=True)
+    app = api_app.extensions["newsletter"].app
+    expected = reports.build(app, dt.date(2026, 1, 1)).to_dict()
+    body = got.get_json()
+    assert body["since"] == "2026-01-01" and body["notes"]
+    for key in ("statuses", "topics", "last_issue", "issues", "signups", "notes"):
+        assert body[key] == expected[key], key
+    bad = api_client.get("/api/v1/report?since=last-year", headers=auth)
+    assert assert_problem(bad, 400, "validation")["errors"][0]["parameter"] == "since"

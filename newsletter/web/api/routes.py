@@ -19,7 +19,7 @@ from flask import Response, jsonify, request
 from newsletter.content.taxonomy import load_taxonomy
 from newsletter.errors import UnknownTopicError
 from newsletter.rules.months import check_month
-from newsletter.services import issues, sends, signup, subscribers
+from newsletter.services import issues, reports, sends, signup, subscribers
 from newsletter.services.subscribers import SubscriberChange
 from newsletter.web.api import schemas as s
 from newsletter.web.api.openapi import build_openapi
@@ -314,6 +314,12 @@ def get_stats(token: Any) -> s.Stats:
             for x in sends.list_sends(app)
         ],
     )
+
+
+@endpoint("GET", "/report", tag="stats", query=s.ReportQuery, response=s.Report)
+def get_report(token: Any, query: s.ReportQuery) -> s.Report:
+    """The figures of `newsletter report` (the same numbers as its --json)."""
+    return s.Report.model_validate(reports.build(web().app, query.since).to_dict())
 
 
 # --- issues ------------------------------------------------------------------------------

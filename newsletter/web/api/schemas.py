@@ -284,6 +284,27 @@ class Stats(BaseModel):
     sends: list[SendCounts]
 
 
+class ReportQuery(Request):
+    """The period of ``GET /api/v1/report``."""
+
+    since: dt.date | None = Field(None, description="First day (default: a year ago).")
+
+
+class Report(BaseModel):
+    """The figures of ``newsletter report`` (the same as its ``--json``): subscribers by
+    status over time, per topic, each issue's reach and what followed it, sign-ups per
+    week, and notes on what the figures cannot show."""
+
+    generated_at: dt.datetime
+    since: dt.date
+    statuses: list[dict[str, object]] = Field(description="Counts by status at points in time.")
+    topics: list[dict[str, object]] = Field(description="Per topic: now, at the last issue.")
+    last_issue: str | None
+    issues: list[dict[str, object]] = Field(description="Per issue: readers, reach, after.")
+    signups: list[dict[str, object]] = Field(description="New subscribers per week.")
+    notes: list[str]
+
+
 class FieldError(BaseModel):
     """One wrong value of a request."""
 
