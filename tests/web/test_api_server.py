@@ -1,8 +1,8 @@
 """The JSON API of a real ``newsletter serve`` process (waitress), through httpx, and the
 example client that knows only the OpenAPI description run against it.
 
-One server for the whole module, on a SQLite store of its own (the test client tests in
-test_api.py run on both databases); its checks run in one test (see the last one).
+One server per database for the whole module, each on a store of its own (a SQLite file,
+a new PostgreSQL database); its checks run in one test (see the last one).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Settings, load_settings
 from newsletter.services import App, api_tokens, subscribers
-from newsletter.store import upgrade_database
+from tests.plugin import PG_SERVER
+from tests.support.delivery_runs import create_database, drop_database
 from tests.support.smtpserver import free_port
 
 pytestmark = pytest.mark.slow
@@ -45,22 +47,34 @@ class Server:
             return api_tokens.create_token(app, name, read_only=read_only).token
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     project = tmp_path_factory.mktemp("api-server")
+    try:
+        database = create_database(request.param, project, PG_SERVER)
+    except OperationalError:
+        if os.environ.get("NEWSLETTER_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip("PostgreSQL is not reachable")
+    try:
+        yield from _serve(project, database)
+    finally:
+        drop_database(database, PG_SERVER)
+
+
+def _serve(project: Path, database: str):
     port = free_port()
     shutil.copytree(REPO / "issues", project / "issues")
     (project / "newsletter.toml").write_text(
         'secret_key = "api-server-test"\n'
         f'base_url = "http://127.0.0.1:{port}"\n'
-        f'database_url = "sqlite:///{project}/newsletter.db"\n'
+        f'database_url = "{database}"\n'
         f'smtp_url = "outbox:///{project}/outbox"\n'
         'sender_address = "digest@example.org"\n'
         'postal_address = "1 Example Street, Exampletown"\n'
         "api_enabled = true\n"
     )
     settings = load_settings(project / "newsletter.toml", environ={})
-    upgrade_database(settings.database_url)
     with App(settings) as app:
         for email in ("ann@example.org", "bob@example.org"):
             subscribers.add_subscriber(app, email)
