@@ -53,18 +53,7 @@ from newsletter.store import subscribers
 from newsletter.store.db import Store
 from newsletter.store.subscriber_import import ImportPlan, ImportRow, ImportWrite
 
-COLUMNS = (
-    "email",
-    "name",
-    "status",
-    "topics",
-    "all_topics",
-    "paused_until",
-    "source",
-    "created_at",
-    "confirmed_at",
-    "unsubscribed_at",
-)
+COLUMNS = csv_columns.OWN_FIELDS  # the columns of our own export, in its order
 DELIMITERS = (",", ";", "\t")
 # What a spreadsheet would take as the start of a formula (OWASP's CSV injection list).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

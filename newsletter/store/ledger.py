@@ -1549,6 +1549,22 @@ def retry_failed(store: Store, month: str, include_hard: bool = False) -> int:
     return n
 
 
+#: The columns of a :class:`DeliveryRow`, in its order.
+_DELIVERY_ROW = (
+    Send.issue_month,
+    Subscriber.email,
+    Delivery.status,
+    Delivery.variant_mask,
+    Delivery.attempts,
+    Delivery.skip_reason,
+    Delivery.last_reply,
+    Delivery.message_id,
+    Delivery.sent_at,
+    Delivery.next_attempt_at,
+    Send.summaries,
+)
+
+
 def list_deliveries(
     store: Store,
     month: str | None = None,
@@ -1558,19 +1574,7 @@ def list_deliveries(
 ) -> list[DeliveryRow]:
     """Deliveries of one send (or of one subscriber), newest send first."""
     stmt = (
-        select(
-            Send.issue_month,
-            Subscriber.email,
-            Delivery.status,
-            Delivery.variant_mask,
-            Delivery.attempts,
-            Delivery.skip_reason,
-            Delivery.last_reply,
-            Delivery.message_id,
-            Delivery.sent_at,
-            Delivery.next_attempt_at,
-            Send.summaries,
-        )
+        select(*_DELIVERY_ROW)
         .join(Send, Send.id == Delivery.send_id)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .order_by(Send.issue_month.desc(), Delivery.id)
@@ -1592,20 +1596,7 @@ def delivery_page(
     """Up to ``limit`` deliveries of the send of ``month`` with an id above ``after_id``,
     in id order, each with its id (the keyset of the next page)."""
     stmt = (
-        select(
-            Delivery.id,
-            Send.issue_month,
-            Subscriber.email,
-            Delivery.status,
-            Delivery.variant_mask,
-            Delivery.attempts,
-            Delivery.skip_reason,
-            Delivery.last_reply,
-            Delivery.message_id,
-            Delivery.sent_at,
-            Delivery.next_attempt_at,
-            Send.summaries,
-        )
+        select(Delivery.id, *_DELIVERY_ROW)
         .join(Send, Send.id == Delivery.send_id)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Send.issue_month == month, Delivery.id > after_id)
