@@ -7,7 +7,9 @@ Tables are only ever created by the migrations shipped in ``migrations/`` (never
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,10 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import (
@@ -262,8 +260,30 @@ def create_private_file(path: Path) -> None:
 # --- migrations --------------------------------------------------------------------------
 
 
+# Opening the store only compares the database's revision with the newest one; Alembic
+# (about a third of a second to import, and more to load every migration) is imported
+# only to migrate. The revisions are read from the migration files' own lines, and a
+# test checks that Alembic reads the same.
+_REVISION_LINE = re.compile(r'^(revision|down_revision)\s*=\s*"([^"]+)"', re.MULTILINE)
+
+
+@functools.cache
+def revision_graph() -> dict[str, str | None]:
+    """Each revision shipped with the program -> the one it revises (None: the first)."""
+    graph: dict[str, str | None] = {}
+    versions = resources.files("newsletter.store").joinpath("migrations", "versions")
+    for item in versions.iterdir():
+        if item.name.endswith(".py") and not item.name.startswith("__"):
+            found = dict(_REVISION_LINE.findall(item.read_text("utf-8")))
+            if "revision" in found:
+                graph[found["revision"]] = found.get("down_revision")
+    return graph
+
+
 def alembic_config(connection: Connection | None = None) -> Any:
     """An Alembic config pointing at the migrations inside the package (no alembic.ini)."""
+    from alembic.config import Config
+
     cfg = Config()
     location = resources.files("newsletter.store").joinpath("migrations")
     cfg.set_main_option("script_location", str(location))
@@ -273,13 +293,17 @@ def alembic_config(connection: Connection | None = None) -> Any:
 
 def head_revision() -> str:
     """The newest revision shipped with this version of the program."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None  # the package always ships at least one revision
+    graph = revision_graph()
+    [head] = set(graph) - set(graph.values())  # one line of revisions, one head
     return head
 
 
 def _current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The database's revision (None: no tables yet), as Alembic records it."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+    return None if row is None else str(row[0])
 
 
 @contextlib.contextmanager
@@ -327,6 +351,8 @@ def upgrade_database(database_url: str) -> MigrationStatus:
                 # The pragma only works outside a transaction.
                 conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
                 conn.commit()
+            from alembic import command
+
             with conn.begin():
                 command.upgrade(alembic_config(conn), "head")
                 if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
@@ -563,7 +589,7 @@ def open_store(settings: Settings | str) -> Store:
 
 
 def _known_revisions() -> set[str]:
-    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    return set(revision_graph())
 
 
 def table_names(engine: Engine) -> list[str]:

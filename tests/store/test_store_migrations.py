@@ -181,3 +181,31 @@ def test_0008_gives_every_earlier_suppression_the_reason_erased(tmp_path: Path) 
         assert db.execute("SELECT reason FROM suppressions").fetchall() == [("erased",)]
         with pytest.raises(sqlite3.IntegrityError):
             db.execute("UPDATE suppressions SET reason = 'whim'")
+
+
+def test_the_store_reads_the_revisions_as_alembic_does() -> None:
+    """Opening a store compares revisions without importing Alembic: its reading of the
+    migration files must agree with Alembic's own."""
+    import subprocess
+    import sys
+
+    from alembic.script import ScriptDirectory
+
+    from newsletter.store.db import alembic_config, head_revision, revision_graph
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == script.get_current_head()
+    assert revision_graph() == {s.revision: s.down_revision for s in script.walk_revisions()}
+    # And the commands that only use the store do not load it.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, newsletter.cli, newsletter.services.sends, newsletter.store.db; "
+            "print('alembic' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"
