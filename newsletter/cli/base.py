@@ -163,3 +163,30 @@ def log_to_stderr() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def print_audience(
+    out: Console,
+    title: str,
+    histogram: dict[int, int],
+    titles: tuple[str, ...] | list[str],
+    per_summary: tuple[int, ...] | list[int],
+    labels: tuple[str, str] = ("Summaries they get", "Readers"),
+) -> None:
+    """The two tables of an issue's audience: readers by how many summaries they get,
+    and readers per summary (``labels``: the count's and the readers' column names)."""
+    from rich.table import Table
+
+    count_label, who = labels
+    table = Table(title=title, title_justify="left")
+    table.add_column(count_label, justify="right")
+    table.add_column(who, justify="right")
+    for k, n in histogram.items():
+        table.add_row(str(k), str(n))
+    out.print(table)
+    per = Table(title="Per summary", title_justify="left")
+    per.add_column("Summary", overflow="fold")
+    per.add_column(who, justify="right")
+    for summary, n in zip(titles, per_summary, strict=True):
+        per.add_row(esc(summary), str(n))
+    out.print(per)

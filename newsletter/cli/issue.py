@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from newsletter.cli.base import AppContext, console, esc, plural, print_json, when
+from newsletter.cli.base import (
+    AppContext,
+    console,
+    esc,
+    plural,
+    print_audience,
+    print_json,
+    when,
+)
 
 
 @click.group()
@@ -306,21 +314,13 @@ def audience(app: AppContext, month: str, months: int, show_list: bool, as_json:
         print_json(plan.to_dict(addresses=show_list))
         return
     out = console()
-    table = Table(
-        title=f"{month_name(plan.month)}: {plural(plan.receiving, 'receiving reader')}",
-        title_justify="left",
+    print_audience(
+        out,
+        f"{month_name(plan.month)}: {plural(plan.receiving, 'receiving reader')}",
+        plan.histogram,
+        plan.titles,
+        plan.per_summary,
     )
-    table.add_column("Summaries they get", justify="right")
-    table.add_column("Readers", justify="right")
-    for k, n in plan.histogram.items():
-        table.add_row(str(k), str(n))
-    out.print(table)
-    per = Table(title="Per summary", title_justify="left")
-    per.add_column("Summary", overflow="fold")
-    per.add_column("Readers", justify="right")
-    for title, n in zip(plan.titles, plan.per_summary, strict=True):
-        per.add_row(esc(title), str(n))
-    out.print(per)
     if plan.uncovered:
         names = topic_names(plan.uncovered)
         gaps = Table(

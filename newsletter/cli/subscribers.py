@@ -14,6 +14,7 @@ from newsletter.cli.base import (
     delivery_state,
     esc,
     plural,
+    print_audience,
     print_json,
     short_times,
     when,
@@ -675,21 +676,14 @@ def stats_cmd(app: AppContext, month: str | None, as_json: bool) -> None:
         out = console()
         from newsletter.rules.months import month_name
 
-        table = Table(
-            title=f"{month_name(result.month)}: {result.receiving} receiving subscribers",
-            title_justify="left",
+        print_audience(
+            out,
+            f"{month_name(result.month)}: {result.receiving} receiving subscribers",
+            result.histogram,
+            result.summaries,
+            result.per_summary,
+            labels=("Summaries received", "Subscribers"),
         )
-        table.add_column("Summaries received", justify="right")
-        table.add_column("Subscribers", justify="right")
-        for k, n in result.histogram.items():
-            table.add_row(str(k), str(n))
-        out.print(table)
-        per = Table(title="Per summary", title_justify="left")
-        per.add_column("Summary", overflow="fold")
-        per.add_column("Subscribers", justify="right")
-        for title, n in zip(result.summaries, result.per_summary, strict=True):
-            per.add_row(esc(title), str(n))
-        out.print(per)
         return
 
     from newsletter.content.taxonomy import load_taxonomy

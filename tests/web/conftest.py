@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,14 +33,41 @@ def web_settings(web_project: Path) -> Settings:
 @pytest.fixture
 def app(web_settings: Settings) -> Iterator[object]:
     """The Flask app of the project (its background jobs drained after the test)."""
+
+    yield from flask_app(web_settings)
+
+
+def flask_app(source: object) -> Iterator[object]:
+    """A Flask app made from ``source`` (settings or an App), in testing mode; its
+    background jobs are drained and its context closed afterwards."""
     from newsletter.web import create_app
 
-    application = create_app(web_settings)
+    application = create_app(source)
     application.config["TESTING"] = True
     yield application
     ctx = application.extensions["newsletter"]
     ctx.jobs.wait_idle()
     ctx.close()
+
+
+def serve_in_thread(application: object) -> Iterator[str]:
+    """``application`` served by waitress in a thread; yields its base URL."""
+    from waitress import create_server
+
+    srv = create_server(application, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.effective_port}"
+    srv.close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: SHOTS_DIR=folder to keep them and look, else a temp dir."""
+    folder = Path(os.environ.get("SHOTS_DIR") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture
@@ -124,19 +153,13 @@ def api_app(web_project: Path, api_clock: StepClock) -> Iterator[object]:
     """The Flask app of ``web_project`` with the JSON API on, on an App whose clock is
     ``api_clock``."""
     from newsletter.services import App
-    from newsletter.web import create_app
 
     settings = load_settings(
         web_project / "newsletter.toml",
         overrides={"api_enabled": True},
         environ={},
     )
-    application = create_app(App(settings, clock=api_clock))
-    application.config["TESTING"] = True
-    yield application
-    ctx = application.extensions["newsletter"]
-    ctx.jobs.wait_idle()
-    ctx.close()
+    yield from flask_app(App(settings, clock=api_clock))
 
 
 @pytest.fixture

@@ -3,18 +3,16 @@ widths, on the generated 150-issue catalogue: search, filters, pages, the Cite b
 
 from __future__ import annotations
 
-import os
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.support.catalogue import WORDS, write_catalogue
+from tests.web.conftest import serve_in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
 # Read at import: the autouse isolated_env fixture clears the environment of each test.
-SHOTS_DIR = os.environ.get("SHOTS_DIR")
 
 
 @pytest.fixture
@@ -28,22 +26,7 @@ def entries(web_project: Path):
 @pytest.fixture
 def server(app, entries):
     """``app`` (on the catalogue) served by waitress in a thread; yields its base URL."""
-    from waitress import create_server
-
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.effective_port}"
-    srv.close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    """Where screenshots go: SHOTS_DIR=folder to keep them and look, else a temp dir."""
-    folder = Path(SHOTS_DIR or tmp_path / "shots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    yield from serve_in_thread(app)
 
 
 def _watch(page) -> list[str]:

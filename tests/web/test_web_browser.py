@@ -5,41 +5,22 @@ The server runs in a thread on a free port; emails go through the real aiosmtpd 
 
 from __future__ import annotations
 
-import os
 import re
-import threading
-from pathlib import Path
 
 import pytest
 
 from newsletter.tokens import make_token
-from tests.web.conftest import subscriber, wait_jobs
+from tests.web.conftest import serve_in_thread, subscriber, wait_jobs
 
 pytestmark = pytest.mark.browser
 # Read at import: the autouse isolated_env fixture clears the environment of each test.
-SHOTS_DIR = os.environ.get("SHOTS_DIR")
 LINK = re.compile(r"https://news\.example\.org(/[^\s\"<>]+)")
 
 
 @pytest.fixture
 def server(app):
     """``app`` served by waitress in a thread; yields its base URL."""
-    from waitress import create_server
-
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.effective_port}"
-    srv.close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    """Where screenshots go: SHOTS_DIR=folder to keep them and look, else a temp dir."""
-    folder = Path(SHOTS_DIR or tmp_path / "shots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    yield from serve_in_thread(app)
 
 
 def _id(settings, email: str) -> int:
